@@ -1,0 +1,46 @@
+# coder — build, run and test. See README.md.
+SHELL := /bin/bash
+export GOTOOLCHAIN := local
+CACHE_DIR ?= $(CURDIR)/.cache
+export CODER_CACHE_DIR := $(CACHE_DIR)
+GO_PACKAGES := ./...
+TEST_FLAGS ?= -count=1 -timeout 40m
+BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count 1
+
+.PHONY: all build deps run test bench lint gen clean
+
+all: build
+
+## build: compile the single coder binary into ./bin/coder
+build:
+	@mkdir -p bin
+	go build -o bin/coder ./cmd/coder
+
+## deps: install what a fresh Debian machine lacks (PostgreSQL server, OpenSSH, iptables,
+## terraform v1.8.5, OpenTofu v1.6.3, the Coder Terraform provider in a local mirror)
+deps:
+	bash scripts/deps.sh
+
+## run: install what is missing, build, and start coderd with embedded PostgreSQL on http://127.0.0.1:3000
+run: deps build
+	./scripts/run.sh
+
+## test: the one test command (real PostgreSQL, terraform, OpenSSH, network namespaces)
+test: deps
+	go test $(TEST_FLAGS) $(GO_PACKAGES)
+
+## bench: run the Go benchmarks; results land in bench.txt (compare runs with benchstat)
+bench: deps
+	go test $(BENCH_FLAGS) $(GO_PACKAGES) | tee bench.txt
+
+## lint: go vet and gofmt must both be clean
+lint:
+	go vet $(GO_PACKAGES)
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## gen: regenerate generated code (sqlc queries)
+gen:
+	bash database/generate.sh
+
+clean:
+	rm -rf bin bench.txt
