@@ -2,4 +2,13 @@
 // the workspace agent and the client CLI.
 package main
 
-func main() {}
+import (
+	"context"
+	"os"
+
+	"github.com/wgmesh/coder/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(context.Background()))
+}

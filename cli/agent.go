@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wgmesh/coder/agent"
+	"github.com/wgmesh/coder/coderd/buildinfo"
+	"github.com/wgmesh/coder/codersdk/agentsdk"
+)
+
+// Environment variables of `coder agent`.
+const (
+	EnvAgentURL       = "CODER_AGENT_URL"
+	EnvAgentToken     = "CODER_AGENT_TOKEN"
+	EnvAgentTokenFile = "CODER_AGENT_TOKEN_FILE"
+	EnvAgentAuth      = "CODER_AGENT_AUTH"
+	EnvAgentDataDir   = "CODER_AGENT_DATA_DIR"
+)
+
+func (r *root) agentCommand() *cobra.Command {
+	var (
+		agentURL  string
+		token     string
+		tokenFile string
+		auth      string
+		dataDir   string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the workspace agent (started by a template's init script)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if auth != "token" {
+				return fmt.Errorf("unsupported --auth %q: only \"token\" is supported", auth)
+			}
+			if agentURL == "" {
+				return fmt.Errorf("--agent-url (or $%s) is required", EnvAgentURL)
+			}
+			u, err := url.Parse(agentURL)
+			if err != nil || u.Scheme == "" || u.Host == "" {
+				return fmt.Errorf("invalid agent URL %q", agentURL)
+			}
+			if token == "" && tokenFile != "" {
+				data, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("read agent token file: %w", err)
+				}
+				token = strings.TrimSpace(string(data))
+			}
+			if token == "" {
+				return fmt.Errorf("an agent token is required: set $%s or $%s", EnvAgentToken, EnvAgentTokenFile)
+			}
+			if dataDir == "" {
+				base, err := os.UserCacheDir()
+				if err != nil {
+					base = os.TempDir()
+				}
+				dataDir = filepath.Join(base, "coder-agent")
+			}
+			logger := r.logger().With("component", "agent")
+			a, err := agent.New(agent.Options{
+				Logger:  logger,
+				Client:  agentsdk.New(u, token),
+				DataDir: dataDir,
+				Version: buildinfo.Version(),
+			})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			logger.Info("starting agent", "url", u.Redacted(), "data_dir", dataDir)
+			err = a.Run(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			logger.Info("agent stopped", "at", time.Now().UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&agentURL, "agent-url", "", "URL of coderd as the workspace reaches it.")
+	envFlag(fs, "agent-url", EnvAgentURL)
+	fs.StringVar(&token, "agent-token", "", "The agent's token.")
+	envFlag(fs, "agent-token", EnvAgentToken)
+	fs.StringVar(&tokenFile, "agent-token-file", "", "A file holding the agent's token.")
+	envFlag(fs, "agent-token-file", EnvAgentTokenFile)
+	fs.StringVar(&auth, "auth", "token", "How the agent authenticates (only \"token\").")
+	envFlag(fs, "auth", EnvAgentAuth)
+	fs.StringVar(&dataDir, "data-dir", "", "Directory of the agent's persistent state (node key, SSH host key). Default <user cache dir>/coder-agent.")
+	envFlag(fs, "data-dir", EnvAgentDataDir)
+	return cmd
+}

@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/google/uuid"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wgmesh/coder/coderd/buildinfo"
+	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/provisioner"
+	"github.com/wgmesh/coder/provisioner/terraform"
+)
+
+// Environment variables of `coder provisioner start`.
+const (
+	EnvProvisionerDaemonPSK = "CODER_PROVISIONER_DAEMON_PSK"
+	EnvTerraformPath        = "CODER_TERRAFORM_PATH"
+	EnvProvisionerTags      = "CODER_PROVISIONERD_TAGS"
+	EnvProvisionerName      = "CODER_PROVISIONER_DAEMON_NAME"
+	EnvProvisionerCacheDir  = "CODER_CACHE_DIRECTORY"
+)
+
+func (r *root) provisionerCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "provisioner",
+		Aliases: []string{"provisioners", "provisionerd"},
+		Short:   "Run and list provisioner daemons",
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(r.provisionerStartCommand(), r.provisionerListCommand())
+	return cmd
+}
+
+// parseTags turns repeated k=v flags into a map.
+func parseTags(raw []string) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, kv := range raw {
+		for _, part := range strings.Split(kv, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k == "" {
+				return nil, fmt.Errorf("invalid tag %q: want key=value", part)
+			}
+			tags[k] = v
+		}
+	}
+	return tags, nil
+}
+
+func (r *root) provisionerStartCommand() *cobra.Command {
+	var (
+		psk, terraformPath, name, cacheDir string
+		rawTags                            []string
+	)
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Run an external provisioner daemon (needs only the coderd URL and its pre-shared key)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if psk == "" {
+				return fmt.Errorf("a pre-shared key is required: --psk or $%s", EnvProvisionerDaemonPSK)
+			}
+			u, err := r.deploymentURL()
+			if err != nil {
+				return err
+			}
+			tags, err := parseTags(rawTags)
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				name, _ = os.Hostname()
+			}
+			runner := &terraform.Runner{Logger: r.logger().With("component", "terraform"), TerraformPath: terraformPath, WorkDir: cacheDir}
+			d := &provisioner.Daemon{
+				Client:  &codersdk.ProvisionerDaemonClient{URL: u, PSK: psk},
+				Name:    name,
+				Tags:    tags,
+				Runner:  runner,
+				Version: buildinfo.Version(),
+				Logger:  r.logger().With("component", "provisionerd"),
+			}
+			fmt.Fprintf(r.stderr, "Starting provisioner daemon %q (tags %v) against %s\n", name, tags, u)
+			return runDaemon(ctx, d)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&psk, "psk", "", "Pre-shared key matching the server's --provisioner-daemon-psk.")
+	envFlag(fs, "psk", EnvProvisionerDaemonPSK)
+	fs.StringArrayVarP(&rawTags, "tag", "t", nil, "Tag key=value of the daemon (repeatable); jobs run here only if their tags are a subset.")
+	envFlag(fs, "tag", EnvProvisionerTags)
+	fs.StringVar(&terraformPath, "terraform-path", "", "terraform or tofu binary (default: the make deps cache, then PATH).")
+	envFlag(fs, "terraform-path", EnvTerraformPath)
+	fs.StringVar(&name, "name", "", "Daemon name (default: the host name).")
+	envFlag(fs, "name", EnvProvisionerName)
+	fs.StringVar(&cacheDir, "cache-dir", "", "Directory for per-job working directories (default: the system temp dir).")
+	envFlag(fs, "cache-dir", EnvProvisionerCacheDir)
+	return cmd
+}
+
+func runDaemon(ctx context.Context, d *provisioner.Daemon) error {
+	if err := d.Run(ctx); err != nil {
+		return fmt.Errorf("provisioner daemon: %w", err)
+	}
+	return nil
+}
+
+// deploymentURL returns the deployment URL from --url or the saved login.
+func (r *root) deploymentURL() (*url.URL, error) {
+	if r.urlFlag != "" {
+		return parseURL(r.urlFlag)
+	}
+	dir, err := r.configDir()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := dir.read(configFileURL)
+	if err != nil {
+		return nil, fmt.Errorf("no deployment URL: pass --url or $%s", EnvURL)
+	}
+	return parseURL(raw)
+}
+
+func (r *root) provisionerListCommand() *cobra.Command {
+	var out outputFormat
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List provisioner daemons",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			client, err := r.client()
+			if err != nil {
+				return err
+			}
+			daemons, err := client.ProvisionerDaemons(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if out.value == "json" {
+				return writeJSON(r.stdout, daemons)
+			}
+			rows := make([][]string, 0, len(daemons))
+			for _, d := range daemons {
+				keys := make([]string, 0, len(d.Tags))
+				for k := range d.Tags {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				tags := make([]string, 0, len(keys))
+				for _, k := range keys {
+					tags = append(tags, k+"="+d.Tags[k])
+				}
+				seen := "never"
+				if d.LastSeenAt != nil {
+					seen = humanTime(*d.LastSeenAt)
+				}
+				rows = append(rows, []string{d.Name, d.Status, strings.Join(tags, " "), d.TerraformVersion, seen})
+			}
+			return writeTable(r.stdout, []string{"NAME", "STATUS", "TAGS", "TERRAFORM", "LAST SEEN"}, rows)
+		},
+	}
+	addOutputFlag(cmd, &out, "table")
+	return cmd
+}
+
+// serverPSK returns the key coderd accepts from provisioner daemons. Without
+// a configured key, built-in daemons get a random in-memory one (external
+// daemons then cannot connect).
+func serverPSK(cfg *ServerConfig) string {
+	if cfg.ProvisionerDaemonPSK == "" && cfg.ProvisionerDaemons > 0 {
+		cfg.ProvisionerDaemonPSK = "builtin-" + uuid.NewString()
+	}
+	return cfg.ProvisionerDaemonPSK
+}
+
+// startBuiltinDaemons runs cfg.ProvisionerDaemons daemons in-process, talking
+// to this server through the same HTTP protocol as external ones. Close
+// stops them (through s.stopDaemons) before shutting the listeners down.
+func (s *Server) startBuiltinDaemons(ctx context.Context, cfg ServerConfig) {
+	if cfg.ProvisionerDaemons <= 0 {
+		return
+	}
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	s.stopDaemons = func() {
+		cancel()
+		wg.Wait()
+	}
+	local := &url.URL{Scheme: "http", Host: s.HTTPAddr.String()}
+	host, _ := os.Hostname()
+	for i := 0; i < cfg.ProvisionerDaemons; i++ {
+		d := &provisioner.Daemon{
+			Client:  &codersdk.ProvisionerDaemonClient{URL: local, PSK: cfg.ProvisionerDaemonPSK},
+			Name:    fmt.Sprintf("%s-builtin-%d", host, i),
+			Runner:  &terraform.Runner{Logger: s.logger.With("component", "terraform")},
+			Version: buildinfo.Version(),
+			Logger:  s.logger.With("component", "provisionerd", "daemon", i),
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Run(dctx); err != nil {
+				s.logger.Error("built-in provisioner daemon stopped", "error", err)
+			}
+		}()
+	}
+}

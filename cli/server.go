@@ -1,0 +1,310 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/wgmesh/coder/coderd"
+	"github.com/wgmesh/coder/database"
+	"github.com/wgmesh/coder/database/embeddedpg"
+	"github.com/wgmesh/coder/database/pubsub"
+)
+
+// Environment variables of the server command.
+const (
+	EnvHTTPAddress        = "CODER_HTTP_ADDRESS"
+	EnvAccessURL          = "CODER_ACCESS_URL"
+	EnvPostgresURL        = "CODER_PG_CONNECTION_URL"
+	EnvProvisionerDaemons = "CODER_PROVISIONER_DAEMONS"
+	EnvPrometheusAddress  = "CODER_PROMETHEUS_ADDRESS"
+)
+
+// ServerConfig configures StartServer.
+type ServerConfig struct {
+	// HTTPAddress is the API listener address (host:port; port 0 picks one).
+	HTTPAddress string
+	// AccessURL is where users reach the deployment; empty means
+	// http://<bound HTTP address>.
+	AccessURL string
+	// PostgresURL is the database; empty starts an embedded cluster in
+	// <ConfigDir>/postgres.
+	PostgresURL string
+	// ConfigDir holds server state (the embedded cluster).
+	ConfigDir string
+	// ProvisionerDaemons is the number of built-in provisioner daemons.
+	ProvisionerDaemons int
+	// ProvisionerDaemonPSK authenticates external provisioner daemons; empty
+	// refuses them (built-in daemons then use a random in-memory key).
+	ProvisionerDaemonPSK string
+	// PrometheusAddress serves /metrics when not empty.
+	PrometheusAddress string
+	// Logger receives structured logs; nil discards.
+	Logger *slog.Logger
+	// DERP configures the embedded relay, STUN and the DERP map (server_derp.go).
+	DERP DERPConfig
+}
+
+// Server is a running coderd with its database, pubsub and listeners.
+type Server struct {
+	// AccessURL is where users reach the deployment.
+	AccessURL *url.URL
+	// HTTPAddr is the bound API listener address.
+	HTTPAddr net.Addr
+	// PrometheusAddr is the bound metrics listener address (nil when off).
+	PrometheusAddr net.Addr
+
+	logger     *slog.Logger
+	httpServer *http.Server
+	promServer *http.Server
+	api        *coderd.API
+	ps         *pubsub.Pubsub
+	store      *database.Store
+	cluster    *embeddedpg.Cluster
+	wg         sync.WaitGroup
+	stopDERP   func()
+	serveErr   chan error
+	closeOnce  sync.Once
+	closeErr   error
+	// stopDaemons stops the built-in provisioner daemons (provisioners.go).
+	stopDaemons func()
+}
+
+// StartServer connects to (or starts) PostgreSQL, migrates it and serves
+// coderd. Close stops everything it started.
+func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{logger: logger, serveErr: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			_ = s.Close(context.WithoutCancel(ctx))
+		}
+	}()
+
+	pgURL := cfg.PostgresURL
+	if pgURL == "" {
+		if cfg.ConfigDir == "" {
+			return nil, errors.New("either a PostgreSQL URL or a config directory (for the embedded cluster) is required")
+		}
+		dataDir := filepath.Join(cfg.ConfigDir, "postgres")
+		logger.Info("starting embedded PostgreSQL", "data_dir", dataDir)
+		cluster, err := embeddedpg.Start(ctx, embeddedpg.Options{DataDir: dataDir, Logger: logger.With("component", "embeddedpg")})
+		if err != nil {
+			return nil, fmt.Errorf("start embedded PostgreSQL: %w", err)
+		}
+		s.cluster = cluster
+		pgURL = cluster.URL()
+	}
+	if err := database.Migrate(ctx, pgURL); err != nil {
+		return nil, fmt.Errorf("migrate database: %w", err)
+	}
+	pool, err := database.Open(ctx, pgURL)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	s.store = database.NewStore(pool)
+	s.ps, err = pubsub.New(ctx, logger.With("component", "pubsub"), pool, pubsub.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("start pubsub: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddress, err)
+	}
+	s.HTTPAddr = ln.Addr()
+	accessURL := cfg.AccessURL
+	if accessURL == "" {
+		accessURL = "http://" + ln.Addr().String()
+	}
+	s.AccessURL, err = parseURL(accessURL)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("access URL: %w", err)
+	}
+
+	agentOpts, stopDERP, err := startDERP(ctx, cfg.DERP, s.AccessURL, logger)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	s.stopDERP = stopDERP
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.api, err = coderd.New(coderd.Options{
+		Logger:             logger.With("component", "coderd"),
+		Database:           s.store,
+		Pubsub:             s.ps,
+		AccessURL:          s.AccessURL,
+		PrometheusRegistry: registry,
+		ProvisionerDaemons: cfg.ProvisionerDaemons,
+		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg)},
+		Agents:             agentOpts,
+	})
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("create coderd: %w", err)
+	}
+	s.httpServer = &http.Server{
+		Handler:           s.api.Handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	s.serve(s.httpServer, ln)
+	s.startBuiltinDaemons(ctx, cfg)
+
+	if cfg.PrometheusAddress != "" {
+		promLn, err := net.Listen("tcp", cfg.PrometheusAddress)
+		if err != nil {
+			return nil, fmt.Errorf("listen for prometheus on %s: %w", cfg.PrometheusAddress, err)
+		}
+		s.PrometheusAddr = promLn.Addr()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+		s.promServer = &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
+		s.serve(s.promServer, promLn)
+	}
+	return s, nil
+}
+
+func (s *Server) serve(srv *http.Server, ln net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server stopped", "addr", ln.Addr().String(), "error", err)
+			s.serveErr <- err
+		}
+	}()
+}
+
+// Err delivers an error when a listener stops unexpectedly.
+func (s *Server) Err() <-chan error { return s.serveErr }
+
+// Close shuts the HTTP listeners down (waiting for in-flight requests until
+// ctx ends), then closes coderd, pubsub, the database pool and the embedded
+// cluster.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.stopDaemons != nil {
+			s.stopDaemons()
+		}
+		for _, srv := range []*http.Server{s.httpServer, s.promServer} {
+			if srv == nil {
+				continue
+			}
+			if err := srv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shut down http server: %w", err))
+				_ = srv.Close()
+			}
+		}
+		s.wg.Wait()
+		if s.api != nil {
+			if err := s.api.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close coderd: %w", err))
+			}
+		}
+		if s.stopDERP != nil {
+			s.stopDERP()
+		}
+		if s.ps != nil {
+			if err := s.ps.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close pubsub: %w", err))
+			}
+		}
+		if s.store != nil {
+			s.store.Pool().Close()
+		}
+		if s.cluster != nil {
+			if err := s.cluster.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop embedded PostgreSQL: %w", err))
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+func (r *root) serverCommand() *cobra.Command {
+	var cfg ServerConfig
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Start a coder server (coderd)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if cfg.ConfigDir == "" {
+				home, err := r.homeDir()
+				if err != nil {
+					return err
+				}
+				cfg.ConfigDir = filepath.Join(home, ".config", "coderv2")
+			}
+			cfg.Logger = r.logger()
+			srv, err := StartServer(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(r.stdout, "Started HTTP listener at http://%s\n", srv.HTTPAddr)
+			if srv.PrometheusAddr != nil {
+				fmt.Fprintf(r.stdout, "Prometheus metrics at http://%s/metrics\n", srv.PrometheusAddr)
+			}
+			fmt.Fprintf(r.stdout, "\nView the Web UI: %s\n", srv.AccessURL)
+			fmt.Fprintf(r.stdout, "Log in from a terminal: coder login %s\n", srv.AccessURL)
+
+			var serveErr error
+			select {
+			case <-ctx.Done():
+				fmt.Fprintln(r.stdout, "\nShutting down...")
+			case serveErr = <-srv.Err():
+			}
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 15*time.Second)
+			defer cancel()
+			closeErr := srv.Close(shutdownCtx)
+			if err := errors.Join(serveErr, closeErr); err != nil {
+				return err
+			}
+			fmt.Fprintln(r.stdout, "Stopped.")
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.HTTPAddress, "http-address", "127.0.0.1:3000", "HTTP bind address of the server.")
+	envFlag(fs, "http-address", EnvHTTPAddress)
+	fs.StringVar(&cfg.AccessURL, "access-url", "", "URL users and workspaces reach the server at. Default http://<http-address>.")
+	envFlag(fs, "access-url", EnvAccessURL)
+	fs.StringVar(&cfg.PostgresURL, "postgres-url", "", "PostgreSQL connection URL. Empty starts an embedded cluster in <config-dir>/postgres.")
+	envFlag(fs, "postgres-url", EnvPostgresURL)
+	fs.StringVar(&cfg.ConfigDir, "config-dir", "", "Directory of server state. Default ~/.config/coderv2.")
+	envFlag(fs, "config-dir", EnvConfigDir)
+	fs.IntVar(&cfg.ProvisionerDaemons, "provisioner-daemons", 3, "Number of built-in provisioner daemons.")
+	envFlag(fs, "provisioner-daemons", EnvProvisionerDaemons)
+	fs.StringVar(&cfg.ProvisionerDaemonPSK, "provisioner-daemon-psk", "", "Pre-shared key external provisioner daemons authenticate with.")
+	envFlag(fs, "provisioner-daemon-psk", EnvProvisionerDaemonPSK)
+	fs.StringVar(&cfg.PrometheusAddress, "prometheus-address", "", "Address to serve Prometheus metrics on (off when empty).")
+	envFlag(fs, "prometheus-address", EnvPrometheusAddress)
+	addDERPFlags(fs, &cfg.DERP)
+	return cmd
+}

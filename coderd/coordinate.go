@@ -1,0 +1,137 @@
+package coderd
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/wgmesh/coder/coordinator"
+	"github.com/wgmesh/coder/database"
+)
+
+// agentCoordinate serves GET /api/v2/workspaceagents/me/coordinate: the
+// agent's coordination websocket. Agents may not add tunnels; they only
+// receive the tunnels clients open to them. While the socket is up the
+// agent's last_connected_at is refreshed every heartbeat interval; when it
+// drops, disconnected_at is recorded.
+func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
+	agent := agentFromContext(r.Context())
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		api.logger.DebugContext(r.Context(), "accept agent coordinate websocket", "agent_id", agent.ID, "error", err)
+		return
+	}
+	ctx, cancel := api.agentConnContext(r.Context())
+	defer cancel()
+
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		api.agentHeartbeats(ctx, agent)
+	}()
+	err = coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
+		Coordinator:  api.agents.coord,
+		ID:           agent.ID,
+		Name:         "agent " + agent.Name,
+		Auth:         nil,
+		DERPMaps:     api.agents.derpMaps,
+		Logger:       api.logger.With("component", "coordinate", "agent_id", agent.ID),
+		PingInterval: api.agents.opts.CoordinatorPingInterval,
+	})
+	if err != nil {
+		api.logger.DebugContext(ctx, "agent coordinate ended", "agent_id", agent.ID, "error", err)
+	}
+	cancel()
+	<-hbDone
+}
+
+// agentConnContext returns a context for a long-lived agent connection: it
+// ends with the request or when the API closes, but not with the request's
+// handler deadline.
+func (api *API) agentConnContext(req context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(req))
+	stopReq := context.AfterFunc(req, cancel)
+	stopAPI := context.AfterFunc(api.agents.ctx, cancel)
+	return ctx, func() {
+		stopReq()
+		stopAPI()
+		cancel()
+	}
+}
+
+// agentHeartbeats records the agent as connected until ctx is done, then
+// records the disconnect.
+func (api *API) agentHeartbeats(ctx context.Context, agent database.WorkspaceAgent) {
+	logger := api.logger.With("agent_id", agent.ID)
+	first := agent.FirstConnectedAt
+	update := func(ctx context.Context, disconnected bool) {
+		now := api.now()
+		if !first.Valid {
+			first = pgtype.Timestamptz{Time: now, Valid: true}
+		}
+		params := database.UpdateWorkspaceAgentConnectionByIDParams{
+			ID:               agent.ID,
+			FirstConnectedAt: first,
+			LastConnectedAt:  pgtype.Timestamptz{Time: now, Valid: true},
+			UpdatedAt:        now,
+		}
+		if disconnected {
+			params.DisconnectedAt = pgtype.Timestamptz{Time: now, Valid: true}
+		}
+		if err := api.db.UpdateWorkspaceAgentConnectionByID(ctx, params); err != nil {
+			logger.WarnContext(ctx, "update agent connection", "error", err)
+		}
+	}
+	update(ctx, false)
+	ticker := time.NewTicker(api.agents.opts.HeartbeatInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// The request is over: record the disconnect with a fresh,
+			// bounded context.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			update(dctx, true)
+			cancel()
+			return
+		case <-ticker.C:
+			update(ctx, false)
+		}
+	}
+}
+
+// workspaceAgentCoordinate serves GET /api/v2/workspaceagents/{agent}/coordinate
+// for users. Only a user who may connect to the agent's workspace (its owner
+// or a site owner) gets a websocket; everyone else gets 403 before anything
+// about the agent is sent. The client's peer ID is random per connection
+// and it may only open a tunnel to this agent.
+func (api *API) workspaceAgentCoordinate(w http.ResponseWriter, r *http.Request) {
+	agent, ok := api.authorizedAgent(w, r, true)
+	if !ok {
+		return
+	}
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		api.logger.DebugContext(r.Context(), "accept client coordinate websocket", "agent_id", agent.ID, "error", err)
+		return
+	}
+	ctx, cancel := api.agentConnContext(r.Context())
+	defer cancel()
+	peerID := uuid.New()
+	err = coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
+		Coordinator:  api.agents.coord,
+		ID:           peerID,
+		Name:         "client of agent " + agent.Name,
+		Auth:         coordinator.AllowTunnelsTo(agent.ID),
+		DERPMaps:     api.agents.derpMaps,
+		Logger:       api.logger.With("component", "coordinate", "peer_id", peerID, "agent_id", agent.ID),
+		PingInterval: api.agents.opts.CoordinatorPingInterval,
+	})
+	if err != nil {
+		api.logger.DebugContext(ctx, "client coordinate ended", "peer_id", peerID, "error", err)
+	}
+}

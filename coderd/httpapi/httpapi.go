@@ -1,0 +1,123 @@
+// Package httpapi holds the helpers every coderd handler uses to read
+// requests and write responses in the API's JSON shapes.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/wgmesh/coder/codersdk"
+)
+
+// maxBodyBytes bounds request bodies.
+const maxBodyBytes = 1 << 20
+
+// Write writes v as a JSON response with the given status.
+func Write(ctx context.Context, w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(true)
+	if err := enc.Encode(v); err != nil {
+		slog.Default().ErrorContext(ctx, "encode response", "error", err)
+		http.Error(w, "encode response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// Validator is implemented by request bodies that check their own fields.
+// It returns one entry per invalid field.
+type Validator interface {
+	Validate() []codersdk.ValidationError
+}
+
+// Read decodes the JSON request body into v. Unknown fields are tolerated.
+// On malformed JSON, or when v (a pointer) implements Validator and reports problems, it
+// writes a 400 response with the error shape and returns false.
+func Read(ctx context.Context, w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
+	if err := dec.Decode(v); err != nil {
+		resp := codersdk.Response{Message: "Request body must be valid JSON.", Detail: err.Error()}
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			resp.Validations = []codersdk.ValidationError{{
+				Field:  typeErr.Field,
+				Detail: fmt.Sprintf("must be of type %s", typeErr.Type),
+			}}
+		}
+		Write(ctx, w, http.StatusBadRequest, resp)
+		return false
+	}
+	if val, ok := v.(Validator); ok {
+		if errs := val.Validate(); len(errs) > 0 {
+			Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+				Message:     "Validation failed.",
+				Validations: errs,
+			})
+			return false
+		}
+	}
+	return true
+}
+
+// ResourceNotFound writes a 404. It is also used when the caller may not
+// know whether the resource exists.
+func ResourceNotFound(w http.ResponseWriter, r *http.Request) {
+	Write(r.Context(), w, http.StatusNotFound, codersdk.Response{
+		Message: "Resource not found or you do not have access to this resource.",
+	})
+}
+
+// Forbidden writes a 403.
+func Forbidden(w http.ResponseWriter, r *http.Request) {
+	Write(r.Context(), w, http.StatusForbidden, codersdk.Response{
+		Message: "Forbidden.",
+		Detail:  "You do not have permission to perform this action.",
+	})
+}
+
+// InternalServerError writes a 500 whose detail names the failed step. The
+// error itself is logged by the caller; it is included as detail so
+// operators can debug.
+func InternalServerError(w http.ResponseWriter, r *http.Request, message string, err error) {
+	resp := codersdk.Response{Message: message}
+	if err != nil {
+		resp.Detail = err.Error()
+	}
+	Write(r.Context(), w, http.StatusInternalServerError, resp)
+}
+
+// NotFoundHandler answers unknown routes with the error shape.
+func NotFoundHandler(w http.ResponseWriter, r *http.Request) {
+	Write(r.Context(), w, http.StatusNotFound, codersdk.Response{
+		Message: fmt.Sprintf("Route %s %s not found.", r.Method, r.URL.Path),
+	})
+}
+
+// MethodNotAllowedHandler answers known routes called with the wrong method.
+func MethodNotAllowedHandler(w http.ResponseWriter, r *http.Request) {
+	Write(r.Context(), w, http.StatusMethodNotAllowed, codersdk.Response{
+		Message: fmt.Sprintf("Method %s not allowed on %s.", r.Method, r.URL.Path),
+	})
+}
+
+// Required returns a validation error for each empty field in fields
+// (name → value).
+func Required(fields ...[2]string) []codersdk.ValidationError {
+	var errs []codersdk.ValidationError
+	for _, f := range fields {
+		if strings.TrimSpace(f[1]) == "" {
+			errs = append(errs, codersdk.ValidationError{Field: f[0], Detail: "is required"})
+		}
+	}
+	return errs
+}

@@ -1,0 +1,379 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"tailscale.com/tailcfg"
+
+	"github.com/wgmesh/coder/tunnel"
+)
+
+// Defaults of ControllerOptions.
+const (
+	DefaultBackoffMin = 100 * time.Millisecond
+	DefaultBackoffMax = 10 * time.Second
+	// clientReadLimit bounds a frame from the coordinator (DERP maps of many
+	// regions, batches of peer updates).
+	clientReadLimit = 8 << 20
+	goodbyeTimeout  = 5 * time.Second
+)
+
+// TunnelConn is what the Controller drives; *tunnel.Conn implements it.
+type TunnelConn interface {
+	SetNodeCallback(func(*tunnel.Node))
+	UpdatePeers(updates []*tunnel.PeerUpdate) error
+	SetDERPMap(m *tailcfg.DERPMap) error
+	SetCoordinatorConnected(connected bool)
+}
+
+var _ TunnelConn = (*tunnel.Conn)(nil)
+
+// Dialer opens an authenticated websocket to the coordinator (coderd adds
+// the agent token or session cookie; tests dial httptest).
+type Dialer func(ctx context.Context) (*websocket.Conn, error)
+
+// ControllerOptions configures NewController.
+type ControllerOptions struct {
+	// Conn is the tunnel to keep in sync. Required.
+	Conn TunnelConn
+	// Dial connects to the coordinator. Required.
+	Dial Dialer
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// BackoffMin and BackoffMax bound the jittered exponential wait between
+	// reconnection attempts (defaults 100ms and 10s).
+	BackoffMin, BackoffMax time.Duration
+}
+
+// Controller is the client side of the coordination protocol: it keeps one
+// websocket to the coordinator up (reconnecting with backoff), publishes
+// the Conn's node whenever it changes, asks for the wanted tunnels, and
+// applies peer updates and DERP maps to the Conn.
+type Controller struct {
+	conn       TunnelConn
+	dial       Dialer
+	logger     *slog.Logger
+	backoffMin time.Duration
+	backoffMax time.Duration
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// nodeSignal and tunnelSignal (capacity 1) wake the session loop.
+	nodeSignal   chan struct{}
+	tunnelSignal chan struct{}
+
+	mu        sync.Mutex
+	node      *tunnel.Node
+	tunnels   map[uuid.UUID]struct{}
+	connected bool
+	connGen   uint64
+	connCh    chan struct{} // closed and replaced on every connection change
+}
+
+// NewController starts a Controller. Stop it with Close.
+func NewController(opts ControllerOptions) (*Controller, error) {
+	if opts.Conn == nil {
+		return nil, errors.New("new controller: Conn is required")
+	}
+	if opts.Dial == nil {
+		return nil, errors.New("new controller: Dial is required")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.BackoffMin <= 0 {
+		opts.BackoffMin = DefaultBackoffMin
+	}
+	if opts.BackoffMax < opts.BackoffMin {
+		opts.BackoffMax = max(DefaultBackoffMax, opts.BackoffMin)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Controller{
+		conn:         opts.Conn,
+		dial:         opts.Dial,
+		logger:       logger.With("component", "coordinator-controller"),
+		backoffMin:   opts.BackoffMin,
+		backoffMax:   opts.BackoffMax,
+		ctx:          ctx,
+		cancel:       cancel,
+		done:         make(chan struct{}),
+		nodeSignal:   make(chan struct{}, 1),
+		tunnelSignal: make(chan struct{}, 1),
+		tunnels:      map[uuid.UUID]struct{}{},
+		connCh:       make(chan struct{}),
+	}
+	c.conn.SetNodeCallback(c.onNode)
+	go c.run()
+	return c, nil
+}
+
+// onNode is the Conn's node callback: remember the latest, wake the loop.
+func (c *Controller) onNode(n *tunnel.Node) {
+	c.mu.Lock()
+	c.node = n
+	c.mu.Unlock()
+	signal(c.nodeSignal)
+}
+
+// AddTunnel asks for a tunnel to dst (kept across reconnections).
+func (c *Controller) AddTunnel(dst uuid.UUID) {
+	c.mu.Lock()
+	c.tunnels[dst] = struct{}{}
+	c.mu.Unlock()
+	signal(c.tunnelSignal)
+}
+
+// RemoveTunnel drops the tunnel to dst.
+func (c *Controller) RemoveTunnel(dst uuid.UUID) {
+	c.mu.Lock()
+	delete(c.tunnels, dst)
+	c.mu.Unlock()
+	signal(c.tunnelSignal)
+}
+
+// Connected reports whether the coordinator websocket is up, and returns a
+// channel closed at the next change.
+func (c *Controller) Connected() (bool, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected, c.connCh
+}
+
+// Connections counts the websocket connections established so far.
+func (c *Controller) Connections() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connGen
+}
+
+// Close sends a goodbye on the current connection (tunnel peers learn we
+// disconnected rather than got lost) and stops the Controller.
+func (c *Controller) Close() error {
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+func (c *Controller) setConnected(v bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.connected == v {
+		return
+	}
+	c.connected = v
+	if v {
+		c.connGen++
+	}
+	close(c.connCh)
+	c.connCh = make(chan struct{})
+}
+
+func (c *Controller) run() {
+	defer close(c.done)
+	defer c.conn.SetNodeCallback(nil)
+	backoff := c.backoffMin
+	for c.ctx.Err() == nil {
+		ws, err := c.dial(c.ctx)
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.logger.Warn("dial coordinator failed", "err", err, "retry_in", backoff)
+		} else {
+			started := time.Now()
+			c.setConnected(true)
+			c.conn.SetCoordinatorConnected(true)
+			err := c.session(ws)
+			c.setConnected(false)
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.conn.SetCoordinatorConnected(false)
+			c.logger.Warn("coordinator connection ended", "err", err)
+			if time.Since(started) > 2*c.backoffMax {
+				backoff = c.backoffMin
+			}
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, c.backoffMax)
+	}
+}
+
+// session runs one websocket until it fails or the Controller closes.
+func (c *Controller) session(ws *websocket.Conn) error {
+	ws.SetReadLimit(clientReadLimit)
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+
+	type frame struct {
+		env *Envelope
+		err error
+	}
+	frames := make(chan frame, 16)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer scancel() // runs before wg.Wait: unblocks the reader
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			typ, data, err := ws.Read(sctx)
+			if err == nil && typ != websocket.MessageText {
+				err = errors.New("unexpected binary frame")
+			}
+			var env *Envelope
+			if err == nil {
+				env, err = DecodeEnvelope(data)
+			}
+			select {
+			case frames <- frame{env, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	closeWith := func(code websocket.StatusCode, reason string) {
+		_ = ws.Close(code, reason)
+		scancel()
+	}
+
+	sent := map[uuid.UUID]struct{}{}
+	var sentNode *tunnel.Node
+	syncState := func() error {
+		c.mu.Lock()
+		n := c.node
+		want := make(map[uuid.UUID]struct{}, len(c.tunnels))
+		for d := range c.tunnels {
+			want[d] = struct{}{}
+		}
+		c.mu.Unlock()
+		if n != nil && n != sentNode {
+			raw, err := json.Marshal(n)
+			if err != nil {
+				return fmt.Errorf("encode node: %w", err)
+			}
+			if err := writeEnvelope(sctx, ws, &Envelope{Version: ProtocolVersion, Type: TypeUpdateSelf, Node: raw}); err != nil {
+				return err
+			}
+			sentNode = n
+		}
+		for d := range want {
+			if _, ok := sent[d]; ok {
+				continue
+			}
+			dst := d
+			if err := writeEnvelope(sctx, ws, &Envelope{Version: ProtocolVersion, Type: TypeAddTunnel, Dst: &dst}); err != nil {
+				return err
+			}
+			sent[d] = struct{}{}
+		}
+		for d := range sent {
+			if _, ok := want[d]; ok {
+				continue
+			}
+			dst := d
+			if err := writeEnvelope(sctx, ws, &Envelope{Version: ProtocolVersion, Type: TypeRemoveTunnel, Dst: &dst}); err != nil {
+				return err
+			}
+			delete(sent, d)
+		}
+		return nil
+	}
+
+	if err := syncState(); err != nil {
+		closeWith(websocket.StatusInternalError, "write failed")
+		return err
+	}
+	for {
+		select {
+		case <-c.ctx.Done():
+			gctx, gcancel := context.WithTimeout(context.Background(), goodbyeTimeout)
+			err := writeEnvelope(gctx, ws, &Envelope{Version: ProtocolVersion, Type: TypeDisconnect})
+			gcancel()
+			closeWith(websocket.StatusNormalClosure, "goodbye")
+			return err
+		case <-c.nodeSignal:
+		case <-c.tunnelSignal:
+		case f := <-frames:
+			if f.err != nil {
+				closeWith(websocket.StatusGoingAway, "read failed")
+				return fmt.Errorf("read from coordinator: %w", f.err)
+			}
+			c.apply(f.env)
+			continue
+		}
+		if err := syncState(); err != nil {
+			closeWith(websocket.StatusInternalError, "write failed")
+			return err
+		}
+	}
+}
+
+// apply hands one coordinator frame to the Conn.
+func (c *Controller) apply(env *Envelope) {
+	switch env.Type {
+	case TypePeerUpdate:
+		updates := make([]*tunnel.PeerUpdate, 0, len(env.Updates))
+		for _, u := range env.Updates {
+			pu := &tunnel.PeerUpdate{PeerID: u.ID}
+			switch u.Kind {
+			case KindNode:
+				var n tunnel.Node
+				if err := json.Unmarshal(u.Node, &n); err != nil {
+					c.logger.Warn("ignoring undecodable peer node", "peer", u.ID, "err", err)
+					continue
+				}
+				pu.Kind, pu.Node = tunnel.PeerNode, &n
+			case KindDisconnected:
+				pu.Kind = tunnel.PeerDisconnected
+			case KindLost:
+				pu.Kind = tunnel.PeerLost
+			}
+			updates = append(updates, pu)
+		}
+		if len(updates) > 0 {
+			if err := c.conn.UpdatePeers(updates); err != nil {
+				c.logger.Warn("apply peer updates", "err", err)
+			}
+		}
+	case TypeDERPMap:
+		if err := c.conn.SetDERPMap(env.DERPMap); err != nil {
+			c.logger.Warn("apply DERP map", "err", err)
+		}
+	case TypeError:
+		c.logger.Warn("coordinator refused a request", "message", env.Message)
+	default:
+		c.logger.Warn("ignoring unexpected frame", "type", env.Type)
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,242 @@
+package coordinator_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+
+	"github.com/wgmesh/coder/coordinator"
+)
+
+const waitFor = 20 * time.Second
+
+// server is a coordinator served over websockets by httptest, the way
+// coderd serves it: the peer ID comes from the URL (coderd takes it from the
+// authenticated agent or the client's request).
+type server struct {
+	coord *coordinator.InMemory
+	http  *httptest.Server
+	maps  *coordinator.DERPMapPublisher
+
+	mu    sync.Mutex
+	auths map[uuid.UUID]coordinator.TunnelAuth
+	ended map[uuid.UUID]chan error
+}
+
+func newServer(t *testing.T, opts coordinator.InMemoryOptions) *server {
+	t.Helper()
+	s := &server{
+		coord: coordinator.NewInMemoryWithOptions(opts),
+		maps:  coordinator.NewDERPMapPublisher(nil),
+		auths: map[uuid.UUID]coordinator.TunnelAuth{},
+		ended: map[uuid.UUID]chan error{},
+	}
+	s.http = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(func() {
+		s.http.CloseClientConnections()
+		s.http.Close()
+		_ = s.coord.Close()
+	})
+	return s
+}
+
+func (s *server) setAuth(id uuid.UUID, a coordinator.TunnelAuth) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.auths[id] = a
+}
+
+// endedChan returns a channel receiving ServeWebsocket's result for id.
+func (s *server) endedChan(id uuid.UUID) chan error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.ended[id]
+	if ch == nil {
+		ch = make(chan error, 16)
+		s.ended[id] = ch
+	}
+	return ch
+}
+
+func (s *server) serve(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(r.URL.Query().Get("id"))
+	if err != nil {
+		http.Error(w, "bad id", http.StatusBadRequest)
+		return
+	}
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	auth := s.auths[id]
+	s.mu.Unlock()
+	err = coordinator.ServeWebsocket(r.Context(), ws, coordinator.ServeOptions{
+		Coordinator: s.coord, ID: id, Name: "peer-" + id.String()[:8], Auth: auth, DERPMaps: s.maps,
+	})
+	s.endedChan(id) <- err
+}
+
+func (s *server) url(id uuid.UUID) string {
+	return "ws" + strings.TrimPrefix(s.http.URL, "http") + "/?id=" + id.String()
+}
+
+// peer is a raw protocol client.
+type peer struct {
+	t      *testing.T
+	id     uuid.UUID
+	ws     *websocket.Conn
+	frames chan *coordinator.Envelope
+	done   chan error // read loop's final error
+}
+
+func (s *server) dial(t *testing.T, id uuid.UUID) *peer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, s.url(id), nil)
+	if err != nil {
+		t.Fatalf("dial coordinator: %v", err)
+	}
+	ws.SetReadLimit(4 << 20)
+	p := &peer{t: t, id: id, ws: ws, frames: make(chan *coordinator.Envelope, 256), done: make(chan error, 1)}
+	go func() {
+		for {
+			_, data, err := ws.Read(context.Background())
+			if err != nil {
+				close(p.frames)
+				p.done <- err
+				return
+			}
+			env, err := coordinator.DecodeEnvelope(data)
+			if err != nil {
+				t.Errorf("peer %s got bad frame %s: %v", id, data, err)
+				continue
+			}
+			p.frames <- env
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ws.CloseNow()
+		<-p.done
+	})
+	return p
+}
+
+func (p *peer) sendRaw(typ websocket.MessageType, data []byte) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := p.ws.Write(ctx, typ, data); err != nil {
+		p.t.Fatalf("write: %v", err)
+	}
+}
+
+func (p *peer) send(env coordinator.Envelope) {
+	p.t.Helper()
+	env.Version = coordinator.ProtocolVersion
+	data, err := json.Marshal(env)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.sendRaw(websocket.MessageText, data)
+}
+
+func (p *peer) updateSelf(node string) {
+	p.t.Helper()
+	p.send(coordinator.Envelope{Type: coordinator.TypeUpdateSelf, Node: json.RawMessage(node)})
+}
+
+func (p *peer) addTunnel(dst uuid.UUID) {
+	p.t.Helper()
+	p.send(coordinator.Envelope{Type: coordinator.TypeAddTunnel, Dst: &dst})
+}
+
+func (p *peer) removeTunnel(dst uuid.UUID) {
+	p.t.Helper()
+	p.send(coordinator.Envelope{Type: coordinator.TypeRemoveTunnel, Dst: &dst})
+}
+
+// next returns the next frame that is not a DERP map.
+func (p *peer) next() *coordinator.Envelope {
+	p.t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case env, ok := <-p.frames:
+			if !ok {
+				p.t.Fatalf("peer %s: connection closed while waiting for a frame", p.id)
+			}
+			if env.Type == coordinator.TypeDERPMap {
+				continue
+			}
+			return env
+		case <-deadline:
+			p.t.Fatalf("peer %s: no frame", p.id)
+		}
+	}
+}
+
+// expectUpdate waits for the next frame and checks it is exactly one
+// update about id of kind (and node, when kind is node).
+func (p *peer) expectUpdate(id uuid.UUID, kind coordinator.UpdateKind, node string) {
+	p.t.Helper()
+	env := p.next()
+	if env.Type != coordinator.TypePeerUpdate || len(env.Updates) != 1 {
+		p.t.Fatalf("peer %s: got %s, want one %s update about %s", p.id, describe(env), kind, id)
+	}
+	u := env.Updates[0]
+	if u.ID != id || u.Kind != kind || (kind == coordinator.KindNode && string(u.Node) != node) {
+		p.t.Fatalf("peer %s: got %s, want %s update about %s (node %s)", p.id, describe(env), kind, id, node)
+	}
+}
+
+func (p *peer) expectError(contains string) {
+	p.t.Helper()
+	env := p.next()
+	if env.Type != coordinator.TypeError || !strings.Contains(env.Message, contains) {
+		p.t.Fatalf("peer %s: got %s, want error containing %q", p.id, describe(env), contains)
+	}
+}
+
+// expectClosed waits until the server closed the socket and returns the
+// close status and reason.
+func (p *peer) expectClosed() (websocket.StatusCode, string) {
+	p.t.Helper()
+	for {
+		select {
+		case env, ok := <-p.frames:
+			if ok {
+				if env.Type == coordinator.TypeDERPMap {
+					continue
+				}
+				p.t.Fatalf("peer %s: got %s, want the socket closed", p.id, describe(env))
+			}
+			err := <-p.done
+			p.done <- err
+			var ce websocket.CloseError
+			if !asCloseError(err, &ce) {
+				p.t.Fatalf("peer %s: read ended with %v, want a close frame", p.id, err)
+			}
+			return ce.Code, ce.Reason
+		case <-time.After(waitFor):
+			p.t.Fatalf("peer %s: socket not closed", p.id)
+		}
+	}
+}
+
+func describe(env *coordinator.Envelope) string {
+	b, _ := json.Marshal(env)
+	return string(b)
+}
+
+func node(name string) string { return fmt.Sprintf(`{"name":%q}`, name) }

@@ -1,0 +1,243 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"tailscale.com/tailcfg"
+)
+
+// Defaults of ServeOptions.
+const (
+	DefaultPingInterval = 15 * time.Second
+	writeTimeout        = 10 * time.Second
+)
+
+// ServeOptions configures ServeWebsocket.
+type ServeOptions struct {
+	// Coordinator serves the peer. Required.
+	Coordinator Coordinator
+	// ID identifies the peer (agent ID, or the client's tunnel ID). Required.
+	ID uuid.UUID
+	// Name labels the peer in logs.
+	Name string
+	// Auth authorizes the peer's tunnels; nil denies all (right for agents).
+	Auth TunnelAuth
+	// DERPMaps, when set, pushes the current DERP map and its changes.
+	DERPMaps DERPMapSource
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// PingInterval is the keepalive period (default 15s); a ping without a
+	// pong within the same period closes the socket and the peer is lost.
+	PingInterval time.Duration
+}
+
+// closeError is how the server ended the socket.
+type closeError struct {
+	code   websocket.StatusCode
+	reason string
+	err    error
+}
+
+func (e *closeError) Error() string {
+	if e.err != nil {
+		return fmt.Sprintf("%s (%d): %v", e.reason, e.code, e.err)
+	}
+	return fmt.Sprintf("%s (%d)", e.reason, e.code)
+}
+
+func (e *closeError) Unwrap() error { return e.err }
+
+// ServeWebsocket speaks the coordination protocol with one peer on ws until
+// the peer says goodbye, the socket fails, ctx is done or the coordinator
+// drops the peer. Malformed, oversized, binary, unknown-version or
+// unknown-type frames close this socket with a status code and reason;
+// other peers are unaffected. It returns nil after a clean goodbye.
+func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) error {
+	if opts.Coordinator == nil {
+		return errors.New("serve coordinator websocket: no coordinator")
+	}
+	if opts.ID == uuid.Nil {
+		_ = ws.Close(websocket.StatusInternalError, "no peer ID")
+		return errors.New("serve coordinator websocket: no peer ID")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	logger = logger.With("peer", opts.ID, "name", opts.Name)
+	pingInterval := opts.PingInterval
+	if pingInterval <= 0 {
+		pingInterval = DefaultPingInterval
+	}
+	ws.SetReadLimit(MaxMessageSize)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	reqs, resps := opts.Coordinator.Coordinate(ctx, opts.ID, opts.Name, opts.Auth)
+
+	var (
+		endOnce sync.Once
+		end     *closeError
+	)
+	// finish records why the socket ends and closes it with that status
+	// and reason before cancelling ctx (cancelling a pending Read or Write
+	// would drop the connection without a close frame).
+	finish := func(ce *closeError) {
+		endOnce.Do(func() {
+			end = ce
+			_ = ws.Close(ce.code, ce.reason)
+		})
+		cancel()
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	// Reader: owns reqs and closes it when it returns.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(reqs)
+		finish(readLoop(ctx, ws, reqs))
+	}()
+
+	// Keepalive.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(pingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				pctx, pcancel := context.WithTimeout(ctx, pingInterval)
+				err := ws.Ping(pctx)
+				pcancel()
+				if err != nil && ctx.Err() == nil {
+					finish(&closeError{code: websocket.StatusGoingAway, reason: "keepalive timeout", err: err})
+					return
+				}
+			}
+		}
+	}()
+
+	var derpMaps <-chan *tailcfg.DERPMap
+	if opts.DERPMaps != nil {
+		derpMaps = opts.DERPMaps.Subscribe(ctx)
+	}
+
+	// Writer: this goroutine.
+	for ctx.Err() == nil {
+		var env *Envelope
+		select {
+		case <-ctx.Done():
+		case r, ok := <-resps:
+			if !ok {
+				finish(&closeError{code: websocket.StatusTryAgainLater, reason: "coordinator dropped this connection"})
+				continue
+			}
+			env = responseEnvelope(r)
+		case m, ok := <-derpMaps:
+			if !ok {
+				derpMaps = nil
+				continue
+			}
+			env = &Envelope{Version: ProtocolVersion, Type: TypeDERPMap, DERPMap: m}
+		}
+		if env == nil {
+			continue
+		}
+		if err := writeEnvelope(ctx, ws, env); err != nil {
+			finish(&closeError{code: websocket.StatusInternalError, reason: "write failed", err: err})
+		}
+	}
+
+	finish(&closeError{code: websocket.StatusGoingAway, reason: "server shutting down", err: ctx.Err()})
+	wg.Wait()
+	if end.code == websocket.StatusNormalClosure {
+		logger.Debug("peer said goodbye")
+		return nil
+	}
+	logger.Debug("coordinator websocket closed", "code", end.code, "reason", end.reason, "err", end.err)
+	return end
+}
+
+// readLoop reads frames into reqs until a goodbye or an error, and says how
+// the socket must be closed.
+func readLoop(ctx context.Context, ws *websocket.Conn, reqs chan<- *Request) *closeError {
+	for {
+		typ, data, err := ws.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || errors.Is(err, websocket.ErrMessageTooBig) {
+				return &closeError{code: websocket.StatusMessageTooBig, reason: fmt.Sprintf("frame larger than %d bytes", MaxMessageSize), err: err}
+			}
+			return &closeError{code: websocket.StatusGoingAway, reason: "connection lost", err: err}
+		}
+		if typ != websocket.MessageText {
+			return &closeError{code: websocket.StatusUnsupportedData, reason: "binary frames are not supported"}
+		}
+		env, err := DecodeEnvelope(data)
+		if err != nil {
+			code := websocket.StatusInvalidFramePayloadData
+			if errors.Is(err, ErrUnknownVersion) {
+				code = websocket.StatusPolicyViolation
+			}
+			return &closeError{code: code, reason: truncateReason(err.Error()), err: err}
+		}
+		if !isPeerToCoordinator(env.Type) {
+			return &closeError{code: websocket.StatusPolicyViolation, reason: truncateReason(fmt.Sprintf("peers may not send %q", env.Type))}
+		}
+		req := &Request{Type: env.Type, Node: env.Node}
+		if env.Dst != nil {
+			req.Dst = *env.Dst
+		}
+		select {
+		case reqs <- req:
+		case <-ctx.Done():
+			return &closeError{code: websocket.StatusGoingAway, reason: "server shutting down", err: ctx.Err()}
+		}
+		if env.Type == TypeDisconnect {
+			return &closeError{code: websocket.StatusNormalClosure, reason: "goodbye"}
+		}
+	}
+}
+
+// truncateReason keeps a close reason within the 123 bytes a close frame allows.
+func truncateReason(s string) string {
+	if len(s) > 120 {
+		return s[:120]
+	}
+	return s
+}
+
+func responseEnvelope(r *Response) *Envelope {
+	if r.Error != "" {
+		return &Envelope{Version: ProtocolVersion, Type: TypeError, Message: r.Error}
+	}
+	return &Envelope{Version: ProtocolVersion, Type: TypePeerUpdate, Updates: r.Updates}
+}
+
+func writeEnvelope(ctx context.Context, ws *websocket.Conn, env *Envelope) error {
+	data, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", env.Type, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	if err := ws.Write(ctx, websocket.MessageText, data); err != nil {
+		return fmt.Errorf("write %s: %w", env.Type, err)
+	}
+	return nil
+}

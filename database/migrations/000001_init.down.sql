@@ -1,0 +1,4 @@
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS users;
+DROP TYPE IF EXISTS login_type;
+DROP TYPE IF EXISTS user_status;

@@ -1,0 +1,169 @@
+# A workspace that runs as a plain process on the provisioner's host.
+#
+# - A persistent home directory per workspace survives stop and is removed on delete.
+# - The agent runs detached (setsid + nohup) while the workspace is started and is
+#   killed (its whole process group) when the workspace stops.
+terraform {
+  required_providers {
+    coder = {
+      source  = "coder/coder"
+      version = "2.20.0"
+    }
+  }
+}
+
+data "coder_workspace" "me" {}
+data "coder_workspace_owner" "me" {}
+
+data "coder_parameter" "greeting" {
+  name         = "greeting"
+  display_name = "Greeting"
+  description  = "Printed by the hello app and exported as GREETING in the workspace."
+  type         = "string"
+  default      = "hello"
+  mutable      = true
+  order        = 1
+}
+
+locals {
+  # Workspaces live under the provisioner user's home (HOME of the provisioner).
+  home      = "${pathexpand("~")}/.coder-workspaces/${data.coder_workspace_owner.me.name}-${data.coder_workspace.me.name}"
+  agent_dir = "${local.home}/.coder-agent"
+}
+
+# Persistent: exists while the workspace exists, across stop/start.
+resource "terraform_data" "home" {
+  input = {
+    path = local.home
+  }
+
+  provisioner "local-exec" {
+    command = "mkdir -p \"$HOME_DIR\""
+    environment = {
+      HOME_DIR = self.output.path
+    }
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "rm -rf \"$HOME_DIR\""
+    environment = {
+      HOME_DIR = self.output.path
+    }
+  }
+}
+
+resource "coder_agent" "main" {
+  os   = "linux"
+  arch = "amd64"
+  dir  = local.home
+
+  startup_script_behavior = "non-blocking"
+  startup_script          = <<-EOT
+    #!/bin/sh
+    # Serve the home directory for the "files" app.
+    nohup python3 -m http.server 13337 --bind 127.0.0.1 --directory "${local.home}" >/tmp/coder-http-server.log 2>&1 &
+  EOT
+
+  env = {
+    GREETING = data.coder_parameter.greeting.value
+  }
+
+  metadata {
+    key          = "load"
+    display_name = "Load average"
+    script       = "cut -d' ' -f1 /proc/loadavg"
+    interval     = 10
+    timeout      = 1
+  }
+
+  display_apps {
+    vscode                 = false
+    vscode_insiders        = false
+    web_terminal           = true
+    ssh_helper             = true
+    port_forwarding_helper = true
+  }
+}
+
+# Computational: the agent process, only while the workspace is started.
+resource "terraform_data" "agent" {
+  count = data.coder_workspace.me.start_count
+
+  input = {
+    dir      = local.agent_dir
+    pid_file = "${local.agent_dir}/agent.pid"
+    token    = coder_agent.main.token
+  }
+
+  provisioner "local-exec" {
+    # Output must be detached, otherwise terraform waits for the agent to exit.
+    command = <<-EOT
+      set -e
+      mkdir -p "$AGENT_DIR"
+      setsid nohup sh -c "$INIT_SCRIPT" >"$AGENT_DIR/agent.log" 2>&1 </dev/null &
+      echo $! >"$PID_FILE"
+    EOT
+    environment = {
+      AGENT_DIR         = local.agent_dir
+      PID_FILE          = "${local.agent_dir}/agent.pid"
+      INIT_SCRIPT       = coder_agent.main.init_script
+      CODER_AGENT_TOKEN = coder_agent.main.token
+      HOME              = local.home
+    }
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = <<-EOT
+      if [ -f "$PID_FILE" ]; then
+        pid="$(cat "$PID_FILE")"
+        kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        rm -f "$PID_FILE"
+      fi
+    EOT
+    environment = {
+      PID_FILE = self.output.pid_file
+    }
+  }
+
+  depends_on = [terraform_data.home]
+}
+
+resource "coder_app" "files" {
+  agent_id     = coder_agent.main.id
+  slug         = "files"
+  display_name = "Files"
+  url          = "http://localhost:13337"
+  icon         = "/icon/folder.svg"
+  subdomain    = false
+  share        = "owner"
+
+  healthcheck {
+    url       = "http://localhost:13337"
+    interval  = 5
+    threshold = 6
+  }
+}
+
+resource "coder_app" "hello" {
+  agent_id     = coder_agent.main.id
+  slug         = "hello"
+  display_name = "Hello"
+  command      = "echo \"$GREETING from ${data.coder_workspace.me.name}\""
+  icon         = "/icon/terminal.svg"
+}
+
+resource "coder_metadata" "home" {
+  resource_id = terraform_data.home.id
+  icon        = "/icon/folder.svg"
+
+  item {
+    key   = "path"
+    value = local.home
+  }
+  item {
+    key   = "owner"
+    value = data.coder_workspace_owner.me.name
+  }
+}
