@@ -139,12 +139,25 @@ func newController(t *testing.T, conn *tunnel.Conn, dial coordinator.Dialer) *co
 	return ctl
 }
 
-// echoServer accepts on l and echoes every connection.
+// echoServer accepts on l and echoes every connection. Cleanup closes the
+// accepted connections too: the client's FIN may never arrive once the
+// tunnel peers are gone.
 func echoServer(t *testing.T, l net.Listener) {
 	t.Helper()
-	var wg sync.WaitGroup
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
 	t.Cleanup(func() {
 		_ = l.Close()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -155,6 +168,12 @@ func echoServer(t *testing.T, l net.Listener) {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			if closed {
+				_ = c.Close()
+			}
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
