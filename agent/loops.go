@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -126,7 +128,7 @@ func (a *Agent) statsLoop(ctx context.Context) {
 		case <-timer.C:
 		}
 		stats, rx, tx := a.collectStats(ctx)
-		stats.RxBytes, stats.TxBytes = rx-lastRx, tx-lastTx
+		stats.RxBytes, stats.TxBytes = counterDelta(rx, lastRx), counterDelta(tx, lastTx)
 		res, err := a.opts.Client.PostStats(ctx, stats)
 		if err != nil {
 			a.logger.Debug("report stats failed", "error", err)
@@ -138,6 +140,15 @@ func (a *Agent) statsLoop(ctx context.Context) {
 		}
 		timer.Reset(interval)
 	}
+}
+
+// counterDelta is the growth of a cumulative counter since last; a counter
+// that went down (a peer left and took its bytes with it) counts from zero.
+func counterDelta(cur, last int64) int64 {
+	if cur < last {
+		return cur
+	}
+	return cur - last
 }
 
 // collectStats gathers session counts, the median latency to active peers
@@ -385,7 +396,7 @@ func checkApp(ctx context.Context, client *http.Client, url string, timeout time
 }
 
 // SpeedtestRequest opens a speed test connection: the client sends this
-// header as JSON on one line, then either uploads for Duration ("upload":
+// header as JSON on one line ending in a newline, then either uploads for Duration ("upload":
 // the agent discards and finally answers with the byte count as 8 bytes,
 // big endian) or downloads ("download": the agent writes for Duration and
 // closes).
@@ -394,16 +405,26 @@ type SpeedtestRequest struct {
 	Duration  time.Duration `json:"duration"`
 }
 
+// maxSpeedtestHeader bounds the header line of a speed test.
+const maxSpeedtestHeader = 4 << 10
+
 // MaxSpeedtestDuration bounds one speed test.
 const MaxSpeedtestDuration = 30 * time.Second
 
 func serveSpeedtest(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	dec := json.NewDecoder(c)
-	var req SpeedtestRequest
-	if err := dec.Decode(&req); err != nil {
+	br := bufio.NewReader(io.LimitReader(c, maxSpeedtestHeader))
+	line, err := br.ReadBytes('\n')
+	if err != nil {
 		return
 	}
+	var req SpeedtestRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		return
+	}
+	// What was read past the header line belongs to an upload.
+	rest := make([]byte, br.Buffered())
+	_, _ = io.ReadFull(br, rest)
 	_ = c.SetReadDeadline(time.Time{})
 	if req.Duration <= 0 || req.Duration > MaxSpeedtestDuration {
 		req.Duration = MaxSpeedtestDuration
@@ -420,7 +441,7 @@ func serveSpeedtest(c net.Conn) {
 			}
 		}
 	case "upload":
-		n, _ := io.Copy(io.Discard, io.MultiReader(dec.Buffered(), halfCloseReader{c}))
+		n, _ := io.Copy(io.Discard, io.MultiReader(bytes.NewReader(rest), halfCloseReader{c}))
 		var out [8]byte
 		binary.BigEndian.PutUint64(out[:], uint64(n))
 		_, _ = c.Write(out[:])

@@ -20,7 +20,9 @@ import (
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/derp"
 	"github.com/wgmesh/coder/provisioner/terraform"
+	"tailscale.com/types/key"
 )
 
 // buildCoder builds the coder binary for the test.
@@ -135,8 +137,11 @@ func TestProvisioningEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	bin := buildCoder(t)
 	const psk = "test-psk-value"
+	derpServer := derp.NewServer(nil, key.NewNode())
+	t.Cleanup(func() { _ = derpServer.Close() })
 	client, srv := coderdtest.New(t, &coderdtest.Options{API: coderd.Options{
 		Provisioning: coderd.ProvisioningOptions{PSK: psk, AgentBinaryPath: bin, AcquireWait: 2 * time.Second},
+		Agents:       coderd.AgentOptions{DERPServer: derpServer},
 	}})
 	coderdtest.CreateFirstUser(t, client)
 	daemonHome := t.TempDir()
@@ -190,6 +195,12 @@ func TestProvisioningEndToEnd(t *testing.T) {
 		t.Fatalf("agents after create: %+v", agents)
 	}
 	home := filepath.Join(daemonHome, ".coder-workspaces", "owner-ws1")
+	t.Cleanup(func() {
+		if t.Failed() {
+			logData, _ := os.ReadFile(filepath.Join(home, ".coder-agent", "agent.log"))
+			t.Logf("agent log:\n%s", logData)
+		}
+	})
 	pidFile := filepath.Join(home, ".coder-agent", "agent.pid")
 	raw, err := os.ReadFile(pidFile)
 	if err != nil {
@@ -212,7 +223,11 @@ func TestProvisioningEndToEnd(t *testing.T) {
 		}
 		return a.Status == codersdk.WorkspaceAgentConnected && a.LifecycleState == codersdk.WorkspaceAgentLifecycleReady, nil
 	})
-	t.Logf("create -> agent ready: %s", time.Since(createStart).Round(10*time.Millisecond))
+	createJob := ws.LatestBuild.Job
+	t.Logf("create -> agent ready: %s; build job queued->started %s, started->completed (terraform) %s",
+		time.Since(createStart).Round(10*time.Millisecond),
+		createJob.StartedAt.Sub(createJob.CreatedAt).Round(10*time.Millisecond),
+		createJob.CompletedAt.Sub(*createJob.StartedAt).Round(10*time.Millisecond))
 	marker := filepath.Join(home, "marker.txt")
 	if err := os.WriteFile(marker, []byte("kept"), 0o644); err != nil {
 		t.Fatal(err)

@@ -62,6 +62,11 @@ func Run(ctx context.Context, inv Invocation) int {
 	cmd.SetOut(r.stdout)
 	cmd.SetErr(r.stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
+		var code interface{ ExitCode() int }
+		if errors.As(err, &code) {
+			// A remote command's exit status (coder ssh): no message.
+			return code.ExitCode()
+		}
 		writeError(r.stderr, err)
 		return 1
 	}
@@ -131,6 +136,13 @@ func (r *root) command() *cobra.Command {
 		r.usersCommand(),
 		r.tokensCommand(),
 		r.versionCommand(),
+		r.sshCommand(),
+		r.configSSHCommand(),
+		r.portForwardCommand(),
+		r.pingCommand(),
+		r.speedtestCommand(),
+		r.netcheckCommand(),
+		r.openCommand(),
 	)
 	cmd.AddCommand(r.workspaceCommands()...)
 	return cmd

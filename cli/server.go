@@ -34,6 +34,8 @@ const (
 	EnvPostgresURL        = "CODER_PG_CONNECTION_URL"
 	EnvProvisionerDaemons = "CODER_PROVISIONER_DAEMONS"
 	EnvPrometheusAddress  = "CODER_PROMETHEUS_ADDRESS"
+	EnvWildcardAccessURL  = "CODER_WILDCARD_ACCESS_URL"
+	EnvDisablePathApps    = "CODER_DISABLE_PATH_APPS"
 )
 
 // ServerConfig configures StartServer.
@@ -59,6 +61,10 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// DERP configures the embedded relay, STUN and the DERP map (server_derp.go).
 	DERP DERPConfig
+	// WildcardAccessURL serves subdomain workspace apps, e.g. "*.apps.example.com".
+	WildcardAccessURL string
+	// DisablePathApps refuses path-based workspace apps.
+	DisablePathApps bool
 }
 
 // Server is a running coderd with its database, pubsub and listeners.
@@ -160,6 +166,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		ProvisionerDaemons: cfg.ProvisionerDaemons,
 		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg)},
 		Agents:             agentOpts,
+		Apps:               coderd.AppsOptions{WildcardAccessURL: cfg.WildcardAccessURL, DisablePathApps: cfg.DisablePathApps},
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -305,6 +312,10 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "provisioner-daemon-psk", EnvProvisionerDaemonPSK)
 	fs.StringVar(&cfg.PrometheusAddress, "prometheus-address", "", "Address to serve Prometheus metrics on (off when empty).")
 	envFlag(fs, "prometheus-address", EnvPrometheusAddress)
+	fs.StringVar(&cfg.WildcardAccessURL, "wildcard-access-url", "", "Host pattern of subdomain workspace apps, e.g. *.apps.example.com (off when empty).")
+	envFlag(fs, "wildcard-access-url", EnvWildcardAccessURL)
+	fs.BoolVar(&cfg.DisablePathApps, "disable-path-apps", false, "Refuse path-based workspace apps (they share the dashboard origin).")
+	envFlag(fs, "disable-path-apps", EnvDisablePathApps)
 	addDERPFlags(fs, &cfg.DERP)
 	return cmd
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/wgmesh/coder/codersdk"
@@ -320,5 +319,3 @@ func (r *root) followJob(ctx context.Context, _ *codersdk.Client, job codersdk.P
 	}
 	return final, nil
 }
-
-var _ = uuid.Nil

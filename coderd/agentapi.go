@@ -182,6 +182,7 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 			r.Use(apiKey)
 			r.Get("/{workspaceagent}", api.workspaceAgent)
 			r.Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
+			r.Get("/{workspaceagent}/metadata", api.workspaceAgentMetadata)
 			r.Get("/{workspaceagent}/coordinate", api.workspaceAgentCoordinate)
 		})
 	})

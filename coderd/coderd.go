@@ -21,6 +21,7 @@ import (
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/pubsub"
+	"github.com/wgmesh/coder/site"
 )
 
 // Defaults for Options.
@@ -61,6 +62,8 @@ type Options struct {
 	Agents AgentOptions
 	// Provisioning configures templates, workspaces and provisioner daemons (provisionerdaemons.go).
 	Provisioning ProvisioningOptions
+	// Apps configures the workspace apps proxy (workspaceapps.go).
+	Apps AppsOptions
 }
 
 // API serves the coderd HTTP API.
@@ -73,6 +76,8 @@ type API struct {
 	metrics *prometheusmetrics.HTTP
 	agents  *agentState
 	prov    *provisioning
+	site    *site.Handler
+	apps    *appsState
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -119,7 +124,14 @@ func New(opts Options) (*API, error) {
 		authz:   opts.Authorizer,
 		metrics: metrics,
 	}
+	if api.site, err = site.New(site.Options{Logger: opts.Logger}); err != nil {
+		return nil, fmt.Errorf("load dashboard: %w", err)
+	}
 	if api.agents, err = newAgentState(api); err != nil {
+		return nil, err
+	}
+	if api.apps, err = newAppsState(api); err != nil {
+		_ = api.agents.close()
 		return nil, err
 	}
 	api.startProvisioning()
@@ -138,7 +150,11 @@ func (api *API) Router() chi.Routes { return api.router }
 
 // Close releases the API's resources. The database and pubsub belong to
 // the caller and stay open.
-func (api *API) Close() error { api.closeProvisioning(); return api.agents.close() }
+func (api *API) Close() error {
+	api.closeProvisioning()
+	appsErr := api.apps.close()
+	return errors.Join(api.agents.close(), appsErr)
+}
 
 // PublicRoutes returns the "METHOD pattern" (or "* pattern" for a route
 // served for every method) of the routes served without authentication.
@@ -158,6 +174,9 @@ func PublicRoutes() map[string]bool {
 	for _, route := range provisionerDaemonPublicRoutes() {
 		m[route] = true
 	}
+	for _, route := range appsPublicRoutes() {
+		m[route] = true
+	}
 	return m
 }
 
@@ -167,8 +186,10 @@ func (api *API) routes() chi.Router {
 		api.metrics.Middleware,
 		httpmw.Logger(api.logger),
 		recoverer(api.logger),
+		api.appsSubdomain,
 	)
-	r.NotFound(httpapi.NotFoundHandler)
+	// Paths no route claims are the dashboard's (site/); /api/v2 keeps JSON 404s.
+	r.NotFound(api.site.ServeHTTP)
 	r.MethodNotAllowed(httpapi.MethodNotAllowedHandler)
 
 	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Logger: api.logger, Now: api.opts.Now})
@@ -181,9 +202,11 @@ func (api *API) routes() chi.Router {
 	r.HandleFunc("/derp", api.derpHandler)
 	r.HandleFunc("/derp/latency-check", api.derpHandler)
 	r.Get("/bin/{name}", api.agentBinary)
+	api.appRoutes(r)
 	r.Route("/api/v2", func(r chi.Router) {
 		api.agentRoutes(r, apiKey)
 		api.provisioningRoutes(r, apiKey)
+		api.appAPIRoutes(r, apiKey)
 		r.NotFound(httpapi.NotFoundHandler)
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) {
 			httpapi.Write(r.Context(), w, http.StatusOK, codersdk.Response{Message: "👋"})

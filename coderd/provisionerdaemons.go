@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -865,5 +864,3 @@ func formatTags(tags map[string]string) string {
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
-
-var _ = slog.LevelInfo

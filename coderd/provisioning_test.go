@@ -11,7 +11,6 @@ import (
 
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
-	"github.com/wgmesh/coder/coderd/rbac"
 	"github.com/wgmesh/coder/codersdk"
 )
 
@@ -180,5 +179,3 @@ func TestBuildStatus(t *testing.T) {
 		}
 	}
 }
-
-var _ = rbac.RoleOwner

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/httpmw"
@@ -333,5 +332,3 @@ func (api *API) jobResources(r *http.Request, jobID uuid.UUID) ([]codersdk.Works
 	}
 	return out, nil
 }
-
-var _ = pgtype.Text{}

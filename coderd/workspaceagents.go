@@ -139,12 +139,55 @@ func (api *API) convertWorkspaceAgent(r *http.Request, agent database.WorkspaceA
 	if err != nil {
 		return codersdk.WorkspaceAgent{}, err
 	}
+	out.Scripts = make([]codersdk.WorkspaceAgentScript, 0, len(scripts))
 	for _, s := range scripts {
 		if s.RunOnStart && s.StartBlocksLogin {
 			out.StartupScriptBehavior = "blocking"
 		}
+		out.Scripts = append(out.Scripts, codersdk.WorkspaceAgentScript{
+			ID: s.ID, LogSourceID: s.LogSourceID, DisplayName: s.DisplayName, Cron: s.Cron,
+			RunOnStart: s.RunOnStart, RunOnStop: s.RunOnStop, StartBlocksLogin: s.StartBlocksLogin,
+			TimeoutSeconds: s.TimeoutSeconds,
+		})
 	}
 	return out, nil
+}
+
+// workspaceAgentMetadata serves GET /api/v2/workspaceagents/{workspaceagent}/metadata:
+// the agent's metadata items with their latest reported results.
+func (api *API) workspaceAgentMetadata(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	agent, ok := api.authorizedAgent(w, r, false)
+	if !ok {
+		return
+	}
+	rows, err := api.db.GetWorkspaceAgentMetadata(ctx, agent.ID)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Internal error getting agent metadata.", err)
+		return
+	}
+	httpapi.Write(ctx, w, http.StatusOK, convertAgentMetadata(rows))
+}
+
+// convertAgentMetadata turns metadata rows into their API shape; a result
+// never collected (the zero timestamp the column defaults to) has no
+// collected_at.
+func convertAgentMetadata(rows []database.WorkspaceAgentMetadatum) []codersdk.WorkspaceAgentMetadata {
+	out := make([]codersdk.WorkspaceAgentMetadata, 0, len(rows))
+	for _, md := range rows {
+		item := codersdk.WorkspaceAgentMetadata{
+			Description: codersdk.WorkspaceAgentMetadataDescription{
+				Key: md.Key, DisplayName: md.DisplayName, Script: md.Script, Interval: md.Interval, Timeout: md.Timeout,
+			},
+			Result: codersdk.WorkspaceAgentMetadataResult{Value: md.Value, Error: md.Error},
+		}
+		if md.CollectedAt.UTC().Year() > 1 {
+			at := md.CollectedAt
+			item.Result.CollectedAt = &at
+		}
+		out = append(out, item)
+	}
+	return out
 }
 
 func tsPtr(t pgtype.Timestamptz) *time.Time {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 	gossh "golang.org/x/crypto/ssh"
 	"tailscale.com/tailcfg"
 
@@ -39,20 +41,30 @@ import (
 // agentEnv is a coderd on a fresh database with a DERP relay, which can be
 // restarted on the same address and database.
 type agentEnv struct {
-	t       *testing.T
+	t       testing.TB
 	dbURL   string
 	derpMap *tailcfg.DERPMap
 	addr    string
 	srv     *httptest.Server
 	api     *coderd.API
 	store   *database.Store
+	pool    *pgxpool.Pool
 	url     *url.URL
+	// tweak adjusts the agent options of every coderd this env starts.
+	tweak func(*coderd.AgentOptions)
 }
 
-func newAgentEnv(t *testing.T) *agentEnv {
+func newAgentEnv(t testing.TB) *agentEnv {
 	t.Helper()
-	e := &agentEnv{t: t, dbURL: dbtestutil.NewDB(t), derpMap: tunneltest.RunDERP(t)}
-	e.store = database.NewStore(dbtestutil.NewPoolFor(t, e.dbURL))
+	return newAgentEnvWith(t, nil)
+}
+
+// newAgentEnvWith is newAgentEnv with adjusted agent options.
+func newAgentEnvWith(t testing.TB, tweak func(*coderd.AgentOptions)) *agentEnv {
+	t.Helper()
+	e := &agentEnv{t: t, dbURL: dbtestutil.NewDB(t), derpMap: tunneltest.RunDERP(t), tweak: tweak}
+	e.pool = dbtestutil.NewPoolFor(t, e.dbURL)
+	e.store = database.NewStore(e.pool)
 	e.start()
 	t.Cleanup(e.stop)
 	return e
@@ -71,14 +83,18 @@ func (e *agentEnv) start() {
 	}
 	e.addr = ln.Addr().String()
 	e.url, _ = url.Parse("http://" + e.addr)
+	agentOpts := coderd.AgentOptions{
+		DERPMap:           e.derpMap,
+		HeartbeatInterval: 500 * time.Millisecond,
+		LogsPollInterval:  50 * time.Millisecond,
+	}
+	if e.tweak != nil {
+		e.tweak(&agentOpts)
+	}
 	api, err := coderd.New(coderd.Options{
 		Database:  e.store,
 		AccessURL: e.url,
-		Agents: coderd.AgentOptions{
-			DERPMap:           e.derpMap,
-			HeartbeatInterval: 500 * time.Millisecond,
-			LogsPollInterval:  50 * time.Millisecond,
-		},
+		Agents:    agentOpts,
 	})
 	if err != nil {
 		t.Fatalf("coderd: %v", err)
@@ -104,8 +120,24 @@ func (e *agentEnv) client() *codersdk.Client { return codersdk.New(e.url) }
 
 // insertAgent registers a workspace of owner with one agent (directly in
 // the database, as a provisioner would) and returns the agent ID and token.
-func insertAgent(t *testing.T, db *database.Store, ownerID uuid.UUID, scripts ...agentsdk.Script) (uuid.UUID, string) {
+func insertAgent(t testing.TB, db *database.Store, ownerID uuid.UUID, scripts ...agentsdk.Script) (uuid.UUID, string) {
 	t.Helper()
+	return insertAgentSpec(t, db, ownerID, agentSpec{scripts: scripts})
+}
+
+// agentSpec is what a template declares for an agent.
+type agentSpec struct {
+	scripts  []agentsdk.Script
+	metadata []agentsdk.MetadataDescription
+	apps     []agentsdk.App
+}
+
+// insertAgentSpec is insertAgent with metadata items and apps (inserted
+// with health "initializing" when they have a health check, as the
+// provisioner does).
+func insertAgentSpec(t testing.TB, db *database.Store, ownerID uuid.UUID, spec agentSpec) (uuid.UUID, string) {
+	t.Helper()
+	scripts := spec.scripts
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	must := func(err error) {
@@ -157,6 +189,28 @@ func insertAgent(t *testing.T, db *database.Store, ownerID uuid.UUID, scripts ..
 			return err
 		}
 		agentID = ag.ID
+		for i, md := range spec.metadata {
+			if err := q.InsertWorkspaceAgentMetadata(ctx, database.InsertWorkspaceAgentMetadataParams{
+				WorkspaceAgentID: ag.ID, DisplayName: md.DisplayName, Key: md.Key, Script: md.Script,
+				Timeout: md.Timeout, Interval: md.Interval, DisplayOrder: int32(i),
+			}); err != nil {
+				return err
+			}
+		}
+		for i, app := range spec.apps {
+			health := database.WorkspaceAppHealthDisabled
+			if app.Healthcheck.URL != "" {
+				health = database.WorkspaceAppHealthInitializing
+			}
+			if _, err := q.InsertWorkspaceApp(ctx, database.InsertWorkspaceAppParams{
+				ID: app.ID, CreatedAt: now, AgentID: ag.ID, Slug: app.Slug, DisplayName: app.DisplayName,
+				Url: pgtype.Text{String: app.URL, Valid: app.URL != ""}, SharingLevel: database.AppSharingLevelOwner,
+				HealthcheckUrl: app.Healthcheck.URL, HealthcheckInterval: app.Healthcheck.Interval,
+				HealthcheckThreshold: app.Healthcheck.Threshold, Health: health, DisplayOrder: int32(i), OpenIn: "slim-window",
+			}); err != nil {
+				return err
+			}
+		}
 		if len(scripts) == 0 {
 			return nil
 		}
@@ -192,7 +246,7 @@ func startScript(script string, timeoutSeconds int32) agentsdk.Script {
 }
 
 // runAgent runs an in-process agent until the test ends.
-func runAgent(t *testing.T, u *url.URL, token string) *agent.Agent {
+func runAgent(t testing.TB, u *url.URL, token string) *agent.Agent {
 	t.Helper()
 	a, err := agent.New(agent.Options{
 		Client:     agentsdk.New(u, token),
@@ -218,7 +272,7 @@ func runAgent(t *testing.T, u *url.URL, token string) *agent.Agent {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -229,7 +283,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-func waitAgent(t *testing.T, client *codersdk.Client, id uuid.UUID, what string, cond func(codersdk.WorkspaceAgent) bool) codersdk.WorkspaceAgent {
+func waitAgent(t testing.TB, client *codersdk.Client, id uuid.UUID, what string, cond func(codersdk.WorkspaceAgent) bool) codersdk.WorkspaceAgent {
 	t.Helper()
 	var last codersdk.WorkspaceAgent
 	eventually(t, 60*time.Second, what, func() bool {
@@ -243,7 +297,7 @@ func waitAgent(t *testing.T, client *codersdk.Client, id uuid.UUID, what string,
 	return last
 }
 
-func waitLog(t *testing.T, client *codersdk.Client, id uuid.UUID, substr string) []codersdk.WorkspaceAgentLog {
+func waitLog(t testing.TB, client *codersdk.Client, id uuid.UUID, substr string) []codersdk.WorkspaceAgentLog {
 	t.Helper()
 	var logs []codersdk.WorkspaceAgentLog
 	eventually(t, 60*time.Second, "log "+substr, func() bool {
@@ -264,7 +318,29 @@ func waitLog(t *testing.T, client *codersdk.Client, id uuid.UUID, substr string)
 
 // dialAgentSSH connects a user's tunnel to the agent through coderd's
 // coordinate endpoint and opens an SSH client over it.
-func dialAgentSSH(t *testing.T, client *codersdk.Client, derpMap *tailcfg.DERPMap, agentID uuid.UUID) *gossh.Client {
+func dialAgentSSH(t testing.TB, client *codersdk.Client, derpMap *tailcfg.DERPMap, agentID uuid.UUID) *gossh.Client {
+	t.Helper()
+	conn := dialAgentTunnel(t, client, derpMap, agentID)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tunnel.IPFromUUID(agentID), agent.SSHPort).String())
+	if err != nil {
+		t.Fatalf("dial ssh: %v", err)
+	}
+	c, chans, reqs, err := gossh.NewClientConn(nc, "agent", &gossh.ClientConfig{
+		User: "coder", HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("ssh handshake: %v", err)
+	}
+	sc := gossh.NewClient(c, chans, reqs)
+	t.Cleanup(func() { _ = sc.Close() })
+	return sc
+}
+
+// dialAgentTunnel joins the mesh as the user and waits until the agent is
+// reachable through it.
+func dialAgentTunnel(t testing.TB, client *codersdk.Client, derpMap *tailcfg.DERPMap, agentID uuid.UUID) *tunnel.Conn {
 	t.Helper()
 	conn, err := tunnel.NewConn(tunnel.Options{Addresses: []netip.Prefix{tunnel.RandomPrefix()}, DERPMap: derpMap, Logger: tunneltest.Logger()})
 	if err != nil {
@@ -287,22 +363,10 @@ func dialAgentSSH(t *testing.T, client *codersdk.Client, derpMap *tailcfg.DERPMa
 	if !conn.AwaitReachable(ctx, ip) {
 		t.Fatal("agent not reachable over the tunnel")
 	}
-	nc, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, agent.SSHPort).String())
-	if err != nil {
-		t.Fatalf("dial ssh: %v", err)
-	}
-	c, chans, reqs, err := gossh.NewClientConn(nc, "agent", &gossh.ClientConfig{
-		User: "coder", HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("ssh handshake: %v", err)
-	}
-	sc := gossh.NewClient(c, chans, reqs)
-	t.Cleanup(func() { _ = sc.Close() })
-	return sc
+	return conn
 }
 
-func sshRun(t *testing.T, c *gossh.Client, cmd string) (string, string, int) {
+func sshRun(t testing.TB, c *gossh.Client, cmd string) (string, string, int) {
 	t.Helper()
 	s, err := c.NewSession()
 	if err != nil {

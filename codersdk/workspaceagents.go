@@ -110,6 +110,62 @@ type WorkspaceAgent struct {
 	// login (clients such as `coder ssh` wait for ready), else
 	// "non-blocking".
 	StartupScriptBehavior string `json:"startup_script_behavior"`
+	// Scripts are the agent's scripts; a client that must wait for the
+	// workspace to be usable (`coder ssh`) waits for LifecycleState
+	// "ready" when any script has RunOnStart and StartBlocksLogin.
+	Scripts []WorkspaceAgentScript `json:"scripts"`
+}
+
+// WorkspaceAgentScript is a script an agent runs (coder_script or the
+// agent's startup/shutdown script), as users see it.
+type WorkspaceAgentScript struct {
+	ID               uuid.UUID `json:"id"`
+	LogSourceID      uuid.UUID `json:"log_source_id"`
+	DisplayName      string    `json:"display_name"`
+	Cron             string    `json:"cron,omitempty"`
+	RunOnStart       bool      `json:"run_on_start"`
+	RunOnStop        bool      `json:"run_on_stop"`
+	StartBlocksLogin bool      `json:"start_blocks_login"`
+	TimeoutSeconds   int32     `json:"timeout_seconds"`
+}
+
+// LoginBlocked reports whether a client should wait before logging in:
+// a start script blocks login and the agent is still created or starting.
+func (a WorkspaceAgent) LoginBlocked() bool {
+	if a.LifecycleState != WorkspaceAgentLifecycleCreated && a.LifecycleState != WorkspaceAgentLifecycleStarting {
+		return false
+	}
+	for _, s := range a.Scripts {
+		if s.RunOnStart && s.StartBlocksLogin {
+			return true
+		}
+	}
+	return false
+}
+
+// WorkspaceAgentMetadataDescription describes a metadata item: Script runs
+// every Interval seconds, bounded by Timeout seconds.
+type WorkspaceAgentMetadataDescription struct {
+	Key         string `json:"key"`
+	DisplayName string `json:"display_name"`
+	Script      string `json:"script"`
+	Interval    int64  `json:"interval"`
+	Timeout     int64  `json:"timeout"`
+}
+
+// WorkspaceAgentMetadataResult is the latest result of a metadata item.
+// CollectedAt is nil until the agent reported a result.
+type WorkspaceAgentMetadataResult struct {
+	CollectedAt *time.Time `json:"collected_at,omitempty"`
+	Value       string     `json:"value"`
+	Error       string     `json:"error"`
+}
+
+// WorkspaceAgentMetadata is one metadata item of an agent with its latest
+// result.
+type WorkspaceAgentMetadata struct {
+	Description WorkspaceAgentMetadataDescription `json:"description"`
+	Result      WorkspaceAgentMetadataResult      `json:"result"`
 }
 
 // WorkspaceApp is an app an agent serves.
@@ -143,6 +199,14 @@ func (c *Client) WorkspaceAgent(ctx context.Context, id uuid.UUID) (WorkspaceAge
 	var agent WorkspaceAgent
 	err := c.do(ctx, http.MethodGet, "/api/v2/workspaceagents/"+id.String(), nil, http.StatusOK, &agent)
 	return agent, err
+}
+
+// WorkspaceAgentMetadata returns the agent's metadata items with their
+// latest results (GET /api/v2/workspaceagents/{id}/metadata).
+func (c *Client) WorkspaceAgentMetadata(ctx context.Context, id uuid.UUID) ([]WorkspaceAgentMetadata, error) {
+	var md []WorkspaceAgentMetadata
+	err := c.do(ctx, http.MethodGet, "/api/v2/workspaceagents/"+id.String()+"/metadata", nil, http.StatusOK, &md)
+	return md, err
 }
 
 // WorkspaceAgentLogsAfter returns the agent's logs with an ID above after.

@@ -1,0 +1,44 @@
+package workspaceapps
+
+import (
+	"html/template"
+	"net/http"
+	"strconv"
+)
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>
+body{font-family:system-ui,sans-serif;background:#f6f7f9;color:#1f2328;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}
+main{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:2rem 2.5rem;max-width:36rem}
+h1{font-size:1.25rem;margin:0 0 .75rem}
+p{line-height:1.5;margin:0 0 .5rem}
+.code{color:#656d76;font-size:.85rem}
+</style>
+</head>
+<body>
+<main>
+<h1>{{.Title}}</h1>
+<p>{{.Detail}}</p>
+<p class="code">HTTP {{.Status}}</p>
+</main>
+</body>
+</html>
+`))
+
+// writePage answers with a small HTML page explaining d.
+func writePage(w http.ResponseWriter, d *denial) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.WriteHeader(d.status)
+	_ = pageTemplate.Execute(w, struct {
+		Title, Detail, Status string
+	}{d.title, d.detail, strconv.Itoa(d.status)})
+}

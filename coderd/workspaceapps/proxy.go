@@ -1,0 +1,589 @@
+package workspaceapps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wgmesh/coder/coderd/rbac"
+	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/database"
+)
+
+// Options configures New.
+type Options struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// DB is coderd's store. Required.
+	DB *database.Store
+	// Authorizer decides owner-level access. Required.
+	Authorizer rbac.Authorizer
+	// Mesh carries requests to agents. Required.
+	Mesh *Mesh
+	// AccessURL is the dashboard origin. Required.
+	AccessURL *url.URL
+	// WildcardHostname is the subdomain apps pattern, e.g.
+	// "*.apps.example.com" (a port, if any, is ignored); empty disables
+	// subdomain apps.
+	WildcardHostname string
+	// DisablePathApps refuses path-based apps (they share the dashboard
+	// origin).
+	DisablePathApps bool
+	// AgentConnected reports whether an agent is connected to coderd.
+	// Required.
+	AgentConnected func(database.WorkspaceAgent) bool
+	// AppKeyLifetime bounds app-scoped keys (default DefaultAppKeyLifetime).
+	AppKeyLifetime time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server resolves, authorizes and proxies workspace app requests.
+type Server struct {
+	opts           Options
+	logger         *slog.Logger
+	wildcardSuffix string // ".apps.example.com", lower case; "" when disabled
+}
+
+// New returns a Server.
+func New(opts Options) (*Server, error) {
+	switch {
+	case opts.DB == nil:
+		return nil, errors.New("workspace apps: DB is required")
+	case opts.Authorizer == nil:
+		return nil, errors.New("workspace apps: Authorizer is required")
+	case opts.Mesh == nil:
+		return nil, errors.New("workspace apps: Mesh is required")
+	case opts.AccessURL == nil:
+		return nil, errors.New("workspace apps: AccessURL is required")
+	case opts.AgentConnected == nil:
+		return nil, errors.New("workspace apps: AgentConnected is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.AppKeyLifetime <= 0 {
+		opts.AppKeyLifetime = DefaultAppKeyLifetime
+	}
+	s := &Server{opts: opts, logger: opts.Logger.With("component", "workspace-apps")}
+	if opts.WildcardHostname != "" {
+		suffix, err := ParseWildcardHostname(opts.WildcardHostname)
+		if err != nil {
+			return nil, err
+		}
+		s.wildcardSuffix = suffix
+	}
+	return s, nil
+}
+
+// ParseWildcardHostname validates a pattern like "*.apps.example.com"
+// (optionally with a port) and returns its suffix ".apps.example.com".
+func ParseWildcardHostname(pattern string) (string, error) {
+	p := strings.ToLower(hostOnly(strings.TrimSpace(pattern)))
+	if !strings.HasPrefix(p, "*.") || len(p) < 4 || strings.Contains(p[2:], "*") {
+		return "", fmt.Errorf("wildcard access URL %q: want the form *.example.com", pattern)
+	}
+	return p[1:], nil
+}
+
+// WildcardHostname returns the configured pattern ("" when subdomain apps
+// are disabled).
+func (s *Server) WildcardHostname() string { return s.opts.WildcardHostname }
+
+// Request names what an app request asks for.
+type Request struct {
+	// Owner is the workspace owner's username.
+	Owner string
+	// Workspace is the workspace name.
+	Workspace string
+	// Agent is the agent name ("" picks the workspace's only/first agent).
+	Agent string
+	// App is the app slug; empty for a port request.
+	App string
+	// Port is the port for a port request.
+	Port uint16
+}
+
+// ParsePathApp parses /@OWNER/WORKSPACE[.AGENT]/apps/APP/REST or
+// /@OWNER/WORKSPACE[.AGENT]/ports/PORT/REST. prefix is the part that
+// names the app (without the trailing slash) and rest what follows it
+// ("" when the URL ends right after the app name).
+func ParsePathApp(path string) (req Request, prefix, rest string, ok bool) {
+	if !strings.HasPrefix(path, "/@") {
+		return Request{}, "", "", false
+	}
+	parts := strings.SplitN(path[2:], "/", 4)
+	if len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return Request{}, "", "", false
+	}
+	if len(parts) == 3 {
+		// /@o/w/apps: nothing named.
+		return Request{}, "", "", false
+	}
+	req.Owner = parts[0]
+	req.Workspace, req.Agent, _ = strings.Cut(parts[1], ".")
+	name, after, hasSlash := strings.Cut(parts[3], "/")
+	if name == "" {
+		return Request{}, "", "", false
+	}
+	switch parts[2] {
+	case "apps":
+		req.App = name
+	case "ports":
+		p, err := strconv.ParseUint(name, 10, 16)
+		if err != nil || p == 0 {
+			return Request{}, "", "", false
+		}
+		req.Port = uint16(p)
+	default:
+		return Request{}, "", "", false
+	}
+	prefix = "/@" + parts[0] + "/" + parts[1] + "/" + parts[2] + "/" + name
+	if hasSlash {
+		rest = "/" + after
+	}
+	return req, prefix, rest, true
+}
+
+// ParseSubdomain parses the first label of a subdomain app host:
+// APP--AGENT--WORKSPACE--OWNER or PORT--AGENT--WORKSPACE--OWNER.
+func ParseSubdomain(label string) (Request, bool) {
+	parts := strings.Split(strings.ToLower(label), "--")
+	if len(parts) != 4 {
+		return Request{}, false
+	}
+	for _, p := range parts {
+		if p == "" {
+			return Request{}, false
+		}
+	}
+	req := Request{Agent: parts[1], Workspace: parts[2], Owner: parts[3]}
+	if p, err := strconv.ParseUint(parts[0], 10, 16); err == nil {
+		if p == 0 {
+			return Request{}, false
+		}
+		req.Port = uint16(p)
+	} else {
+		req.App = parts[0]
+	}
+	return req, true
+}
+
+// SubdomainLabel is the host label of a subdomain app or port.
+func SubdomainLabel(req Request) string {
+	name := req.App
+	if name == "" {
+		name = strconv.Itoa(int(req.Port))
+	}
+	return strings.ToLower(name + "--" + req.Agent + "--" + req.Workspace + "--" + req.Owner)
+}
+
+// SubdomainAppURL builds the URL of a subdomain app: the access URL's
+// scheme and port with the wildcard pattern's domain.
+func SubdomainAppURL(accessURL *url.URL, wildcard string, req Request) (*url.URL, error) {
+	suffix, err := ParseWildcardHostname(wildcard)
+	if err != nil {
+		return nil, err
+	}
+	host := SubdomainLabel(req) + suffix
+	if p := accessURL.Port(); p != "" {
+		host = net.JoinHostPort(host, p)
+	}
+	return &url.URL{Scheme: accessURL.Scheme, Host: host, Path: "/"}, nil
+}
+
+// PathAppURL builds the path-based URL of an app or port.
+func PathAppURL(accessURL *url.URL, req Request) *url.URL {
+	ws := req.Workspace
+	if req.Agent != "" {
+		ws += "." + req.Agent
+	}
+	p := "/@" + req.Owner + "/" + ws + "/apps/" + req.App + "/"
+	if req.App == "" {
+		p = "/@" + req.Owner + "/" + ws + "/ports/" + strconv.Itoa(int(req.Port)) + "/"
+	}
+	u := *accessURL
+	u.Path = strings.TrimSuffix(u.Path, "/") + p
+	u.RawQuery = ""
+	return &u
+}
+
+// subdomainRequest returns the app request named by the request's host
+// when it is a subdomain app host.
+func (s *Server) subdomainRequest(r *http.Request) (Request, bool) {
+	if s.wildcardSuffix == "" {
+		return Request{}, false
+	}
+	host := strings.ToLower(hostOnly(r.Host))
+	label, ok := strings.CutSuffix(host, s.wildcardSuffix)
+	if !ok || label == "" || strings.Contains(label, ".") {
+		return Request{}, false
+	}
+	return ParseSubdomain(label)
+}
+
+// target is a resolved and authorized app request.
+type target struct {
+	workspace database.Workspace
+	agent     database.WorkspaceAgent
+	upstream  *url.URL
+}
+
+// denial is why a request is not proxied: an HTTP status and a page.
+type denial struct {
+	status int
+	title  string
+	detail string
+	// login asks the caller to authenticate (no identity yet).
+	login bool
+}
+
+var notFound = &denial{status: http.StatusNotFound, title: "Application not found", detail: "There is no such application, or you may not open it."}
+
+// resolve looks the request up and applies its share level. id is nil for
+// an anonymous request.
+func (s *Server) resolve(ctx context.Context, req Request, id *identity) (*target, *denial, error) {
+	db := s.opts.DB
+	owner, err := db.GetUserByUsername(ctx, req.Owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("get owner: %w", err)
+	}
+	ws, err := db.GetWorkspaceByOwnerIDAndName(ctx, database.GetWorkspaceByOwnerIDAndNameParams{OwnerID: owner.ID, Name: req.Workspace, Deleted: false})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("get workspace: %w", err)
+	}
+	wsObj := rbac.Object{Type: rbac.ResourceWorkspace, OwnerID: ws.OwnerID, ID: ws.ID.String()}
+	mayConnect := func() bool {
+		return id != nil && s.opts.Authorizer.Authorize(ctx, id.subject, rbac.ActionUpdate, wsObj) == nil
+	}
+	ownerOnly := func() *denial {
+		if id == nil {
+			return &denial{status: http.StatusUnauthorized, title: "Sign in required", detail: "Sign in to open this application.", login: true}
+		}
+		if !mayConnect() {
+			return notFound
+		}
+		return nil
+	}
+
+	agents, err := db.GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx, ws.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get workspace agents: %w", err)
+	}
+	if len(agents) == 0 {
+		// Nothing to reach: only those who may connect learn why.
+		if d := ownerOnly(); d != nil {
+			return nil, d, nil
+		}
+		build, err := db.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, nil, fmt.Errorf("get latest build: %w", err)
+		}
+		if err == nil && build.Transition == database.WorkspaceTransitionStart {
+			return nil, &denial{status: http.StatusServiceUnavailable, title: "Workspace is starting", detail: fmt.Sprintf("Workspace %q has no running agent yet. Wait for it to start and reload.", ws.Name)}, nil
+		}
+		return nil, &denial{status: http.StatusServiceUnavailable, title: "Workspace is stopped", detail: fmt.Sprintf("Workspace %q is not running. Start it, then reload this page.", ws.Name)}, nil
+	}
+	agent := agents[0]
+	if req.Agent != "" {
+		found := false
+		for _, a := range agents {
+			if strings.EqualFold(a.Name, req.Agent) {
+				agent, found = a, true
+				break
+			}
+		}
+		if !found {
+			return nil, notFound, nil
+		}
+	}
+
+	var upstream *url.URL
+	var unhealthy bool
+	if req.App != "" {
+		app, err := db.GetWorkspaceAppByAgentIDAndSlug(ctx, database.GetWorkspaceAppByAgentIDAndSlugParams{AgentID: agent.ID, Slug: strings.ToLower(req.App)})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, notFound, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("get app: %w", err)
+		}
+		switch app.SharingLevel {
+		case database.AppSharingLevelPublic:
+		case database.AppSharingLevelAuthenticated:
+			if id == nil {
+				return nil, &denial{status: http.StatusUnauthorized, title: "Sign in required", detail: "Sign in to open this application.", login: true}, nil
+			}
+		default:
+			if d := ownerOnly(); d != nil {
+				return nil, d, nil
+			}
+		}
+		if !app.Url.Valid || app.Url.String == "" || app.External {
+			return nil, &denial{status: http.StatusNotFound, title: "Not a web application", detail: fmt.Sprintf("App %q has no URL to proxy to.", app.Slug)}, nil
+		}
+		upstream, err = url.Parse(app.Url.String)
+		if err != nil || (upstream.Scheme != "http" && upstream.Scheme != "https") || upstream.Host == "" {
+			return nil, &denial{status: http.StatusBadGateway, title: "Invalid application URL", detail: fmt.Sprintf("App %q has an invalid URL.", app.Slug)}, nil
+		}
+		if upstream.Port() == "" {
+			port := "80"
+			if upstream.Scheme == "https" {
+				port = "443"
+			}
+			upstream.Host = net.JoinHostPort(upstream.Hostname(), port)
+		}
+		unhealthy = app.Health == database.WorkspaceAppHealthUnhealthy
+	} else {
+		// Ports are the owner's.
+		if d := ownerOnly(); d != nil {
+			return nil, d, nil
+		}
+		upstream = &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(req.Port)))}
+	}
+	if !s.opts.AgentConnected(agent) {
+		return nil, &denial{status: http.StatusBadGateway, title: "Agent disconnected", detail: fmt.Sprintf("Agent %q of workspace %q is not connected. The workspace may be stopping or its agent may have crashed.", agent.Name, ws.Name)}, nil
+	}
+	if unhealthy {
+		return nil, &denial{status: http.StatusBadGateway, title: "Application unhealthy", detail: fmt.Sprintf("App %q is failing its health check. Check the app inside the workspace.", req.App)}, nil
+	}
+	return &target{workspace: ws, agent: agent, upstream: upstream}, nil, nil
+}
+
+// ServePathApp serves /@OWNER/WORKSPACE[.AGENT]/apps/APP/... and
+// /@OWNER/WORKSPACE[.AGENT]/ports/PORT/... on the dashboard origin,
+// authenticated by the dashboard session, which is stripped before the
+// request is forwarded.
+func (s *Server) ServePathApp(w http.ResponseWriter, r *http.Request) {
+	req, _, rest, ok := ParsePathApp(r.URL.Path)
+	if !ok {
+		writePage(w, notFound)
+		return
+	}
+	if s.opts.DisablePathApps {
+		d := &denial{status: http.StatusNotFound, title: "Path-based apps are disabled", detail: "This deployment only serves apps on their own subdomain."}
+		if s.wildcardSuffix != "" {
+			if u, err := SubdomainAppURL(s.opts.AccessURL, s.opts.WildcardHostname, req); err == nil && req.Agent != "" {
+				d.detail += " Open " + u.String()
+			}
+		}
+		writePage(w, d)
+		return
+	}
+	if rest == "" {
+		// Relative links in the app need the trailing slash.
+		u := *r.URL
+		u.Path += "/"
+		http.Redirect(w, r, u.RequestURI(), http.StatusTemporaryRedirect)
+		return
+	}
+	id, err := s.pathIdentity(r)
+	if err != nil && !errors.Is(err, errNoKey) {
+		s.internalError(w, r, err)
+		return
+	}
+	t, d, err := s.resolve(r.Context(), req, id)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	if d != nil {
+		if d.login && isBrowserNavigation(r) {
+			http.Redirect(w, r, s.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		writePage(w, d)
+		return
+	}
+	s.proxy(w, r, t, rest)
+}
+
+// SubdomainMiddleware serves requests whose host is a subdomain app host
+// and passes every other request to next.
+func (s *Server) SubdomainMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ok := s.subdomainRequest(r)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.serveSubdomainApp(w, r, req)
+	})
+}
+
+func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req Request) {
+	ctx := r.Context()
+	// Step 2 of the handshake: the dashboard sent us a key in the URL.
+	if token := r.URL.Query().Get(AppConnectAPIKeyParam); token != "" {
+		id, err := s.validateKey(ctx, token, codersdk.APIKeyScopeApplicationConnect, r.Host)
+		if errors.Is(err, errNoKey) {
+			writePage(w, &denial{status: http.StatusUnauthorized, title: "Invalid application key", detail: "The sign-in link is invalid or expired. Reload the application to sign in again."})
+			return
+		}
+		if err != nil {
+			s.internalError(w, r, err)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{
+			Name:     SubdomainAppSessionTokenCookie,
+			Value:    token,
+			Path:     "/",
+			Expires:  id.key.ExpiresAt,
+			HttpOnly: true,
+			SameSite: http.SameSiteLaxMode,
+			Secure:   s.opts.AccessURL.Scheme == "https",
+		})
+		u := *r.URL
+		q := u.Query()
+		q.Del(AppConnectAPIKeyParam)
+		u.RawQuery = q.Encode()
+		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+		return
+	}
+	id, err := s.subdomainIdentity(r)
+	if err != nil && !errors.Is(err, errNoKey) {
+		s.internalError(w, r, err)
+		return
+	}
+	t, d, err := s.resolve(ctx, req, id)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	if d != nil {
+		if d.login && isBrowserNavigation(r) {
+			// Step 1: ask the dashboard origin for an app key.
+			self := url.URL{Scheme: s.opts.AccessURL.Scheme, Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+			u := *s.opts.AccessURL
+			u.Path = strings.TrimSuffix(u.Path, "/") + AuthRedirectPath
+			u.RawQuery = url.Values{RedirectURIParam: {self.String()}}.Encode()
+			http.Redirect(w, r, u.String(), http.StatusSeeOther)
+			return
+		}
+		writePage(w, d)
+		return
+	}
+	s.proxy(w, r, t, r.URL.Path)
+}
+
+// ServeAuthRedirect serves GET /api/v2/applications/auth-redirect on the
+// dashboard origin: with a valid dashboard session it issues an app-scoped
+// key bound to the redirect_uri's host (which must be a subdomain app host)
+// and redirects there with the key in AppConnectAPIKeyParam; without a
+// session it redirects to the login page, which comes back here.
+func (s *Server) ServeAuthRedirect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if s.wildcardSuffix == "" {
+		writePage(w, &denial{status: http.StatusNotFound, title: "Subdomain apps are disabled", detail: "This deployment has no wildcard access URL."})
+		return
+	}
+	raw := r.URL.Query().Get(RedirectURIParam)
+	dest, err := url.Parse(raw)
+	if err != nil || dest.Host == "" || (dest.Scheme != "http" && dest.Scheme != "https") {
+		writePage(w, &denial{status: http.StatusBadRequest, title: "Invalid redirect", detail: "redirect_uri must be an absolute application URL."})
+		return
+	}
+	if _, ok := s.subdomainRequest(&http.Request{Host: dest.Host}); !ok {
+		writePage(w, &denial{status: http.StatusBadRequest, title: "Invalid redirect", detail: "redirect_uri is not an application of this deployment."})
+		return
+	}
+	id, err := s.pathIdentity(r)
+	if errors.Is(err, errNoKey) {
+		http.Redirect(w, r, s.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	token, _, err := s.issueAppKey(ctx, id, dest.Host)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	q := dest.Query()
+	q.Set(AppConnectAPIKeyParam, token)
+	dest.RawQuery = q.Encode()
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, dest.String(), http.StatusSeeOther)
+}
+
+func (s *Server) loginURL(back string) string {
+	u := *s.opts.AccessURL
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/login"
+	u.RawQuery = url.Values{"redirect": {back}}.Encode()
+	return u.String()
+}
+
+// isBrowserNavigation reports whether a redirect makes sense: a GET or
+// HEAD that is not a websocket upgrade.
+func isBrowserNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	return !strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// proxy forwards the request to the target; rest (the path after the
+// app's prefix) is appended to the upstream URL's path.
+func (s *Server) proxy(w http.ResponseWriter, r *http.Request, t *target, rest string) {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			q := pr.In.URL.Query()
+			stripCredentials(pr.Out.Header, q)
+			pr.Out.URL.Scheme = t.upstream.Scheme
+			pr.Out.URL.Host = t.upstream.Host
+			pr.Out.URL.Path = strings.TrimSuffix(t.upstream.Path, "/") + rest
+			pr.Out.URL.RawPath = ""
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+			if pr.In.URL.Query().Has(AppConnectAPIKeyParam) {
+				pr.Out.URL.RawQuery = q.Encode()
+			}
+			pr.Out.Host = ""
+			pr.SetXForwarded()
+		},
+		Transport:     s.opts.Mesh.Transport(t.agent.ID),
+		FlushInterval: -1,
+		ErrorLog:      nil,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.logger.DebugContext(r.Context(), "proxy to workspace app failed", "agent_id", t.agent.ID, "upstream", t.upstream.Host, "error", err)
+			var pe *PortError
+			switch {
+			case errors.As(err, &pe):
+				writePage(w, &denial{status: http.StatusBadGateway, title: "Port not listening", detail: fmt.Sprintf("Nothing in workspace %q is listening on %s. Start the application and reload.", t.workspace.Name, t.upstream.Host)})
+			case errors.Is(err, ErrAgentUnreachable):
+				writePage(w, &denial{status: http.StatusBadGateway, title: "Agent unreachable", detail: fmt.Sprintf("coderd could not reach agent %q over the mesh.", t.agent.Name)})
+			case errors.Is(err, context.Canceled):
+				w.WriteHeader(499)
+			default:
+				writePage(w, &denial{status: http.StatusBadGateway, title: "Application error", detail: "The application did not answer: " + err.Error()})
+			}
+		},
+	}
+	rp.ServeHTTP(w, r)
+}
+
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	s.logger.ErrorContext(r.Context(), "workspace app request", "error", err, "path", r.URL.Path)
+	writePage(w, &denial{status: http.StatusInternalServerError, title: "Internal error", detail: "Something went wrong serving this application."})
+}

@@ -1,0 +1,480 @@
+// Package workspacesdk is the client side of a connection to a workspace
+// agent: a userspace WireGuard tunnel (tunnel.Conn) kept in sync with the
+// coordinator through coderd, and typed access to the agent's services on
+// its mesh address (SSH, port forwarding, reconnecting PTY, speed test,
+// HTTP API).
+package workspacesdk
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	gossh "golang.org/x/crypto/ssh"
+	"tailscale.com/tailcfg"
+
+	"github.com/wgmesh/coder/agent"
+	"github.com/wgmesh/coder/agent/reconnectingpty"
+	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/coordinator"
+	"github.com/wgmesh/coder/tunnel"
+)
+
+// DialAgentOptions tunes DialAgent; the zero value is fine.
+type DialAgentOptions struct {
+	// Logger receives tunnel and coordinator logs; nil discards.
+	Logger *slog.Logger
+	// DERPMap overrides the deployment's map (nil fetches it from coderd,
+	// in parallel with the coordinator handshake).
+	DERPMap *tailcfg.DERPMap
+	// BlockEndpoints forces relayed (DERP-only) connections.
+	BlockEndpoints bool
+	// ListenPort is the local UDP port of the mesh (0: random).
+	ListenPort uint16
+	// BackoffMin and BackoffMax bound coordinator reconnection waits
+	// (defaults of the coordinator package when zero).
+	BackoffMin, BackoffMax time.Duration
+	// SkipAwaitReachable returns as soon as the tunnel exists, without
+	// waiting for the agent to answer a disco ping.
+	SkipAwaitReachable bool
+}
+
+// AgentConn is a live tunnel to one workspace agent. Close it when done.
+type AgentConn struct {
+	agentID uuid.UUID
+	ip      netip.Addr
+	conn    *tunnel.Conn
+	ctrl    *coordinator.Controller
+	logger  *slog.Logger
+
+	sshMu     sync.Mutex
+	sshClient *gossh.Client
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// DialAgent builds a tunnel with a random mesh address, asks the coordinator
+// (through client's coordinate endpoint) for a tunnel to agentID, and waits
+// until the agent answers a disco ping (or ctx ends).
+func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, opts *DialAgentOptions) (_ *AgentConn, err error) {
+	if opts == nil {
+		opts = &DialAgentOptions{}
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	derpMap := opts.DERPMap
+	if derpMap == nil {
+		derpMap, err = client.DERPMap(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("get DERP map: %w", err)
+		}
+	}
+	conn, err := tunnel.NewConn(tunnel.Options{
+		Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
+		DERPMap:        derpMap,
+		Logger:         logger.With("component", "tunnel"),
+		ListenPort:     opts.ListenPort,
+		BlockEndpoints: opts.BlockEndpoints,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create tunnel: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = conn.Close()
+		}
+	}()
+	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
+		Conn: conn,
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			return client.DialCoordinator(ctx, agentID)
+		},
+		Logger:     logger.With("component", "coordinator"),
+		BackoffMin: opts.BackoffMin,
+		BackoffMax: opts.BackoffMax,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start coordinator controller: %w", err)
+	}
+	ctrl.AddTunnel(agentID)
+	c := &AgentConn{agentID: agentID, ip: tunnel.IPFromUUID(agentID), conn: conn, ctrl: ctrl, logger: logger}
+	if opts.SkipAwaitReachable {
+		return c, nil
+	}
+	if !c.AwaitReachable(ctx) {
+		_ = c.Close()
+		return nil, fmt.Errorf("agent %s not reachable over the tunnel: %w", agentID, context.Cause(ctx))
+	}
+	return c, nil
+}
+
+// AgentID is the agent this connection reaches.
+func (c *AgentConn) AgentID() uuid.UUID { return c.agentID }
+
+// AgentIP is the agent's mesh address.
+func (c *AgentConn) AgentIP() netip.Addr { return c.ip }
+
+// TunnelConn is the underlying tunnel (status, netcheck, DERP latencies).
+func (c *AgentConn) TunnelConn() *tunnel.Conn { return c.conn }
+
+// AwaitReachable disco-pings the agent until it answers (true) or ctx ends.
+func (c *AgentConn) AwaitReachable(ctx context.Context) bool {
+	return c.conn.AwaitReachable(ctx, c.ip)
+}
+
+// Ping sends one disco ping to the agent and reports latency and path.
+func (c *AgentConn) Ping(ctx context.Context) (tunnel.PingResult, error) {
+	return c.conn.Ping(ctx, c.ip)
+}
+
+// CoordinatorConnected reports whether the coordination websocket is up.
+func (c *AgentConn) CoordinatorConnected() bool {
+	ok, _ := c.ctrl.Connected()
+	return ok
+}
+
+// dialPort opens a TCP connection to a port of the agent's mesh address.
+func (c *AgentConn) dialPort(ctx context.Context, port int) (net.Conn, error) {
+	nc, err := c.conn.DialContext(ctx, "tcp", netip.AddrPortFrom(c.ip, uint16(port)).String())
+	if err != nil {
+		return nil, fmt.Errorf("dial agent port %d: %w", port, err)
+	}
+	return nc, nil
+}
+
+// SSH opens a raw TCP connection to the agent's SSH server: the bytes are
+// the SSH protocol (what `coder ssh --stdio` pipes to OpenSSH).
+func (c *AgentConn) SSH(ctx context.Context) (net.Conn, error) {
+	return c.dialPort(ctx, agent.SSHPort)
+}
+
+// NewSSHClient opens a new SSH client connection to the agent. The mesh
+// authenticates both sides, so the host key is not checked; the caller
+// closes the client.
+func (c *AgentConn) NewSSHClient(ctx context.Context) (*gossh.Client, error) {
+	nc, err := c.SSH(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	sc, chans, reqs, err := gossh.NewClientConn(nc, c.ip.String(), &gossh.ClientConfig{
+		User:            "coder",
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+	})
+	if err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("ssh handshake with agent: %w", err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return gossh.NewClient(sc, chans, reqs), nil
+}
+
+// SSHClient returns the connection's shared SSH client (created on first
+// use, closed by Close). It carries DialContext's forwarded connections.
+func (c *AgentConn) SSHClient(ctx context.Context) (*gossh.Client, error) {
+	c.sshMu.Lock()
+	defer c.sshMu.Unlock()
+	if c.sshClient != nil {
+		return c.sshClient, nil
+	}
+	sc, err := c.NewSSHClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.sshClient = sc
+	go func() {
+		// Forget a client whose connection died so the next call redials.
+		_ = sc.Wait()
+		c.sshMu.Lock()
+		if c.sshClient == sc {
+			c.sshClient = nil
+		}
+		c.sshMu.Unlock()
+	}()
+	return sc, nil
+}
+
+// DialContext opens a TCP connection to addr ("host:port", usually
+// 127.0.0.1:PORT) as seen from inside the workspace: the agent dials it on
+// our behalf through an SSH direct-tcpip channel. Only "tcp", "tcp4" and
+// "tcp6" are supported.
+func (c *AgentConn) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil, fmt.Errorf("dial %s %s in workspace: network not supported by the agent", network, addr)
+	}
+	sc, err := c.SSHClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		nc, err := sc.Dial("tcp", addr)
+		ch <- result{nc, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("dial %s in workspace: %w", addr, r.err)
+		}
+		return r.conn, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.conn != nil {
+				_ = r.conn.Close()
+			}
+		}()
+		return nil, fmt.Errorf("dial %s in workspace: %w", addr, ctx.Err())
+	}
+}
+
+// ReconnectingPTY attaches to (or creates) the reconnecting PTY session id
+// of the agent, as the web terminal does.
+func (c *AgentConn) ReconnectingPTY(ctx context.Context, req reconnectingpty.InitRequest) (*reconnectingpty.Conn, error) {
+	nc, err := c.dialPort(ctx, agent.ReconnectingPTYPort)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := reconnectingpty.Dial(nc, req)
+	if err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("attach reconnecting pty: %w", err)
+	}
+	return rc, nil
+}
+
+// Speedtest directions.
+const (
+	SpeedtestUpload   = "upload"
+	SpeedtestDownload = "download"
+)
+
+// SpeedtestInterval is the throughput of one interval of a speed test.
+type SpeedtestInterval struct {
+	// Start and End are offsets from the start of the test.
+	Start time.Duration `json:"start"`
+	End   time.Duration `json:"end"`
+	// Bytes moved in the interval.
+	Bytes int64 `json:"bytes"`
+}
+
+// BitsPerSecond is the interval's throughput.
+func (i SpeedtestInterval) BitsPerSecond() float64 {
+	d := (i.End - i.Start).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(i.Bytes) * 8 / d
+}
+
+// SpeedtestResult is a whole speed test.
+type SpeedtestResult struct {
+	Direction string              `json:"direction"`
+	Intervals []SpeedtestInterval `json:"intervals"`
+	// Total covers the whole test.
+	Total SpeedtestInterval `json:"total"`
+}
+
+// Speedtest measures throughput through the tunnel to the agent for
+// duration in direction (SpeedtestUpload or SpeedtestDownload), reporting
+// each interval to onInterval (may be nil) as it completes.
+func (c *AgentConn) Speedtest(ctx context.Context, direction string, duration, interval time.Duration, onInterval func(SpeedtestInterval)) (SpeedtestResult, error) {
+	if direction != SpeedtestUpload && direction != SpeedtestDownload {
+		return SpeedtestResult{}, fmt.Errorf("speedtest: direction %q: want %s or %s", direction, SpeedtestUpload, SpeedtestDownload)
+	}
+	if duration <= 0 || duration > agent.MaxSpeedtestDuration {
+		return SpeedtestResult{}, fmt.Errorf("speedtest: duration %s must be in (0, %s]", duration, agent.MaxSpeedtestDuration)
+	}
+	if interval <= 0 {
+		interval = time.Second
+	}
+	nc, err := c.dialPort(ctx, agent.SpeedtestPort)
+	if err != nil {
+		return SpeedtestResult{}, err
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
+	defer stop()
+	hdr, err := json.Marshal(agent.SpeedtestRequest{Direction: direction, Duration: duration})
+	if err != nil {
+		return SpeedtestResult{}, fmt.Errorf("encode speedtest request: %w", err)
+	}
+	if _, err := nc.Write(append(hdr, '\n')); err != nil {
+		return SpeedtestResult{}, fmt.Errorf("send speedtest request: %w", err)
+	}
+	res := SpeedtestResult{Direction: direction}
+	start := time.Now()
+	var (
+		mu       sync.Mutex
+		moved    int64
+		lastMark time.Duration
+		lastSeen int64
+	)
+	// tick closes an interval at the current time.
+	tick := func(final bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Since(start)
+		if final && now-lastMark < interval/10 && len(res.Intervals) > 0 {
+			// Fold a tiny tail into the previous interval.
+			last := &res.Intervals[len(res.Intervals)-1]
+			last.End = now
+			last.Bytes += moved - lastSeen
+		} else {
+			iv := SpeedtestInterval{Start: lastMark, End: now, Bytes: moved - lastSeen}
+			res.Intervals = append(res.Intervals, iv)
+			if onInterval != nil {
+				onInterval(iv)
+			}
+		}
+		lastMark, lastSeen = now, moved
+	}
+	done := make(chan struct{})
+	tickerDone := make(chan struct{})
+	go func() {
+		defer close(tickerDone)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				tick(false)
+			case <-done:
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	var runErr error
+	switch direction {
+	case SpeedtestDownload:
+		for {
+			n, err := nc.Read(buf)
+			mu.Lock()
+			moved += int64(n)
+			mu.Unlock()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					runErr = err
+				}
+				break
+			}
+		}
+	case SpeedtestUpload:
+		end := start.Add(duration)
+		for time.Now().Before(end) {
+			n, err := nc.Write(buf)
+			mu.Lock()
+			moved += int64(n)
+			mu.Unlock()
+			if err != nil {
+				runErr = err
+				break
+			}
+		}
+		if runErr == nil {
+			if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+				runErr = cw.CloseWrite()
+			}
+		}
+		if runErr == nil {
+			var ack [8]byte
+			if _, err := io.ReadFull(nc, ack[:]); err != nil {
+				runErr = fmt.Errorf("read upload acknowledgement: %w", err)
+			} else if got := int64(binary.BigEndian.Uint64(ack[:])); got != moved {
+				runErr = fmt.Errorf("agent received %d bytes, sent %d", got, moved)
+			}
+		}
+	}
+	close(done)
+	<-tickerDone
+	if runErr != nil {
+		if ctx.Err() != nil {
+			runErr = ctx.Err()
+		}
+		return res, fmt.Errorf("speedtest %s: %w", direction, runErr)
+	}
+	tick(true)
+	res.Total = SpeedtestInterval{Start: 0, End: lastMark, Bytes: moved}
+	return res, nil
+}
+
+// httpClient talks to the agent's HTTP API on its mesh address.
+func (c *AgentConn) httpClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return c.dialPort(ctx, agent.HTTPAPIPort)
+		},
+		DisableKeepAlives: true,
+	}}
+}
+
+// ListeningPorts lists the TCP ports listening inside the workspace.
+func (c *AgentConn) ListeningPorts(ctx context.Context) ([]agent.ListeningPort, error) {
+	u := "http://" + net.JoinHostPort(c.ip.String(), strconv.Itoa(agent.HTTPAPIPort)) + "/api/v0/listening-ports"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listening ports: %w", err)
+	}
+	res, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("listening ports: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
+		return nil, fmt.Errorf("listening ports: status %d: %s", res.StatusCode, body)
+	}
+	var out struct {
+		Ports []agent.ListeningPort `json:"ports"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("decode listening ports: %w", err)
+	}
+	return out.Ports, nil
+}
+
+// Close stops the SSH client, the coordinator controller (which tells the
+// coordinator goodbye) and the tunnel.
+func (c *AgentConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.sshMu.Lock()
+		sc := c.sshClient
+		c.sshClient = nil
+		c.sshMu.Unlock()
+		var errs []error
+		if sc != nil {
+			_ = sc.Close()
+		}
+		if err := c.ctrl.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close coordinator controller: %w", err))
+		}
+		if err := c.conn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close tunnel: %w", err))
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
