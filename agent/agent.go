@@ -6,7 +6,9 @@
 // (created → starting → ready | start_error | start_timeout, then
 // shutting_down → off | shutdown_error | shutdown_timeout), streams script
 // output to coderd as logs (ordered, bounded, retried until acknowledged),
-// and reports stats, metadata and app health.
+// and reports stats, metadata and app health. Log lines coderd has not
+// acknowledged are spooled to the data dir while coderd is unreachable and
+// resent by the next run, so a killed agent does not lose them.
 //
 // The agent survives coderd restarts: existing SSH sessions keep running on
 // the mesh, the coordinator connection is re-established with backoff and
@@ -62,8 +64,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Client talks to coderd with the agent token. Required.
 	Client *agentsdk.Client
-	// DataDir holds the agent's persistent state: the mesh node key and the
-	// SSH host key, so both survive agent restarts. Required.
+	// DataDir holds the agent's persistent state: the mesh node key, the
+	// SSH host key (both survive agent restarts) and the spool of log
+	// lines coderd has not acknowledged yet (resent on the next start).
+	// Required.
 	DataDir string
 	// Version is reported to coderd.
 	Version string
@@ -172,6 +176,12 @@ func (a *Agent) newBackoff() *backoff { return newBackoff(a.opts.BackoffMin, a.o
 // flushes logs and returns nil. It returns an error only when the agent
 // could not start (ctx cancelled before a manifest arrived is not an error).
 func (a *Agent) Run(ctx context.Context) error {
+	// Lines a previous run could not deliver go out first.
+	if err := a.logs.loadSpool(filepath.Join(a.opts.DataDir, logSpoolFile)); err != nil {
+		a.logger.Warn("restore unsent logs", "error", err)
+	} else if n := a.logs.pending(); n > 0 {
+		a.logger.Info("resending log lines a previous run could not deliver", "lines", n)
+	}
 	// Background work that must stop only after shutdown reporting is done.
 	bgCtx, bgCancel := context.WithCancel(context.WithoutCancel(ctx))
 	var bg sync.WaitGroup
@@ -265,7 +275,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.life.flush(flushCtx, a.opts.Client, a.newBackoff())
 	a.logs.flush(flushCtx, a.opts.Client, a.newBackoff())
 	if n := a.logs.pending(); n > 0 {
-		logger.Warn("log lines not delivered before exit", "lines", n)
+		a.logs.saveSpool()
+		logger.Warn("log lines not delivered before exit; spooled for the next start", "lines", n,
+			"path", filepath.Join(a.opts.DataDir, logSpoolFile))
 	}
 	return nil
 }

@@ -42,6 +42,11 @@ type logQueue struct {
 	nextSeq int64
 	// inflight is the batch being sent (removed from lines only once acked).
 	inflight int
+
+	// spoolPath is where unsent lines are persisted (empty: nowhere);
+	// spooled says the file may exist and must follow every ack.
+	spoolPath string
+	spooled   bool
 }
 
 func newLogQueue(logger *slog.Logger, maxLines int) *logQueue {
@@ -97,8 +102,14 @@ func (q *logQueue) next(maxBatch int) (req agentsdk.PatchLogsRequest, ok bool) {
 	}
 	src := q.lines[0].source
 	n := 0
-	for n < len(q.lines) && n < maxBatch && q.lines[n].source == src {
-		n++
+	if q.inflight > 0 {
+		// A retry resends exactly the batch of the first attempt under
+		// the same sequence number: coderd may have stored it already.
+		n = min(q.inflight, len(q.lines))
+	} else {
+		for n < len(q.lines) && n < maxBatch && q.lines[n].source == src {
+			n++
+		}
 	}
 	q.inflight = n
 	req.LogSourceID = src
@@ -110,13 +121,18 @@ func (q *logQueue) next(maxBatch int) (req agentsdk.PatchLogsRequest, ok bool) {
 	return req, true
 }
 
-// ack removes the in-flight batch and advances the sequence number.
+// ack removes the in-flight batch and advances the sequence number. When
+// the queue was spooled, the spool follows (and is removed once empty).
 func (q *logQueue) ack() {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	q.lines = q.lines[q.inflight:]
 	q.inflight = 0
 	q.nextSeq++
+	spooled := q.spooled
+	q.mu.Unlock()
+	if spooled {
+		q.saveSpool()
+	}
 }
 
 // pending reports how many lines wait to be sent.
@@ -163,6 +179,9 @@ func (q *logQueue) send(ctx context.Context, client *agentsdk.Client, interval t
 			if ctx.Err() != nil {
 				return
 			}
+			// coderd is unreachable: persist what waits, so a dying agent
+			// does not lose it.
+			q.saveSpool()
 			q.logger.Debug("send logs failed; retrying", "error", err)
 			if !bo.wait(ctx) {
 				return

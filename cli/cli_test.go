@@ -302,7 +302,9 @@ func TestServerCommand(t *testing.T) {
 	t.Parallel()
 	pgURL := dbtestutil.NewDB(t)
 	env, _ := testEnv(t)
-	env = append(env, "CODER_PG_CONNECTION_URL="+pgURL, "CODER_HTTP_ADDRESS=127.0.0.1:0")
+	env = append(env, "CODER_PG_CONNECTION_URL="+pgURL, "CODER_HTTP_ADDRESS=127.0.0.1:0",
+		// A private STUN port: the default 0.0.0.0:3478 may be taken by a running server.
+		"CODER_DERP_SERVER_STUN_ADDRESSES=127.0.0.1:0")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

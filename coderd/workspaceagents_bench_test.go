@@ -1,6 +1,7 @@
 package coderd_test
 
 import (
+	"context"
 	"crypto/rand"
 	"io"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/tunnel"
 )
 
 // BenchmarkAgentTunnel measures, over an established tunnel between a user
@@ -30,10 +32,26 @@ func BenchmarkAgentTunnel(b *testing.B) {
 	waitAgent(b, owner, agentID, "ready", func(a codersdk.WorkspaceAgent) bool {
 		return a.LifecycleState == codersdk.WorkspaceAgentLifecycleReady
 	})
-	sc := dialAgentSSH(b, owner, e.derpMap, agentID)
-	// Warm the path (disco upgrade from DERP to direct) before measuring.
-	deadline := time.Now().Add(5 * time.Second)
+	conn := dialAgentTunnel(b, owner, e.derpMap, agentID)
+	// Wait (bounded) for the direct path, so the figures are not DERP's.
+	ip := tunnel.IPFromUUID(agentID)
+	var path tunnel.PingResult
+	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		res, err := conn.Ping(ctx, ip)
+		cancel()
+		if err == nil {
+			path = res
+			if res.Direct {
+				break
+			}
+		}
+	}
+	b.Logf("path to the agent: direct=%v endpoint=%q derp=%q latency=%v", path.Direct, path.Endpoint, path.DERPRegionCode, path.Latency)
+	sc := sshOverTunnel(b, conn, agentID)
+	// Warm up the SSH connection before measuring.
+	for range 20 {
 		s, err := sc.NewSession()
 		if err != nil {
 			b.Fatal(err)

@@ -33,6 +33,7 @@ type agentStatTotals struct {
 	rx, tx             int64
 	maxSSH, latestSSH  int64
 	latestSSHProtoConn int64
+	maxLatencyMS       float64
 }
 
 func readAgentStats(t *testing.T, e *agentEnv, agentID uuid.UUID) agentStatTotals {
@@ -40,8 +41,9 @@ func readAgentStats(t *testing.T, e *agentEnv, agentID uuid.UUID) agentStatTotal
 	ctx := context.Background()
 	var s agentStatTotals
 	err := e.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(rx_bytes), 0), coalesce(sum(tx_bytes), 0),
-		coalesce(max(session_count_ssh), 0) FROM workspace_agent_stats WHERE agent_id = $1`, agentID).
-		Scan(&s.rows, &s.rx, &s.tx, &s.maxSSH)
+		coalesce(max(session_count_ssh), 0), coalesce(max(connection_median_latency_ms), -1)
+		FROM workspace_agent_stats WHERE agent_id = $1`, agentID).
+		Scan(&s.rows, &s.rx, &s.tx, &s.maxSSH, &s.maxLatencyMS)
 	if err != nil {
 		t.Fatalf("read stats: %v", err)
 	}
@@ -100,7 +102,9 @@ func TestAgentStatsReported(t *testing.T) {
 	var st agentStatTotals
 	eventually(t, 60*time.Second, "stats with an open SSH session and the bytes moved", func() bool {
 		st = readAgentStats(t, e, agentID)
-		return st.latestSSH >= 1 && st.latestSSHProtoConn >= 1 && st.rx >= int64(len(payload)) && st.tx >= int64(len(payload))
+		// A latency was measured to the user's peer (-1 means none).
+		return st.latestSSH >= 1 && st.latestSSHProtoConn >= 1 && st.rx >= int64(len(payload)) &&
+			st.tx >= int64(len(payload)) && st.maxLatencyMS >= 0
 	})
 
 	// After the session ends, the counts go back to zero.

@@ -92,11 +92,17 @@ type agentProcess struct {
 // dir). The process is killed at the end of the test if still running.
 func startAgentProcess(t *testing.T, env ...string) *agentProcess {
 	t.Helper()
+	return startAgentProcessIn(t, t.TempDir(), env...)
+}
+
+// startAgentProcessIn is startAgentProcess with the given data dir.
+func startAgentProcessIn(t *testing.T, dataDir string, env ...string) *agentProcess {
+	t.Helper()
 	bin := buildCoder(t)
 	p := &agentProcess{stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "agent")
 	base := []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH"), "USER=" + os.Getenv("USER"),
-		"CODER_AGENT_DATA_DIR=" + t.TempDir()}
+		"CODER_AGENT_DATA_DIR=" + dataDir}
 	p.cmd.Env = append(base, env...)
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
@@ -249,4 +255,66 @@ func TestAgentProcessWrongToken(t *testing.T) {
 	if code := p.terminate(t); code != 0 {
 		t.Fatalf("coder agent exited %d", code)
 	}
+}
+
+// TestAgentProcessKilledDuringOutageKeepsLogs: logs written while coderd is
+// down survive the agent process being killed (SIGKILL, no shutdown) and
+// arrive once, from the next agent process on the same data dir.
+func TestAgentProcessKilledDuringOutageKeepsLogs(t *testing.T) {
+	t.Parallel()
+	e := newAgentEnv(t)
+	owner := e.client()
+	first := coderdtest.CreateFirstUser(t, owner)
+	dir := t.TempDir()
+	gate, done := filepath.Join(dir, "go"), filepath.Join(dir, "done")
+	// The script does its work once: the restarted agent runs it again.
+	script := fmt.Sprintf(`[ -f %[2]q ] && exit 0
+echo before-outage
+while [ ! -f %[1]q ]; do sleep 0.05; done
+touch %[2]q
+echo during-outage-1
+echo during-outage-2`, gate, done)
+	agentID, token := insertAgent(t, e.store, uuid.MustParse(first.UserID), startScript(script, 0))
+	dataDir := t.TempDir()
+	env := []string{"CODER_AGENT_URL=" + e.url.String(), "CODER_AGENT_AUTH=token", "CODER_AGENT_TOKEN=" + token}
+	p1 := startAgentProcessIn(t, dataDir, env...)
+	waitLog(t, owner, agentID, "before-outage")
+
+	e.stop()
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(dataDir, "logs-spool.json")
+	eventually(t, 60*time.Second, "lines spooled to disk", func() bool {
+		data, err := os.ReadFile(spool)
+		return err == nil && strings.Contains(string(data), "during-outage-2")
+	})
+	if err := p1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p1.done
+
+	e.start()
+	owner = e.client()
+	owner.SetSessionToken(loginOwner(t, owner))
+	startAgentProcessIn(t, dataDir, env...)
+	waitLog(t, owner, agentID, "during-outage-2")
+	waitAgent(t, owner, agentID, "connected and ready", func(a codersdk.WorkspaceAgent) bool {
+		return a.Status == codersdk.WorkspaceAgentConnected && a.LifecycleState == codersdk.WorkspaceAgentLifecycleReady
+	})
+	logs, err := owner.WorkspaceAgentLogsAfter(context.Background(), agentID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outputs []string
+	for _, l := range logs {
+		outputs = append(outputs, l.Output)
+	}
+	if got := strings.Join(outputs, "|"); got != "before-outage|during-outage-1|during-outage-2" {
+		t.Fatalf("logs in coderd: %q", got)
+	}
+	eventually(t, 60*time.Second, "spool removed once delivered", func() bool {
+		_, err := os.Stat(spool)
+		return errors.Is(err, os.ErrNotExist)
+	})
 }

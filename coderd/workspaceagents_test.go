@@ -320,7 +320,13 @@ func waitLog(t testing.TB, client *codersdk.Client, id uuid.UUID, substr string)
 // coordinate endpoint and opens an SSH client over it.
 func dialAgentSSH(t testing.TB, client *codersdk.Client, derpMap *tailcfg.DERPMap, agentID uuid.UUID) *gossh.Client {
 	t.Helper()
-	conn := dialAgentTunnel(t, client, derpMap, agentID)
+	return sshOverTunnel(t, dialAgentTunnel(t, client, derpMap, agentID), agentID)
+}
+
+// sshOverTunnel opens an SSH client to the agent through an established
+// tunnel.
+func sshOverTunnel(t testing.TB, conn *tunnel.Conn, agentID uuid.UUID) *gossh.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nc, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tunnel.IPFromUUID(agentID), agent.SSHPort).String())

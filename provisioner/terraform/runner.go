@@ -266,6 +266,10 @@ func (j *job) plan(ctx context.Context, stage, planFile string, destroy bool) (*
 	j.tf.SetStderr(errw)
 	defer j.tf.SetStderr(io.Discard)
 	_, err := j.tf.PlanJSON(ctx, out, tfexec.Out(planFile), tfexec.Destroy(destroy), tfexec.Refresh(true), tfexec.Lock(false))
+	// PlanJSON installs out as terraform's stdout; every later command tees its
+	// stdout there, so `show -json` (which holds sensitive values such as agent
+	// tokens) would land in the build log. Detach it first.
+	j.tf.SetStdout(io.Discard)
 	out.Flush()
 	errw.Flush()
 	if err != nil {
@@ -284,6 +288,7 @@ func (j *job) apply(ctx context.Context, stage, planFile string) error {
 	j.tf.SetStderr(errw)
 	defer j.tf.SetStderr(io.Discard)
 	err := j.tf.ApplyJSON(ctx, out, tfexec.DirOrPlan(planFile), tfexec.Lock(false))
+	j.tf.SetStdout(io.Discard) // see plan: keep `show -json` out of the log
 	out.Flush()
 	errw.Flush()
 	if err != nil {

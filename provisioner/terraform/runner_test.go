@@ -251,6 +251,9 @@ func TestBuildLifecycle(t *testing.T) {
 	if agent.Token == "" || agent.ID == "" {
 		t.Errorf("agent token/id missing: %+v", agent)
 	}
+	if strings.Contains(logs.text(), agent.Token) || strings.Contains(logs.text(), `"format_version"`) {
+		t.Errorf("build log leaks terraform show -json output (agent token %q):\n%s", agent.Token, logs.text())
+	}
 	if !strings.Contains(string(start.State), agent.Token) {
 		t.Errorf("agent token %q not in state", agent.Token)
 	}
