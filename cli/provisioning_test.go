@@ -234,7 +234,7 @@ func TestProvisioningEndToEnd(t *testing.T) {
 	}
 
 	// Stop: the agent process is gone, the home directory stays.
-	mustRun(t, env, "stop", "ws1")
+	mustRun(t, env, "stop", "ws1", "-y")
 	ws = show()
 	if ws.LatestBuild.Status != codersdk.WorkspaceStatusStopped {
 		t.Fatalf("after stop: %s", ws.LatestBuild.Status)
@@ -244,8 +244,10 @@ func TestProvisioningEndToEnd(t *testing.T) {
 		t.Fatalf("home lost on stop: %v", err)
 	}
 
-	// Start again: the same files are there.
-	mustRun(t, env, "start", "ws1")
+	// `coder ssh -y` into the stopped workspace starts it first; the same files are there.
+	if out := mustRun(t, env, "ssh", "-y", "ws1", "--", "cat", marker); strings.TrimSpace(out) != "kept" {
+		t.Fatalf("ssh -y into the stopped workspace: %q", out)
+	}
 	if ws = show(); ws.LatestBuild.Status != codersdk.WorkspaceStatusRunning || ws.LatestBuild.BuildNumber != 3 {
 		t.Fatalf("after start: %s #%d", ws.LatestBuild.Status, ws.LatestBuild.BuildNumber)
 	}

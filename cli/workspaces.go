@@ -249,8 +249,10 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 		},
 	}
 	fs := cmd.Flags()
+	// -y is accepted by every transition so scripts can pass it uniformly;
+	// only delete asks for confirmation.
+	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation (only delete asks).")
 	if transition == codersdk.WorkspaceTransitionDelete {
-		fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation.")
 		fs.BoolVar(&orphan, "orphan", false, "Delete the workspace without running terraform destroy (for a broken template); resources are left behind.")
 	} else {
 		fs.StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
@@ -308,6 +310,7 @@ func (r *root) restartCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
+	cmd.Flags().BoolP("yes", "y", false, "Do not ask for confirmation (accepted for scripts; restart does not ask).")
 	return cmd
 }
 
