@@ -3,6 +3,9 @@ SHELL := /bin/bash
 export GOTOOLCHAIN := local
 CACHE_DIR ?= $(CURDIR)/.cache
 export CODER_CACHE_DIR := $(CACHE_DIR)
+# ts_debug_websockets compiles upstream's DERP-over-websockets client in (for
+# --derp-force-websockets); everything is built and tested with it.
+export GOFLAGS := $(GOFLAGS) -tags=ts_debug_websockets
 GO_PACKAGES := ./...
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count 1

@@ -1,7 +1,8 @@
 // Package agent is the workspace agent: it authenticates to coderd with its
 // token, fetches its manifest, joins the mesh with the address derived from
 // its ID and serves, on its tailnet address only: SSH on ports 1 and 22,
-// the reconnecting PTY on 2, a speed test on 3 and a small HTTP API on 4.
+// the reconnecting PTY on 2, a speed test on 3, a small HTTP API on 4 and
+// a UDP relay to the workspace's loopback on 5.
 // It runs the manifest's scripts and reports the lifecycle
 // (created → starting → ready | start_error | start_timeout, then
 // shutting_down → off | shutdown_error | shutdown_timeout), streams script
@@ -474,6 +475,8 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 		Logger:         a.logger.With("component", "tunnel"),
 		ListenPort:     a.opts.TunnelListenPort,
 		BlockEndpoints: m.DisableDirectConnections,
+		DERPPlainHTTP:  a.opts.Client.SDK.URL.Scheme == "http",
+		DERPWebsockets: m.DERPForceWebSockets,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create tunnel: %w", err)
@@ -541,6 +544,10 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 		return nil, err
 	}
 	if err := a.serveTailnet(s, conn, SpeedtestPort, serveSpeedtest); err != nil {
+		return nil, err
+	}
+	relay := &udpRelay{logger: a.logger.With("component", "udp-relay")}
+	if err := a.serveTailnet(s, conn, UDPRelayPort, relay.serve); err != nil {
 		return nil, err
 	}
 	apiLn, err := conn.Listen("tcp", fmt.Sprintf(":%d", HTTPAPIPort))

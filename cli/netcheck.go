@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wgmesh/coder/codersdk/workspacesdk"
 	"github.com/wgmesh/coder/tunnel"
 )
 
@@ -41,20 +42,19 @@ func (r *root) netcheckCommand() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			derpMap, err := client.DERPMap(ctx)
+			info, err := client.AgentConnectionInfo(ctx)
 			if err != nil {
-				return fmt.Errorf("get DERP map: %w", err)
+				return fmt.Errorf("get mesh connection info: %w", err)
 			}
 			logger, closeLog, err := r.openLogger("", "netcheck")
 			if err != nil {
 				return err
 			}
 			defer closeLog()
-			conn, err := tunnel.NewConn(tunnel.Options{
+			conn, err := tunnel.NewConn(workspacesdk.TunnelOptions(client, info, tunnel.Options{
 				Addresses: []netip.Prefix{tunnel.RandomPrefix()},
-				DERPMap:   derpMap,
 				Logger:    logger,
-			})
+			}))
 			if err != nil {
 				return fmt.Errorf("create tunnel: %w", err)
 			}
@@ -75,7 +75,7 @@ func (r *root) netcheckCommand() *cobra.Command {
 				}
 			}
 			res := netcheckOutput{NetcheckReport: report, Regions: map[int]string{}}
-			for id, reg := range derpMap.Regions {
+			for id, reg := range info.DERPMap.Regions {
 				res.Regions[id] = reg.RegionCode
 			}
 			res.PreferredRegion = res.Regions[report.PreferredDERP]
@@ -108,8 +108,8 @@ func (r *root) netcheckCommand() *cobra.Command {
 			}
 			fmt.Fprintf(r.stdout, "  * Preferred DERP region: %d (%s)\n", report.PreferredDERP, res.PreferredRegion)
 			fmt.Fprintln(r.stdout, "  * DERP latency:")
-			ids := make([]int, 0, len(derpMap.Regions))
-			for id := range derpMap.Regions {
+			ids := make([]int, 0, len(info.DERPMap.Regions))
+			for id := range info.DERPMap.Regions {
 				ids = append(ids, id)
 			}
 			sort.Ints(ids)

@@ -4,13 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wgmesh/coder/agent"
 )
 
 // portMapping is one forwarded port: a local listen address and the port
@@ -86,49 +92,85 @@ func parsePortSpec(network, spec string) ([]portMapping, error) {
 	return out, nil
 }
 
+// defaultUDPIdleTimeout ends a UDP session without traffic.
+const defaultUDPIdleTimeout = 2 * time.Minute
+
 func (r *root) portForwardCommand() *cobra.Command {
 	var (
 		o        reachOptions
 		tcpSpecs []string
+		udpSpecs []string
+		udpIdle  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:     "tunnel [owner/]WORKSPACE[.AGENT] --tcp [BIND:]LOCAL[:REMOTE]...",
+		Use:     "tunnel [owner/]WORKSPACE[.AGENT] --tcp [BIND:]LOCAL[:REMOTE]... --udp [BIND:]LOCAL[:REMOTE]...",
 		Aliases: []string{"port-forward"},
-		Short:   "Forward local TCP ports to ports inside a workspace",
+		Short:   "Forward local TCP and UDP ports to ports inside a workspace",
 		Long: "Listen on local ports and forward each connection through the mesh to the agent, which dials\n" +
 			"127.0.0.1:REMOTE in the workspace. Ranges (8000-8010:9000-9010) and a bind address\n" +
-			"(127.0.0.1:5432:5432) are accepted. Runs until interrupted.",
+			"(127.0.0.1:5432:5432) are accepted. UDP is relayed per local source address: each source\n" +
+			"gets its own socket in the workspace, closed after --udp-idle-timeout without traffic.\n" +
+			"Runs until interrupted.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if len(tcpSpecs) == 0 {
-				return errors.New("nothing to forward: pass at least one --tcp LOCAL:REMOTE")
+			if len(tcpSpecs) == 0 && len(udpSpecs) == 0 {
+				return errors.New("nothing to forward: pass at least one --tcp or --udp LOCAL:REMOTE")
+			}
+			if udpIdle <= 0 || udpIdle > agent.MaxUDPRelayIdleTimeout {
+				return fmt.Errorf("--udp-idle-timeout %s: must be in (0, %s]", udpIdle, agent.MaxUDPRelayIdleTimeout)
 			}
 			var maps []portMapping
-			for _, s := range tcpSpecs {
-				m, err := parsePortSpec("tcp", s)
-				if err != nil {
-					return err
+			for _, spec := range []struct {
+				network string
+				specs   []string
+			}{{"tcp", tcpSpecs}, {"udp", udpSpecs}} {
+				for _, s := range spec.specs {
+					m, err := parsePortSpec(spec.network, s)
+					if err != nil {
+						return err
+					}
+					maps = append(maps, m...)
 				}
-				maps = append(maps, m...)
 			}
 			// Listen first: a busy port fails before any network work.
-			listeners := make([]net.Listener, 0, len(maps))
+			var (
+				closers   []io.Closer
+				listeners = make([]net.Listener, len(maps))
+				packets   = make([]*net.UDPConn, len(maps))
+			)
 			closeAll := func() {
-				for _, ln := range listeners {
-					_ = ln.Close()
+				for _, c := range closers {
+					_ = c.Close()
 				}
 			}
-			for _, m := range maps {
-				ln, err := net.Listen(m.network, m.listenAddr)
+			for i, m := range maps {
+				var (
+					c   io.Closer
+					err error
+				)
+				switch m.network {
+				case "udp":
+					var addr *net.UDPAddr
+					if addr, err = net.ResolveUDPAddr("udp", m.listenAddr); err == nil {
+						packets[i], err = net.ListenUDP("udp", addr)
+						c = packets[i]
+					}
+				default:
+					listeners[i], err = net.Listen(m.network, m.listenAddr)
+					c = listeners[i]
+				}
 				if err != nil {
 					closeAll()
 					if errors.Is(err, syscall.EADDRINUSE) {
+						if m.network == "udp" {
+							return fmt.Errorf("local UDP port %s is already in use (another process has it open); pick another LOCAL port", m.listenAddr)
+						}
 						return fmt.Errorf("local port %s is already in use (another process listens on it); pick another LOCAL port", m.listenAddr)
 					}
-					return fmt.Errorf("listen on %s: %w", m.listenAddr, err)
+					return fmt.Errorf("listen on %s %s: %w", m.network, m.listenAddr, err)
 				}
-				listeners = append(listeners, ln)
+				closers = append(closers, c)
 			}
 			defer closeAll()
 			rc, err := r.reach(ctx, args[0], o, "tunnel")
@@ -140,10 +182,19 @@ func (r *root) portForwardCommand() *cobra.Command {
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			var wg sync.WaitGroup
-			for i, ln := range listeners {
-				m := maps[i]
-				fmt.Fprintf(r.stdout, "Forwarding %s %s -> %s:127.0.0.1:%d\n", m.network, ln.Addr(), rc.ws.Name, m.remotePort)
+			for i, m := range maps {
 				wg.Add(1)
+				if m.network == "udp" {
+					pc := packets[i]
+					fmt.Fprintf(r.stdout, "Forwarding %s %s -> %s:127.0.0.1:%d\n", m.network, pc.LocalAddr(), rc.ws.Name, m.remotePort)
+					go func() {
+						defer wg.Done()
+						r.serveUDPForward(ctx, pc, rc, m, udpIdle)
+					}()
+					continue
+				}
+				ln := listeners[i]
+				fmt.Fprintf(r.stdout, "Forwarding %s %s -> %s:127.0.0.1:%d\n", m.network, ln.Addr(), rc.ws.Name, m.remotePort)
 				go func() {
 					defer wg.Done()
 					r.serveForward(ctx, ln, rc, m)
@@ -160,6 +211,8 @@ func (r *root) portForwardCommand() *cobra.Command {
 	cmd.Flags().StringArrayVar(&tcpSpecs, "tcp", nil, "Forward TCP [BIND:]LOCAL[:REMOTE] (ports or equal-length ranges; repeatable).")
 	cmd.Flags().StringArrayVarP(&tcpSpecs, "port", "p", nil, "Alias of --tcp.")
 	_ = cmd.Flags().MarkHidden("port")
+	cmd.Flags().StringArrayVar(&udpSpecs, "udp", nil, "Forward UDP [BIND:]LOCAL[:REMOTE] (ports or equal-length ranges; repeatable).")
+	cmd.Flags().DurationVar(&udpIdle, "udp-idle-timeout", defaultUDPIdleTimeout, "Close a UDP session (one per local source address) after this long without traffic.")
 	return cmd
 }
 
@@ -193,3 +246,124 @@ func (r *root) serveForward(ctx context.Context, ln net.Listener, rc *reached, m
 		}()
 	}
 }
+
+// udpSessionQueue bounds the datagrams of one source waiting for its relay.
+const udpSessionQueue = 256
+
+// serveUDPForward reads datagrams from pc and relays each local source
+// address through its own relay stream to 127.0.0.1:m.remotePort in the
+// workspace, sending the answers back to that source. A session ends after
+// idle without traffic; the next datagram from the source opens a new one.
+// It returns when pc closes, after every session has ended.
+func (r *root) serveUDPForward(ctx context.Context, pc *net.UDPConn, rc *reached, m portMapping, idle time.Duration) {
+	var (
+		mu       sync.Mutex
+		sessions = map[netip.AddrPort]*udpSession{}
+		wg       sync.WaitGroup
+	)
+	defer func() {
+		mu.Lock()
+		for _, s := range sessions {
+			_ = s.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+	remote := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.remotePort))
+	buf := make([]byte, agent.MaxUDPDatagram)
+	for {
+		n, src, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			rc.logger.Debug("udp forward: read", "listen", pc.LocalAddr().String(), "error", err)
+			continue
+		}
+		data := append([]byte(nil), buf[:n]...)
+		mu.Lock()
+		s := sessions[src]
+		if s == nil {
+			s = newUDPSession(pc, src)
+			sessions[src] = s
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					mu.Lock()
+					if sessions[src] == s {
+						delete(sessions, src)
+					}
+					mu.Unlock()
+					_ = s.Close()
+				}()
+				logger := rc.logger.With("source", src.String(), "remote", remote)
+				relay, err := rc.conn.DialUDP(ctx, m.remotePort, idle+30*time.Second)
+				if err != nil {
+					if ctx.Err() == nil {
+						logger.Warn("udp forward: open relay", "error", err)
+						fmt.Fprintf(r.stderr, "forward udp %s -> %s: %v\n", src, remote, err)
+					}
+					return
+				}
+				logger.Debug("udp session started")
+				agent.RelayDatagrams(s, relay, idle, logger)
+				logger.Debug("udp session ended")
+			}()
+		}
+		mu.Unlock()
+		select {
+		case s.in <- data:
+		default:
+			rc.logger.Debug("udp forward: session queue full; dropping datagram", "source", src.String())
+		}
+	}
+}
+
+// udpSession is the local end of one source's relay: a datagram net.Conn
+// whose Read yields what the source sent and whose Write answers it.
+type udpSession struct {
+	pc        *net.UDPConn
+	src       netip.AddrPort
+	in        chan []byte
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newUDPSession(pc *net.UDPConn, src netip.AddrPort) *udpSession {
+	return &udpSession{pc: pc, src: src, in: make(chan []byte, udpSessionQueue), closed: make(chan struct{})}
+}
+
+// Read returns the next datagram from the source.
+func (s *udpSession) Read(p []byte) (int, error) {
+	select {
+	case d := <-s.in:
+		return copy(p, d), nil
+	case <-s.closed:
+		return 0, net.ErrClosed
+	}
+}
+
+// Write sends p to the source from the local listening socket.
+func (s *udpSession) Write(p []byte) (int, error) {
+	select {
+	case <-s.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	return s.pc.WriteToUDPAddrPort(p, s.src)
+}
+
+// Close ends the session (the shared socket stays open).
+func (s *udpSession) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return nil
+}
+
+func (s *udpSession) LocalAddr() net.Addr  { return s.pc.LocalAddr() }
+func (s *udpSession) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(s.src) }
+
+// Deadlines are not supported; the relay ends sessions by closing them.
+func (s *udpSession) SetDeadline(time.Time) error      { return os.ErrNoDeadline }
+func (s *udpSession) SetReadDeadline(time.Time) error  { return os.ErrNoDeadline }
+func (s *udpSession) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }

@@ -39,7 +39,7 @@ func buildCoder(t *testing.T) string {
 
 // startDaemon runs `coder provisioner start` as a separate process with no
 // database settings in its environment. It is interrupted at cleanup.
-func startDaemon(t *testing.T, bin, url, psk, home string, args ...string) *exec.Cmd {
+func startDaemon(t testing.TB, bin, url, psk, home string, args ...string) *exec.Cmd {
 	t.Helper()
 	var out bytes.Buffer
 	cmd := exec.Command(bin, append([]string{"provisioner", "start", "--url", url, "--psk", psk}, args...)...)
@@ -59,7 +59,7 @@ func startDaemon(t *testing.T, bin, url, psk, home string, args ...string) *exec
 }
 
 // waitFor polls cond until it is true or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -255,8 +255,13 @@ func TestProvisioningEndToEnd(t *testing.T) {
 		t.Fatalf("marker after start: %q %v", data, err)
 	}
 	out = mustRun(t, env, "list")
-	if !strings.Contains(out, "owner/ws1") || !strings.Contains(out, "running") {
+	if !strings.Contains(out, "owner/ws1") || !strings.Contains(out, "running") || !strings.Contains(out, "APPS") {
 		t.Fatalf("list: %s", out)
+	}
+	// The local template has two apps (files and hello): the APPS column
+	// is the last one.
+	if rows := strings.Split(strings.TrimSpace(out), "\n"); len(rows) != 2 || !strings.HasSuffix(strings.TrimSpace(rows[1]), " 2") {
+		t.Fatalf("list APPS column: %s", out)
 	}
 
 	// Delete: everything is gone and the state is cleared.

@@ -113,7 +113,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		}
 		dataDir := filepath.Join(cfg.ConfigDir, "postgres")
 		logger.Info("starting embedded PostgreSQL", "data_dir", dataDir)
-		cluster, err := embeddedpg.Start(ctx, embeddedpg.Options{DataDir: dataDir, Logger: logger.With("component", "embeddedpg")})
+		cluster, err := embeddedpg.Start(ctx, embeddedpg.Options{DataDir: dataDir, Logger: logger.With("component", "embeddedpg"), Exclusive: true})
 		if err != nil {
 			return nil, fmt.Errorf("start embedded PostgreSQL: %w", err)
 		}

@@ -22,7 +22,6 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	sshagent "golang.org/x/crypto/ssh/agent"
 	"golang.org/x/term"
-	"tailscale.com/tailcfg"
 
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/workspacesdk"
@@ -268,13 +267,13 @@ func (r *root) reach(ctx context.Context, arg string, o reachOptions, command st
 
 	// The DERP map is needed for the tunnel; fetch it while resolving.
 	type derpResult struct {
-		m   *tailcfg.DERPMap
-		err error
+		info *codersdk.AgentConnectionInfo
+		err  error
 	}
 	derpCh := make(chan derpResult, 1)
 	go func() {
-		m, err := client.DERPMap(ctx)
-		derpCh <- derpResult{m, err}
+		info, err := client.AgentConnectionInfo(ctx)
+		derpCh <- derpResult{&info, err}
 	}()
 	defer func() {
 		if err != nil {
@@ -301,7 +300,7 @@ func (r *root) reach(ctx context.Context, arg string, o reachOptions, command st
 	dr := <-derpCh
 	derpCh <- dr // keep the deferred drain non-blocking
 	if dr.err != nil {
-		return nil, fmt.Errorf("get DERP map: %w", dr.err)
+		return nil, fmt.Errorf("get mesh connection info: %w", dr.err)
 	}
 
 	// Dial in parallel with waiting for the agent.
@@ -311,7 +310,7 @@ func (r *root) reach(ctx context.Context, arg string, o reachOptions, command st
 	}
 	dialCh := make(chan dialResult, 1)
 	go func() {
-		c, err := workspacesdk.DialAgent(ctx, client, ag.ID, &workspacesdk.DialAgentOptions{DERPMap: dr.m, Logger: logger})
+		c, err := workspacesdk.DialAgent(ctx, client, ag.ID, &workspacesdk.DialAgentOptions{ConnectionInfo: dr.info, Logger: logger})
 		dialCh <- dialResult{c, err}
 	}()
 	ag, err = r.waitAgent(ctx, client, ag, waitMode(o.wait), timeout, status)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -149,14 +150,24 @@ func (r *root) listCommand() *cobra.Command {
 			rows := make([][]string, 0, len(res.Workspaces))
 			for _, ws := range res.Workspaces {
 				rows = append(rows, []string{ws.OwnerName + "/" + ws.Name, ws.TemplateName, string(ws.LatestBuild.Status),
-					string(ws.LatestBuild.Transition), humanTime(ws.LatestBuild.CreatedAt)})
+					string(ws.LatestBuild.Transition), humanTime(ws.LatestBuild.CreatedAt), strconv.Itoa(workspaceAppCount(ws))})
 			}
-			return writeTable(r.stdout, []string{"WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "AT"}, rows)
+			return writeTable(r.stdout, []string{"WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "AT", "APPS"}, rows)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "List the workspaces of every user you may see.")
 	addOutputFlag(cmd, &out, "table")
 	return cmd
+}
+
+// workspaceAppCount counts the apps of every agent of the workspace's
+// latest build.
+func workspaceAppCount(ws codersdk.Workspace) int {
+	n := 0
+	for _, a := range workspaceAgents(ws) {
+		n += len(a.Apps)
+	}
+	return n
 }
 
 func (r *root) showCommand() *cobra.Command {

@@ -180,6 +180,7 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(apiKey)
+			r.Get("/connection", api.workspaceAgentConnectionInfo)
 			r.Get("/{workspaceagent}", api.workspaceAgent)
 			r.Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
 			r.Get("/{workspaceagent}/metadata", api.workspaceAgentMetadata)

@@ -55,3 +55,24 @@ func (api *API) derpMap(w http.ResponseWriter, r *http.Request) {
 	}
 	httpapi.Write(r.Context(), w, http.StatusOK, m)
 }
+
+// workspaceAgentConnectionInfo serves GET /api/v2/workspaceagents/connection:
+// what a client needs to join the mesh besides its coordinator connection
+// (the DERP map and how to reach the relays). Same audience as /derp-map.
+func (api *API) workspaceAgentConnectionInfo(w http.ResponseWriter, r *http.Request) {
+	auth, _ := httpmw.AuthorizationFromContext(r.Context())
+	if !api.authorize(r, rbac.ActionRead, rbac.Object{Type: rbac.ResourceWorkspace, OwnerID: auth.User.ID}) {
+		httpapi.Forbidden(w, r)
+		return
+	}
+	m := api.agents.derpMaps.Current()
+	if m == nil {
+		httpapi.Write(r.Context(), w, http.StatusNotFound, codersdk.Response{Message: "No DERP map is configured."})
+		return
+	}
+	httpapi.Write(r.Context(), w, http.StatusOK, codersdk.AgentConnectionInfo{
+		DERPMap:                  m,
+		DERPForceWebsockets:      api.agents.opts.DERPForceWebSockets,
+		DisableDirectConnections: api.agents.opts.DisableDirectConnections,
+	})
+}

@@ -24,6 +24,12 @@ type AppsOptions struct {
 	// AppKeyLifetime bounds the app-scoped keys of the subdomain cookie
 	// handshake (default workspaceapps.DefaultAppKeyLifetime).
 	AppKeyLifetime time.Duration
+	// AuthCacheTTL is how long the proxy remembers a granted request
+	// (credential + app) without asking the database: the bound on how
+	// long a suspended user, revoked key or stopped workspace keeps
+	// access (default workspaceapps.DefaultAuthCacheTTL; negative
+	// disables the cache).
+	AuthCacheTTL time.Duration
 }
 
 // appsState is the API's workspace apps proxy and its mesh connection.
@@ -37,6 +43,8 @@ func newAppsState(api *API) (*appsState, error) {
 		Coordinator:    api.agents.coord,
 		DERPMaps:       api.agents.derpMaps,
 		BlockEndpoints: api.agents.opts.DisableDirectConnections,
+		DERPPlainHTTP:  api.opts.AccessURL != nil && api.opts.AccessURL.Scheme == "http",
+		DERPWebsockets: api.agents.opts.DERPForceWebSockets,
 		Logger:         api.logger,
 	})
 	if err != nil {
@@ -51,6 +59,7 @@ func newAppsState(api *API) (*appsState, error) {
 		WildcardHostname: api.opts.Apps.WildcardAccessURL,
 		DisablePathApps:  api.opts.Apps.DisablePathApps,
 		AppKeyLifetime:   api.opts.Apps.AppKeyLifetime,
+		AuthCacheTTL:     api.opts.Apps.AuthCacheTTL,
 		Now:              api.opts.Now,
 		AgentConnected: func(a database.WorkspaceAgent) bool {
 			return AgentStatus(a, api.opts.Now(), api.agents.opts.InactiveDisconnectTimeout) == codersdk.WorkspaceAgentConnected

@@ -48,12 +48,20 @@ func newAppsEnv(t testing.TB, apps coderd.AppsOptions) *appsEnv {
 
 func startAppsCoderd(t testing.TB, store *database.Store, derpMap *tailcfg.DERPMap, apps coderd.AppsOptions) *appsEnv {
 	t.Helper()
+	return startAppsCoderdWith(t, store, coderd.Options{Apps: apps, Agents: coderd.AgentOptions{DERPMap: derpMap, HeartbeatInterval: 500 * time.Millisecond}})
+}
+
+// startAppsCoderdWith starts coderd with opts, filling in the database and
+// the access URL.
+func startAppsCoderdWith(t testing.TB, store *database.Store, opts coderd.Options) *appsEnv {
+	t.Helper()
+	derpMap := opts.Agents.DERPMap
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	u, _ := url.Parse("http://" + ln.Addr().String())
-	opts := coderd.Options{Database: store, AccessURL: u, Apps: apps, Agents: coderd.AgentOptions{DERPMap: derpMap, HeartbeatInterval: 500 * time.Millisecond}}
+	opts.Database, opts.AccessURL = store, u
 	api, err := coderd.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -518,5 +526,86 @@ func stopBuild(t *testing.T, db *database.Store, ws database.Workspace, initiato
 	}
 	if _, err := db.InsertWorkspaceBuild(ctx, database.InsertWorkspaceBuildParams{ID: uuid.New(), CreatedAt: now, UpdatedAt: now, WorkspaceID: ws.ID, TemplateVersionID: prev.TemplateVersionID, BuildNumber: prev.BuildNumber + 1, Transition: database.WorkspaceTransitionStop, InitiatorID: initiator, JobID: job.ID, Reason: database.BuildReasonInitiator}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// offsetClock is coderd's clock in TestWorkspaceAppsAuthCacheBound: real
+// time plus an offset the test moves forward.
+type offsetClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *offsetClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *offsetClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+// TestWorkspaceAppsAuthCacheBound checks the staleness bound of the
+// proxy's decision cache: once AuthCacheTTL has passed, a suspended user
+// and a stopped workspace have lost access.
+func TestWorkspaceAppsAuthCacheBound(t *testing.T) {
+	t.Parallel()
+	const ttl = 2 * time.Second
+	clock := &offsetClock{}
+	store := database.NewStore(dbtestutil.NewPoolFor(t, dbtestutil.NewDB(t)))
+	e := startAppsCoderdWith(t, store, coderd.Options{
+		Now:  clock.now,
+		Apps: coderd.AppsOptions{AuthCacheTTL: ttl},
+		// Moving the clock must not make the agent look disconnected.
+		Agents: coderd.AgentOptions{DERPMap: tunneltest.RunDERP(t), HeartbeatInterval: 500 * time.Millisecond, InactiveDisconnectTimeout: time.Hour},
+	})
+	owner := codersdk.New(e.url)
+	first := coderdtest.CreateFirstUser(t, owner)
+	member, memberUser := coderdtest.CreateAnotherUser(t, owner)
+	up := newUpstream(t)
+	upURL := fmt.Sprintf("http://127.0.0.1:%d", up.port)
+	agentID, token := insertAgent(t, e.store, uuid.MustParse(first.UserID))
+	insertApps(t, e.store, agentID,
+		testApp{slug: "owner-app", url: upURL, share: database.AppSharingLevelOwner},
+		testApp{slug: "auth-app", url: upURL, share: database.AppSharingLevelAuthenticated},
+	)
+	ws := workspaceOfAgent(t, e.store, agentID)
+	runAgent(t, e.url, token)
+	waitAgent(t, owner, agentID, "connected", func(a codersdk.WorkspaceAgent) bool { return a.Status == codersdk.WorkspaceAgentConnected })
+	app := func(slug string) string {
+		return fmt.Sprintf("%s/@%s/%s/apps/%s/", e.url, first.Username, ws.Name, slug)
+	}
+	ownerTok, memberTok := owner.SessionToken(), member.SessionToken()
+
+	// Both are granted (and the grants are cached).
+	for _, c := range []struct{ slug, tok string }{{"owner-app", ownerTok}, {"auth-app", memberTok}} {
+		if got := appGet(t, noRedirect, app(c.slug), "", withSessionCookie(c.tok)); got.status != http.StatusOK {
+			t.Fatalf("%s before: %d %q", c.slug, got.status, got.body)
+		}
+	}
+
+	// A suspended member loses access once the TTL has passed.
+	if _, err := owner.UpdateUserStatus(context.Background(), memberUser.ID.String(), codersdk.UserStatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(ttl)
+	got := appGet(t, noRedirect, app("auth-app"), "", withSessionCookie(memberTok))
+	if got.status != http.StatusSeeOther || !strings.Contains(got.location, "/login?redirect=") {
+		t.Fatalf("suspended member after %s: %d %q (location %q)", ttl, got.status, got.body, got.location)
+	}
+	// The owner, still allowed, is granted again after a fresh lookup.
+	if got := appGet(t, noRedirect, app("owner-app"), "", withSessionCookie(ownerTok)); got.status != http.StatusOK {
+		t.Fatalf("owner after %s: %d %q", ttl, got.status, got.body)
+	}
+
+	// A stopped workspace is closed to its owner once the TTL has passed.
+	stopBuild(t, e.store, ws, uuid.MustParse(first.UserID))
+	clock.advance(ttl)
+	got = appGet(t, noRedirect, app("owner-app"), "", withSessionCookie(ownerTok))
+	if got.status != http.StatusServiceUnavailable || !strings.Contains(got.body, "Workspace is stopped") {
+		t.Fatalf("stopped workspace after %s: %d %q", ttl, got.status, got.body)
 	}
 }

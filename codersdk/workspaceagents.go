@@ -298,3 +298,22 @@ func (c *Client) DERPMap(ctx context.Context) (*tailcfg.DERPMap, error) {
 	}
 	return &m, nil
 }
+
+// AgentConnectionInfo is what a client needs to join the mesh and reach
+// agents, besides its coordinator connection.
+type AgentConnectionInfo struct {
+	DERPMap *tailcfg.DERPMap `json:"derp_map"`
+	// DERPForceWebsockets: reach DERP relays over websockets (for clients
+	// behind proxies that break HTTP upgrades).
+	DERPForceWebsockets bool `json:"derp_force_websockets"`
+	// DisableDirectConnections: use DERP only.
+	DisableDirectConnections bool `json:"disable_direct_connections"`
+}
+
+// AgentConnectionInfo returns the deployment's mesh settings
+// (GET /api/v2/workspaceagents/connection).
+func (c *Client) AgentConnectionInfo(ctx context.Context) (AgentConnectionInfo, error) {
+	var info AgentConnectionInfo
+	err := c.do(ctx, http.MethodGet, "/api/v2/workspaceagents/connection", nil, http.StatusOK, &info)
+	return info, err
+}

@@ -75,6 +75,17 @@ type Options struct {
 	// BlockEndpoints makes the connection DERP-only: our endpoints are never
 	// published and peers' endpoints are ignored.
 	BlockEndpoints bool
+	// DERPPlainHTTP makes DERP clients speak plain HTTP instead of TLS, for a
+	// relay served on an http:// URL (a laptop deployment). Upstream has only
+	// a process-wide switch for it (TS_DEBUG_USE_DERP_HTTP), so setting it
+	// affects every Conn in the process and is never switched back off.
+	DERPPlainHTTP bool
+	// DERPWebsockets makes DERP clients connect over websockets, for clients
+	// behind proxies that break HTTP upgrades. Process-wide like
+	// DERPPlainHTTP (TS_DEBUG_DERP_WS_CLIENT), and only available in binaries
+	// built with the ts_debug_websockets tag (`make build` sets it); NewConn
+	// fails when it is requested but not compiled in.
+	DERPWebsockets bool
 	// LostPeerTimeout is how long a lost peer is kept; 0 means
 	// DefaultLostPeerTimeout.
 	LostPeerTimeout time.Duration
@@ -168,6 +179,9 @@ func NewConn(opts Options) (_ *Conn, err error) {
 	// Binding sockets to a specific interface needs privileges we may not
 	// have, and buys nothing without an OS tun device. Process-wide, idempotent.
 	netns.SetEnabled(false)
+	if err := configureDERPTransport(opts.DERPPlainHTTP, opts.DERPWebsockets); err != nil {
+		return nil, err
+	}
 
 	logf := slogLogf(log)
 	ctx, cancel := context.WithCancel(context.Background())

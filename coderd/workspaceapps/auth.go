@@ -105,24 +105,31 @@ func (s *Server) validateKey(ctx context.Context, token string, wantScope coders
 	return &identity{user: user, key: key, subject: rbac.Subject{ID: user.ID, Roles: append([]string(nil), user.RbacRoles...)}}, nil
 }
 
-// pathIdentity authenticates a path-app request by the dashboard session
-// (header or cookie).
+// pathIdentity authenticates a request on the dashboard origin by the
+// dashboard session (header or cookie).
 func (s *Server) pathIdentity(r *http.Request) (*identity, error) {
-	return s.validateKey(r.Context(), httpmw.SessionTokenFromRequest(r), codersdk.APIKeyScopeAll, "")
+	c := pathCredential(r)
+	return s.validateKey(r.Context(), c.token, c.scope, c.host)
 }
 
-// subdomainIdentity authenticates a subdomain-app request by the app
-// origin's own cookie, or by a Coder-Session-Token header (non-browser
+// pathCredential is the credential of a path-app request: the dashboard
+// session (header or cookie).
+func pathCredential(r *http.Request) credential {
+	return credential{token: httpmw.SessionTokenFromRequest(r), scope: codersdk.APIKeyScopeAll}
+}
+
+// subdomainCredential is the credential of a subdomain-app request: the
+// app origin's own cookie, or a Coder-Session-Token header (non-browser
 // clients; browsers never send that header on their own).
-func (s *Server) subdomainIdentity(r *http.Request) (*identity, error) {
+func subdomainCredential(r *http.Request) credential {
 	if h := strings.TrimSpace(r.Header.Get(codersdk.SessionTokenHeader)); h != "" {
-		return s.validateKey(r.Context(), h, codersdk.APIKeyScopeAll, "")
+		return credential{token: h, scope: codersdk.APIKeyScopeAll}
 	}
 	c, err := r.Cookie(SubdomainAppSessionTokenCookie)
 	if err != nil {
-		return nil, errNoKey
+		return credential{scope: codersdk.APIKeyScopeApplicationConnect, host: r.Host}
 	}
-	return s.validateKey(r.Context(), c.Value, codersdk.APIKeyScopeApplicationConnect, r.Host)
+	return credential{token: c.Value, scope: codersdk.APIKeyScopeApplicationConnect, host: r.Host}
 }
 
 // issueAppKey stores a new application_connect key for the user, bound to

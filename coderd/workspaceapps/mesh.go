@@ -38,6 +38,9 @@ const (
 // DefaultReachTimeout bounds the wait for an agent to answer over the mesh.
 const DefaultReachTimeout = 20 * time.Second
 
+// DefaultSSHConnsPerAgent is the default MeshOptions.SSHConnsPerAgent.
+const DefaultSSHConnsPerAgent = 4
+
 // ErrAgentUnreachable is returned when the agent does not answer over the
 // mesh in time.
 var ErrAgentUnreachable = errors.New("agent unreachable over the mesh")
@@ -57,16 +60,25 @@ type MeshOptions struct {
 	DERPMaps DERPMaps
 	// BlockEndpoints makes the connection DERP-only.
 	BlockEndpoints bool
+	// DERPPlainHTTP and DERPWebsockets: how relays are reached (see
+	// tunnel.Options; both are process-wide upstream switches).
+	DERPPlainHTTP, DERPWebsockets bool
 	// ReachTimeout bounds the wait for an agent (default 20s).
 	ReachTimeout time.Duration
+	// SSHConnsPerAgent is how many SSH connections to one agent requests
+	// are spread over (default DefaultSSHConnsPerAgent). Each carries many
+	// forwarded TCP streams; several let concurrent streams avoid queueing
+	// behind each other in one connection's flow control.
+	SSHConnsPerAgent int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
 
 // Mesh is coderd's single mesh peer: one tunnel.Conn per process (created
 // on first use, with a random address), registered with the in-process
-// coordinator, plus one SSH client and one http.Transport per agent it
-// talks to, so connections to an agent are reused.
+// coordinator, plus a small pool of SSH connections and one
+// http.Transport per agent it talks to, so connections to an agent are
+// reused.
 type Mesh struct {
 	opts   MeshOptions
 	logger *slog.Logger
@@ -84,17 +96,22 @@ type Mesh struct {
 	conn    *tunnel.Conn
 	node    *tunnel.Node
 	tunnels map[uuid.UUID]struct{}
-	agents  map[uuid.UUID]*agentClient
+	// agents holds each agent's SSH connection slots (nil: not connected).
+	agents map[uuid.UUID][]*agentClient
 	// transports are per agent and outlive SSH reconnections.
 	transports map[uuid.UUID]*http.Transport
 }
 
-// agentClient is the shared SSH connection to one agent.
+// agentClient is one SSH connection to an agent, shared by many
+// forwarded streams.
 type agentClient struct {
 	once  sync.Once
 	ready chan struct{}
 	ssh   *gossh.Client
 	err   error
+	// streams counts the streams picked for this connection and not yet
+	// closed (guarded by Mesh.mu); new streams go to the least busy slot.
+	streams int
 }
 
 // NewMesh returns a Mesh; nothing is created until the first dial. Close it
@@ -108,6 +125,9 @@ func NewMesh(opts MeshOptions) (*Mesh, error) {
 	}
 	if opts.ReachTimeout <= 0 {
 		opts.ReachTimeout = DefaultReachTimeout
+	}
+	if opts.SSHConnsPerAgent <= 0 {
+		opts.SSHConnsPerAgent = DefaultSSHConnsPerAgent
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -123,7 +143,7 @@ func NewMesh(opts MeshOptions) (*Mesh, error) {
 		tunnelSignal: make(chan struct{}, 1),
 		nodeSignal:   make(chan struct{}, 1),
 		tunnels:      map[uuid.UUID]struct{}{},
-		agents:       map[uuid.UUID]*agentClient{},
+		agents:       map[uuid.UUID][]*agentClient{},
 		transports:   map[uuid.UUID]*http.Transport{},
 	}, nil
 }
@@ -138,15 +158,20 @@ func (m *Mesh) Close() error {
 	}
 	m.closed = true
 	agents := m.agents
-	m.agents = map[uuid.UUID]*agentClient{}
+	m.agents = map[uuid.UUID][]*agentClient{}
 	transports := m.transports
 	conn := m.conn
 	m.mu.Unlock()
 	m.cancel()
-	for _, a := range agents {
-		<-a.ready
-		if a.ssh != nil {
-			_ = a.ssh.Close()
+	for _, slots := range agents {
+		for _, a := range slots {
+			if a == nil {
+				continue
+			}
+			<-a.ready
+			if a.ssh != nil {
+				_ = a.ssh.Close()
+			}
 		}
 	}
 	for _, t := range transports {
@@ -176,6 +201,8 @@ func (m *Mesh) tunnelConn(agentID uuid.UUID) (*tunnel.Conn, error) {
 			Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
 			DERPMap:        dm,
 			BlockEndpoints: m.opts.BlockEndpoints,
+			DERPPlainHTTP:  m.opts.DERPPlainHTTP,
+			DERPWebsockets: m.opts.DERPWebsockets,
 			Logger:         m.logger.With("component", "apps-tunnel"),
 		})
 		if err != nil {
@@ -370,19 +397,39 @@ func (m *Mesh) DialTailnet(ctx context.Context, agentID uuid.UUID, port uint16) 
 	return c, nil
 }
 
-// client returns the agent's shared SSH client, connecting on first use.
-// A client whose connection died is replaced by the next call.
-func (m *Mesh) client(ctx context.Context, agentID uuid.UUID) (*gossh.Client, error) {
+// client picks the least busy of the agent's SSH connections for one new
+// stream, connecting a slot on first use; a connection that died is
+// replaced by a later pick. The caller must call m.release(agentID, a)
+// when the stream ends (or could not be opened).
+func (m *Mesh) client(ctx context.Context, agentID uuid.UUID) (*agentClient, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return nil, errors.New("mesh closed")
 	}
-	a := m.agents[agentID]
+	slots := m.agents[agentID]
+	if slots == nil {
+		slots = make([]*agentClient, m.opts.SSHConnsPerAgent)
+		m.agents[agentID] = slots
+	}
+	// An empty slot counts as idle, so a new connection is opened only
+	// when every existing one already carries a stream.
+	best, bestStreams := -1, 0
+	for i, a := range slots {
+		n := 0
+		if a != nil {
+			n = a.streams
+		}
+		if best < 0 || n < bestStreams {
+			best, bestStreams = i, n
+		}
+	}
+	a := slots[best]
 	if a == nil {
 		a = &agentClient{ready: make(chan struct{})}
-		m.agents[agentID] = a
+		slots[best] = a
 	}
+	a.streams++
 	m.mu.Unlock()
 	a.once.Do(func() {
 		defer close(a.ready)
@@ -409,14 +456,28 @@ func (m *Mesh) client(ctx context.Context, agentID uuid.UUID) (*gossh.Client, er
 		}()
 	})
 	<-a.ready
-	return a.ssh, a.err
+	if a.err != nil {
+		m.release(a)
+		return nil, a.err
+	}
+	return a, nil
 }
 
+// release ends one stream of a connection picked by client.
+func (m *Mesh) release(a *agentClient) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a.streams--
+}
+
+// forget empties the slot holding a (its connection failed or died).
 func (m *Mesh) forget(agentID uuid.UUID, a *agentClient) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.agents[agentID] == a {
-		delete(m.agents, agentID)
+	for i, s := range m.agents[agentID] {
+		if s == a {
+			m.agents[agentID][i] = nil
+		}
 	}
 }
 
@@ -439,7 +500,8 @@ func (m *Mesh) connectSSH(ctx context.Context, agentID uuid.UUID) (*gossh.Client
 
 // DialWorkspace opens a TCP connection from inside the workspace to addr
 // (host:port as seen by the agent, e.g. 127.0.0.1:8080), through the
-// agent's SSH server (direct-tcpip) over the shared connection.
+// agent's SSH server (direct-tcpip) over one of the agent's pooled SSH
+// connections.
 func (m *Mesh) DialWorkspace(ctx context.Context, agentID uuid.UUID, addr string) (net.Conn, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -449,14 +511,15 @@ func (m *Mesh) DialWorkspace(ctx context.Context, agentID uuid.UUID, addr string
 		return nil, fmt.Errorf("dial workspace %q: bad port", addr)
 	}
 	for attempt := 0; ; attempt++ {
-		c, err := m.client(ctx, agentID)
+		a, err := m.client(ctx, agentID)
 		if err != nil {
 			return nil, err
 		}
-		nc, err := c.DialContext(ctx, "tcp", net.JoinHostPort(host, portStr))
+		nc, err := a.ssh.DialContext(ctx, "tcp", net.JoinHostPort(host, portStr))
 		if err == nil {
-			return nc, nil
+			return &streamConn{Conn: nc, release: func() { m.release(a) }}, nil
 		}
+		m.release(a)
 		var openErr *gossh.OpenChannelError
 		if errors.As(err, &openErr) {
 			return nil, &PortError{Addr: addr, Err: err}
@@ -464,18 +527,24 @@ func (m *Mesh) DialWorkspace(ctx context.Context, agentID uuid.UUID, addr string
 		if attempt > 0 || ctx.Err() != nil {
 			return nil, fmt.Errorf("dial %s in workspace: %w", addr, err)
 		}
-		// The shared SSH connection broke (agent restarted): reconnect once.
-		_ = c.Close()
-		m.forgetClient(agentID, c)
+		// The SSH connection broke (agent restarted): reconnect once.
+		_ = a.ssh.Close()
+		m.forget(agentID, a)
 	}
 }
 
-func (m *Mesh) forgetClient(agentID uuid.UUID, c *gossh.Client) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if a := m.agents[agentID]; a != nil && a.ssh == c {
-		delete(m.agents, agentID)
-	}
+// streamConn is a forwarded stream; closing it releases its slot.
+type streamConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+// Close closes the stream and releases its SSH connection slot.
+func (c *streamConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // PortError means the agent answered but nothing accepted the connection

@@ -46,6 +46,11 @@ type Options struct {
 	AppKeyLifetime time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// AuthCacheTTL is how long a granted request (credential + app) is
+	// remembered without asking the database again: the staleness bound
+	// of authorization decisions (default DefaultAuthCacheTTL; negative
+	// disables the cache).
+	AuthCacheTTL time.Duration
 }
 
 // Server resolves, authorizes and proxies workspace app requests.
@@ -53,6 +58,8 @@ type Server struct {
 	opts           Options
 	logger         *slog.Logger
 	wildcardSuffix string // ".apps.example.com", lower case; "" when disabled
+	cache          *decisionCache
+	buffers        *bufferPool
 }
 
 // New returns a Server.
@@ -78,7 +85,15 @@ func New(opts Options) (*Server, error) {
 	if opts.AppKeyLifetime <= 0 {
 		opts.AppKeyLifetime = DefaultAppKeyLifetime
 	}
-	s := &Server{opts: opts, logger: opts.Logger.With("component", "workspace-apps")}
+	if opts.AuthCacheTTL == 0 {
+		opts.AuthCacheTTL = DefaultAuthCacheTTL
+	}
+	s := &Server{
+		opts:    opts,
+		logger:  opts.Logger.With("component", "workspace-apps"),
+		cache:   newDecisionCache(opts.AuthCacheTTL, DefaultAuthCacheSize),
+		buffers: newBufferPool(),
+	}
 	if opts.WildcardHostname != "" {
 		suffix, err := ParseWildcardHostname(opts.WildcardHostname)
 		if err != nil {
@@ -369,6 +384,33 @@ func (s *Server) resolve(ctx context.Context, req Request, id *identity) (*targe
 	return &target{workspace: ws, agent: agent, upstream: upstream}, nil, nil
 }
 
+// authorize authenticates the credential and resolves the request, or
+// answers from the decision cache: a granted request is remembered for
+// AuthCacheTTL (never beyond its key's expiry), so a stream of requests
+// to an app costs no database round trip. Denials are not cached. An
+// invalid or missing credential is an anonymous request.
+func (s *Server) authorize(ctx context.Context, c credential, req Request) (*target, *denial, error) {
+	key := newDecisionKey(c, req)
+	now := s.opts.Now()
+	if t := s.cache.get(key, now); t != nil {
+		return t, nil, nil
+	}
+	id, err := s.validateKey(ctx, c.token, c.scope, c.host)
+	if err != nil && !errors.Is(err, errNoKey) {
+		return nil, nil, err
+	}
+	t, d, err := s.resolve(ctx, req, id)
+	if err != nil || d != nil {
+		return nil, d, err
+	}
+	var notAfter time.Time
+	if id != nil {
+		notAfter = id.key.ExpiresAt
+	}
+	s.cache.put(key, t, now, notAfter)
+	return t, nil, nil
+}
+
 // ServePathApp serves /@OWNER/WORKSPACE[.AGENT]/apps/APP/... and
 // /@OWNER/WORKSPACE[.AGENT]/ports/PORT/... on the dashboard origin,
 // authenticated by the dashboard session, which is stripped before the
@@ -396,12 +438,7 @@ func (s *Server) ServePathApp(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusTemporaryRedirect)
 		return
 	}
-	id, err := s.pathIdentity(r)
-	if err != nil && !errors.Is(err, errNoKey) {
-		s.internalError(w, r, err)
-		return
-	}
-	t, d, err := s.resolve(r.Context(), req, id)
+	t, d, err := s.authorize(r.Context(), pathCredential(r), req)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
@@ -459,12 +496,7 @@ func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req R
 		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
 		return
 	}
-	id, err := s.subdomainIdentity(r)
-	if err != nil && !errors.Is(err, errNoKey) {
-		s.internalError(w, r, err)
-		return
-	}
-	t, d, err := s.resolve(ctx, req, id)
+	t, d, err := s.authorize(ctx, subdomainCredential(r), req)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
@@ -564,6 +596,7 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, t *target, rest s
 		},
 		Transport:     s.opts.Mesh.Transport(t.agent.ID),
 		FlushInterval: -1,
+		BufferPool:    s.buffers,
 		ErrorLog:      nil,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.logger.DebugContext(r.Context(), "proxy to workspace app failed", "agent_id", t.agent.ID, "upstream", t.upstream.Host, "error", err)

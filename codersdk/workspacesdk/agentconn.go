@@ -6,6 +6,7 @@
 package workspacesdk
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -23,7 +24,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	gossh "golang.org/x/crypto/ssh"
-	"tailscale.com/tailcfg"
 
 	"github.com/wgmesh/coder/agent"
 	"github.com/wgmesh/coder/agent/reconnectingpty"
@@ -36,9 +36,9 @@ import (
 type DialAgentOptions struct {
 	// Logger receives tunnel and coordinator logs; nil discards.
 	Logger *slog.Logger
-	// DERPMap overrides the deployment's map (nil fetches it from coderd,
-	// in parallel with the coordinator handshake).
-	DERPMap *tailcfg.DERPMap
+	// ConnectionInfo is the deployment's mesh settings (DERP map, DERP over
+	// websockets, DERP only); nil fetches them from coderd.
+	ConnectionInfo *codersdk.AgentConnectionInfo
 	// BlockEndpoints forces relayed (DERP-only) connections.
 	BlockEndpoints bool
 	// ListenPort is the local UDP port of the mesh (0: random).
@@ -66,6 +66,17 @@ type AgentConn struct {
 	closeErr  error
 }
 
+// TunnelOptions completes base with the deployment's mesh settings: its DERP
+// map, DERP-only mode, and how DERP relays are reached (plain HTTP when coderd
+// itself is served over http://, websockets when the deployment forces them).
+func TunnelOptions(client *codersdk.Client, info codersdk.AgentConnectionInfo, base tunnel.Options) tunnel.Options {
+	base.DERPMap = info.DERPMap
+	base.BlockEndpoints = base.BlockEndpoints || info.DisableDirectConnections
+	base.DERPPlainHTTP = client.URL.Scheme == "http"
+	base.DERPWebsockets = info.DERPForceWebsockets
+	return base
+}
+
 // DialAgent builds a tunnel with a random mesh address, asks the coordinator
 // (through client's coordinate endpoint) for a tunnel to agentID, and waits
 // until the agent answers a disco ping (or ctx ends).
@@ -77,20 +88,20 @@ func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, 
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	derpMap := opts.DERPMap
-	if derpMap == nil {
-		derpMap, err = client.DERPMap(ctx)
+	info := opts.ConnectionInfo
+	if info == nil {
+		fetched, err := client.AgentConnectionInfo(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("get DERP map: %w", err)
+			return nil, fmt.Errorf("get mesh connection info: %w", err)
 		}
+		info = &fetched
 	}
-	conn, err := tunnel.NewConn(tunnel.Options{
+	conn, err := tunnel.NewConn(TunnelOptions(client, *info, tunnel.Options{
 		Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
-		DERPMap:        derpMap,
 		Logger:         logger.With("component", "tunnel"),
 		ListenPort:     opts.ListenPort,
 		BlockEndpoints: opts.BlockEndpoints,
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("create tunnel: %w", err)
 	}
@@ -248,6 +259,55 @@ func (c *AgentConn) DialContext(ctx context.Context, network, addr string) (net.
 		}()
 		return nil, fmt.Errorf("dial %s in workspace: %w", addr, ctx.Err())
 	}
+}
+
+// DialUDP opens a UDP relay to 127.0.0.1:port inside the workspace through
+// the agent. The returned connection carries datagrams: each Write sends
+// one, each Read returns one (truncated when the buffer is too small).
+// idleTimeout asks the agent to end the relay after that long without a
+// datagram (0: agent.DefaultUDPRelayIdleTimeout). Closing the connection
+// ends the relay.
+func (c *AgentConn) DialUDP(ctx context.Context, port int, idleTimeout time.Duration) (*agent.UDPFrameConn, error) {
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("dial udp in workspace: bad port %d", port)
+	}
+	target := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
+	nc, err := c.dialPort(ctx, agent.UDPRelayPort)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*agent.UDPFrameConn, error) {
+		_ = nc.Close()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return nil, fmt.Errorf("dial udp %s in workspace: %w", target, err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
+	defer stop()
+	hdr, err := json.Marshal(agent.UDPRelayRequest{Target: target.String(), IdleTimeout: idleTimeout})
+	if err != nil {
+		return fail(fmt.Errorf("encode relay request: %w", err))
+	}
+	if _, err := nc.Write(append(hdr, '\n')); err != nil {
+		return fail(fmt.Errorf("send relay request: %w", err))
+	}
+	br := bufio.NewReaderSize(nc, 64<<10)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return fail(fmt.Errorf("read relay response: %w", err))
+	}
+	var res agent.UDPRelayResponse
+	if err := json.Unmarshal(line, &res); err != nil {
+		return fail(fmt.Errorf("decode relay response: %w", err))
+	}
+	if res.Error != "" {
+		return fail(fmt.Errorf("agent refused: %s", res.Error))
+	}
+	if !stop() {
+		return fail(errors.New("connection closed"))
+	}
+	return agent.NewUDPFrameConn(nc, br, net.UDPAddrFromAddrPort(target)), nil
 }
 
 // ReconnectingPTY attaches to (or creates) the reconnecting PTY session id

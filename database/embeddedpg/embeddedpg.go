@@ -58,7 +58,16 @@ type Options struct {
 	// RunAs is the OS user that runs the server when the process is root;
 	// empty means "postgres". Ignored when not root.
 	RunAs string
+	// Exclusive makes this process the cluster's only owner for as long as it
+	// runs (a lock file in DataDir): a second Start on the same DataDir fails
+	// at once instead of adopting a server that its owner is about to stop.
+	// coder server sets it; shared test clusters do not.
+	Exclusive bool
 }
+
+// ErrInUse is returned by an Exclusive Start while another live process owns
+// the cluster.
+var ErrInUse = errors.New("another process (a running coder server?) owns this embedded PostgreSQL cluster")
 
 // Cluster is a running private PostgreSQL server.
 type Cluster struct {
@@ -71,13 +80,15 @@ type Cluster struct {
 	// runAs is the OS user running initdb/postgres when this process is
 	// root; nil means the current user.
 	runAs *osUser
+	// unlock releases the Exclusive owner lock; nil when not held.
+	unlock func()
 	url   string
 }
 
 // Start creates the cluster on first use, starts the server (or adopts one
 // already running from this DataDir, e.g. after this process crashed),
 // creates the database "coder" and returns when it accepts connections.
-func Start(ctx context.Context, opts Options) (*Cluster, error) {
+func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("embeddedpg: DataDir is required")
 	}
@@ -110,6 +121,18 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if err := c.chown(dataDir); err != nil {
 		return nil, err
+	}
+	if opts.Exclusive {
+		unlock, err := lockOwner(filepath.Join(dataDir, "owner.lock"))
+		if err != nil {
+			return nil, fmt.Errorf("data dir %s: %w", dataDir, err)
+		}
+		c.unlock = unlock
+		defer func() {
+			if retErr != nil {
+				c.releaseOwner()
+			}
+		}()
 	}
 	if err := c.allowTraverse(dataDir); err != nil {
 		return nil, err
@@ -160,11 +183,20 @@ func (c *Cluster) DataDir() string { return c.dataDir }
 // Stop shuts the server down (fast mode: running transactions are rolled
 // back, clients disconnected) and waits until it exited.
 func (c *Cluster) Stop(ctx context.Context) error {
+	defer c.releaseOwner()
 	out, err := c.run(ctx, c.bins.PgCtl(), "stop", "-D", c.pgdata, "-m", "fast", "-w", "-t", "60")
 	if err != nil {
 		return fmt.Errorf("stop embedded postgres: %w: %s", err, tail(out))
 	}
 	return nil
+}
+
+// releaseOwner drops the Exclusive owner lock, if held.
+func (c *Cluster) releaseOwner() {
+	if c.unlock != nil {
+		c.unlock()
+		c.unlock = nil
+	}
 }
 
 func (c *Cluster) urlFor(db string) string {

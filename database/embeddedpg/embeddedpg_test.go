@@ -211,3 +211,29 @@ func TestFindBinariesPrefersNewest(t *testing.T) {
 		t.Fatalf("picked %s, want %s", got.Dir, want)
 	}
 }
+
+// TestExclusiveOwner: while one owner (coder server) runs the cluster, a second
+// Exclusive Start fails at once instead of adopting a server that its owner is
+// about to stop; once the owner stops, the cluster can be started again.
+func TestExclusiveOwner(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dir := dataDir(t)
+	owner, err := embeddedpg.Start(ctx, embeddedpg.Options{DataDir: dir, NoSync: true, Exclusive: true})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if _, err := embeddedpg.Start(ctx, embeddedpg.Options{DataDir: dir, NoSync: true, Exclusive: true}); !errors.Is(err, embeddedpg.ErrInUse) {
+		t.Fatalf("second exclusive start = %v, want ErrInUse", err)
+	}
+	query(t, ctx, owner.URL(), "SELECT 'still served'")
+	if err := owner.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, err := embeddedpg.Start(ctx, embeddedpg.Options{DataDir: dir, NoSync: true, Exclusive: true})
+	if err != nil {
+		t.Fatalf("start after the owner stopped: %v", err)
+	}
+	t.Cleanup(func() { _ = next.Stop(context.Background()) })
+	query(t, ctx, next.URL(), "SELECT 'ok'")
+}
