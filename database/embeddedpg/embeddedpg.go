@@ -82,7 +82,7 @@ type Cluster struct {
 	runAs *osUser
 	// unlock releases the Exclusive owner lock; nil when not held.
 	unlock func()
-	url   string
+	url    string
 }
 
 // Start creates the cluster on first use, starts the server (or adopts one
