@@ -10,7 +10,7 @@ GO_PACKAGES := ./...
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count 1
 
-.PHONY: all build deps run test bench lint gen clean
+.PHONY: all build deps run test bench lint gen site clean
 
 all: build
 
@@ -44,6 +44,11 @@ lint:
 ## gen: regenerate generated code (sqlc queries)
 gen:
 	bash database/generate.sh
+
+## site: refresh the vendored xterm.js files from npm (needs npm; the results are committed,
+## so build never needs the network)
+site:
+	cd site && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf bin bench.txt

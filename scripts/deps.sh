@@ -3,7 +3,7 @@
 #
 # Idempotent and quick when everything is present. Installs:
 #   - apt packages: PostgreSQL server, OpenSSH client/server, iptables, iproute2,
-#     conntrack, rsync, curl, python3, chromium, ca-certificates (only those missing);
+#     conntrack, procps, rsync, curl, python3, chromium, ca-certificates (only those missing);
 #   - terraform v1.8.5 and OpenTofu v1.6.3 (go install) into $CODER_CACHE_DIR/bin;
 #   - the Coder Terraform provider v2.20.0 (go install) into a filesystem mirror under
 #     $CODER_CACHE_DIR/terraform-mirror, plus the CLI config $CODER_CACHE_DIR/terraformrc
@@ -36,7 +36,7 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 step() { echo "deps: $*"; }
 
 # --- apt packages -------------------------------------------------------------------
-APT_PACKAGES=(postgresql openssh-client openssh-server iptables iproute2 conntrack rsync curl python3 chromium ca-certificates)
+APT_PACKAGES=(postgresql openssh-client openssh-server iptables iproute2 conntrack procps rsync curl python3 chromium ca-certificates)
 
 installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

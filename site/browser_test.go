@@ -5,15 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -21,6 +26,7 @@ import (
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/tunnel/tunneltest"
 )
 
 // chromiumPath is where Debian's chromium package (installed by
@@ -94,13 +100,34 @@ func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// waitJS waits until the JavaScript expression is truthy.
+// waitJS waits until the JavaScript expression is truthy. Evaluation
+// errors while a page navigates are retried until the deadline.
 func (b *browser) waitJS(what, expr string, timeout time.Duration) {
 	b.t.Helper()
-	b.do(what, func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		_, err := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(100*time.Millisecond))(ctx, t)
-		return chromedp.Void{}, err
-	})
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`!!(%s)`, expr)))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if err != nil {
+			lastErr = err
+		}
+		if time.Now().After(deadline) {
+			b.do(what, func(context.Context, *chromedp.Target) (chromedp.Void, error) {
+				return chromedp.Void{}, fmt.Errorf("timed out after %s (last error: %v)", timeout, lastErr)
+			})
+			return
+		}
+		select {
+		case <-b.ctx.Done():
+			b.t.Fatalf("%s: browser gone: %v", what, b.ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // eval returns the string value of a JavaScript expression.
@@ -240,6 +267,9 @@ func TestBrowserDashboard(t *testing.T) {
 	bin := coderBinary(t)
 	const psk = "browser-test-psk"
 	client, srv := coderdtest.New(t, &coderdtest.Options{API: coderd.Options{
+		// A TLS DERP relay with a pinned certificate, as in the mesh tests
+		// (the agent is a separate process reading it from its manifest).
+		Agents:       coderd.AgentOptions{DERPMap: tunneltest.RunDERP(t), HeartbeatInterval: time.Second},
 		Provisioning: coderd.ProvisioningOptions{PSK: psk, AgentBinaryPath: bin, AcquireWait: 2 * time.Second},
 		Apps:         coderd.AppsOptions{WildcardAccessURL: "*." + appsDomain},
 	}})
@@ -252,6 +282,32 @@ func TestBrowserDashboard(t *testing.T) {
 		agentLog := filepath.Join(daemonHome, ".coder-workspaces", "owner-ws1", ".coder-agent", "agent.log")
 		if data, err := os.ReadFile(agentLog); err == nil {
 			t.Logf("agent log (%s):\n%s", agentLog, data)
+		}
+	})
+	appPort := freePort(t)
+	wsHome := filepath.Join(daemonHome, ".coder-workspaces", "owner-ws1")
+	// Processes started inside the workspace (the agents of each start, the
+	// http server the terminal starts). Stop and delete should end them;
+	// whatever is still alive at the end is ended here and reported.
+	var workspacePIDs []int
+	notePID := func(file string) {
+		data, err := os.ReadFile(filepath.Join(wsHome, file))
+		if err != nil {
+			t.Fatalf("read %s: %v", file, err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 {
+			t.Fatalf("bad pid in %s: %q", file, data)
+		}
+		workspacePIDs = append(workspacePIDs, pid)
+	}
+	t.Cleanup(func() {
+		for _, pid := range workspacePIDs {
+			if syscall.Kill(pid, 0) == nil {
+				t.Logf("workspace process %d outlived the workspace; sending SIGTERM", pid)
+				_ = syscall.Kill(-pid, syscall.SIGTERM)
+				_ = syscall.Kill(pid, syscall.SIGTERM)
+			}
 		}
 	})
 	base := strings.TrimSuffix(srv.URL.String(), "/")
@@ -297,6 +353,11 @@ func TestBrowserDashboard(t *testing.T) {
 	)
 	b.waitJS("workspaces page", `location.pathname === "/workspaces" && document.querySelector("h1")?.textContent === "Workspaces"`, 30*time.Second)
 
+	// Users (owners see the nav entry).
+	b.do("users", chromedp.Click(chromedp.CSS(`#nav-users`)))
+	b.waitJS("users list", `(() => { const r = document.querySelector('tr[data-user="owner"]'); return !!r && r.textContent.includes("owner@coder.test") && !!r.querySelector(".s-active"); })()`, 30*time.Second)
+	b.screenshot("users")
+
 	// Templates list and versions.
 	b.do("templates", chromedp.Click(chromedp.CSS(`#nav a[href="/templates"]`)))
 	b.waitJS("template row", `!!document.querySelector('tr[data-template="local"]')`, 30*time.Second)
@@ -329,6 +390,7 @@ func TestBrowserDashboard(t *testing.T) {
 	b.waitJS("agent ready", `!!document.querySelector('article[data-agent="main"] .s-connected') && !!document.querySelector('article[data-agent="main"] .s-ready')`, 3*time.Minute)
 	b.waitJS("files app healthy", `!!document.querySelector('a[data-app="files"] .s-healthy')`, 2*time.Minute)
 	b.screenshot("workspace-running")
+	notePID(".coder-agent/agent.pid")
 
 	ws, err := client.WorkspaceByOwnerAndName(context.Background(), "owner", "ws1")
 	if err != nil {
@@ -391,16 +453,28 @@ func TestBrowserDashboard(t *testing.T) {
 		b.waitJS("pty size follows", fmt.Sprintf(`/size=%s \d+=/.test(document.querySelector(".xterm-rows").textContent)`, rows), time.Minute)
 		b.screenshot("terminal-resized")
 		b.do("restore viewport", chromedp.EmulateViewport(1280, 900))
+
+		// Serve the workspace directory on a free port for the app tests
+		// (the template's own app port 13337 may be taken by another test).
+		typeLine(b, fmt.Sprintf(`touch browser-marker.txt; python3 -m http.server %d --bind 127.0.0.1 --directory "$PWD" >/dev/null 2>&1 & echo $! > browser-http.pid; echo "started=$?"`, appPort))
+		b.waitJS("http server started", textIn(".xterm-rows", "started=0"), time.Minute)
+		typeLine(b, fmt.Sprintf(`until (exec 3<>/dev/tcp/127.0.0.1/%d) 2>/dev/null; do sleep 0.1; done; echo "listening-$((%d))"`, appPort, appPort))
+		b.waitJS("http server listening", textIn(".xterm-rows", fmt.Sprintf("listening-%d", appPort)), time.Minute)
+		notePID("browser-http.pid")
 	})
 	b.t = t
 
 	t.Run("AppByPath", func(t *testing.T) {
 		b.t = t
 		b.do("open workspace", chromedp.Navigate(base+"/@owner/ws1"))
-		b.waitJS("files app button", `!!document.querySelector('a[data-app="files"] .s-healthy')`, time.Minute)
-		b.do("open files app", chromedp.Click(chromedp.CSS(`a[data-app="files"]`)))
-		b.waitJS("python http.server listing", `location.pathname === "/@owner/ws1.main/apps/files/" && document.body.textContent.includes("Directory listing for /")`, time.Minute)
-		b.screenshot("app-by-path")
+		b.waitJS("files app button", `!!document.querySelector('a[data-app="files"]')`, time.Minute)
+		if href := b.eval(`document.querySelector('a[data-app="files"]').getAttribute("href")`); href != "/@owner/ws1.main/apps/files/" {
+			t.Fatalf("files app button links to %q", href)
+		}
+		// The server the terminal started, through the path-based proxy.
+		b.do("open port by path", chromedp.Navigate(fmt.Sprintf("%s/@owner/ws1.main/ports/%d/", base, appPort)))
+		b.waitJS("python http.server listing by path", `document.body.textContent.includes("Directory listing for /") && document.body.textContent.includes("browser-marker.txt")`, time.Minute)
+		b.screenshot("port-by-path")
 	})
 	b.t = t
 
@@ -410,9 +484,9 @@ func TestBrowserDashboard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		appURL := fmt.Sprintf("http://13337--main--ws1--owner.%s:%s/", appsDomain, u.Port())
-		b.do("open port by subdomain", chromedp.Navigate(appURL))
-		b.waitJS("python http.server listing on the subdomain", fmt.Sprintf(`location.host === %s && document.body.textContent.includes("Directory listing for /")`, jsString(strings.TrimPrefix(strings.TrimSuffix(appURL, "/"), "http://"))), time.Minute)
+		appHost := fmt.Sprintf("%d--main--ws1--owner.%s:%s", appPort, appsDomain, u.Port())
+		b.do("open port by subdomain", chromedp.Navigate("http://"+appHost+"/"))
+		b.waitJS("python http.server listing on the subdomain", fmt.Sprintf(`location.host === %s && document.body.textContent.includes("Directory listing for /") && document.body.textContent.includes("browser-marker.txt")`, jsString(appHost)), time.Minute)
 		// The app origin never sees the dashboard session cookie.
 		if c := b.eval(`document.cookie`); strings.Contains(c, codersdk.SessionTokenCookie) {
 			t.Fatalf("the app origin can read the session cookie: %q", c)
@@ -421,20 +495,42 @@ func TestBrowserDashboard(t *testing.T) {
 	})
 	b.t = t
 
-	// Stop from the workspace page: logs stream and the status follows.
+	// Restart, stop and delete from the workspace page: the logs of each new
+	// build stream in and the status follows.
 	b.do("workspace page", chromedp.Navigate(base+"/@owner/ws1"))
-	b.waitJS("stop button", `!!document.querySelector('button[data-action="stop"]')`, 30*time.Second)
+	b.waitJS("restart button", `!!document.querySelector('button[data-action="restart"]')`, 30*time.Second)
+	b.do("restart", chromedp.Click(chromedp.CSS(`button[data-action="restart"]`)))
+	b.waitJS("restarted", `document.querySelector("#build-logs")?.closest("section")?.querySelector("h2")?.textContent.includes("start #3") && document.querySelector("#workspace-status")?.textContent.includes("running")`, 3*time.Minute)
+	b.waitJS("agent ready after restart", `!!document.querySelector('article[data-agent="main"] .s-connected') && !!document.querySelector('article[data-agent="main"] .s-ready')`, 3*time.Minute)
+	b.screenshot("workspace-restarted")
+	notePID(".coder-agent/agent.pid")
+
 	b.do("stop", chromedp.Click(chromedp.CSS(`button[data-action="stop"]`)))
 	b.waitJS("stopped", textIn("#workspace-status", "stopped"), 3*time.Minute)
 	b.waitJS("start button", `!!document.querySelector('button[data-action="start"]')`, 30*time.Second)
+	b.waitJS("stop build logs", textIn("#build-logs", "Apply complete"), time.Minute)
 	b.screenshot("workspace-stopped")
 	ws, err = client.WorkspaceByOwnerAndName(context.Background(), "owner", "ws1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ws.LatestBuild.Transition != codersdk.WorkspaceTransitionStop || ws.LatestBuild.Status != codersdk.WorkspaceStatusStopped {
-		t.Fatalf("after stop: %s %s", ws.LatestBuild.Transition, ws.LatestBuild.Status)
+	if ws.LatestBuild.Transition != codersdk.WorkspaceTransitionStop || ws.LatestBuild.Status != codersdk.WorkspaceStatusStopped || ws.LatestBuild.BuildNumber != 4 {
+		t.Fatalf("after stop: %s %s #%d", ws.LatestBuild.Transition, ws.LatestBuild.Status, ws.LatestBuild.BuildNumber)
 	}
+
+	// Delete asks for confirmation (accepted here), then the dashboard
+	// returns to the list once the workspace is gone.
+	b.do("accept confirmations", func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Evaluate[bool](`(() => { window.confirm = () => true; return true; })()`)(ctx, t)
+		return chromedp.Void{}, err
+	})
+	b.do("delete", chromedp.Click(chromedp.CSS(`button[data-action="delete"]`)))
+	b.waitJS("back to the list", `location.pathname === "/workspaces" && !document.querySelector('tr[data-workspace="owner/ws1"]')`, 3*time.Minute)
+	list, err := client.Workspaces(context.Background(), "")
+	if err != nil || len(list.Workspaces) != 0 {
+		t.Fatalf("workspaces after delete: %+v %v", list, err)
+	}
+	b.screenshot("workspace-deleted")
 	if errors.Is(context.Cause(b.ctx), context.Canceled) {
 		t.Fatal("browser context ended early")
 	}
@@ -448,8 +544,25 @@ func clearInput(selector string) chromedp.Action[chromedp.Void] {
 	}
 }
 
-// typeLine types a shell line into the focused terminal and presses Enter.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// typeLine types a shell line into the terminal and presses Enter. The text
+// is inserted as one input event (synthetic key events for printable
+// characters reach xterm.js twice, as keydown and keypress).
 func typeLine(b *browser, line string) {
 	b.t.Helper()
-	b.do("type "+line, chromedp.Focus(chromedp.CSS(".xterm-helper-textarea")), chromedp.KeyEvent(line+kb.Enter))
+	insert := func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: line})
+		return chromedp.Void{}, err
+	}
+	b.do("type "+line, chromedp.Focus(chromedp.CSS(".xterm-helper-textarea")), insert, chromedp.KeyEvent(kb.Enter))
 }

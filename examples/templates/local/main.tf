@@ -118,7 +118,9 @@ resource "terraform_data" "agent" {
     command = <<-EOT
       if [ -f "$PID_FILE" ]; then
         pid="$(cat "$PID_FILE")"
-        kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        # The agent runs as a session leader (setsid): end the whole session, so
+        # what its scripts started in the background (the files app) goes too.
+        pkill -TERM -s "$pid" 2>/dev/null || kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
         rm -f "$PID_FILE"
       fi
     EOT
