@@ -309,8 +309,9 @@ func (r *root) reach(ctx context.Context, arg string, o reachOptions, command st
 		err  error
 	}
 	dialCh := make(chan dialResult, 1)
+	agentID := ag.ID // ag is reassigned by waitAgent below
 	go func() {
-		c, err := workspacesdk.DialAgent(ctx, client, ag.ID, &workspacesdk.DialAgentOptions{ConnectionInfo: dr.info, Logger: logger})
+		c, err := workspacesdk.DialAgent(ctx, client, agentID, &workspacesdk.DialAgentOptions{ConnectionInfo: dr.info, Logger: logger})
 		dialCh <- dialResult{c, err}
 	}()
 	ag, err = r.waitAgent(ctx, client, ag, waitMode(o.wait), timeout, status)

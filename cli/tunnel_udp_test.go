@@ -84,7 +84,8 @@ func udpExchange(t *testing.T, c *net.UDPConn, msg string) string {
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
-					break // resend
+					t.Logf("no answer to %.20q yet; resending", msg)
+					break
 				}
 				t.Fatalf("read answer to %q: %v", msg, err)
 			}

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"sync"
 
 	"tailscale.com/envknob"
 )
@@ -17,6 +18,14 @@ const (
 // requested from a binary built without the ts_debug_websockets tag.
 var ErrDERPWebsocketsUnavailable = errors.New("DERP over websockets is not compiled into this binary: build it with -tags ts_debug_websockets (make build does)")
 
+// The upstream switches are process-wide, so turning each on is a
+// process-wide, once-only event: upstream reads them without a lock, so
+// writing them again while other Conns' DERP clients run would race.
+var (
+	enableDERPPlainHTTP  = sync.OnceFunc(func() { envknob.Setenv(envDERPPlainHTTP, "true") })
+	enableDERPWebsockets = sync.OnceFunc(func() { envknob.Setenv(envDERPWebsockets, "true") })
+)
+
 // configureDERPTransport turns on the process-wide upstream switches that
 // decide how DERP clients reach relays. They are only ever turned on: one
 // Conn asking for them must not break another that already relies on them.
@@ -25,10 +34,10 @@ func configureDERPTransport(plainHTTP, websockets bool) error {
 		if !DERPWebsocketsAvailable {
 			return ErrDERPWebsocketsUnavailable
 		}
-		envknob.Setenv(envDERPWebsockets, "true")
+		enableDERPWebsockets()
 	}
 	if plainHTTP {
-		envknob.Setenv(envDERPPlainHTTP, "true")
+		enableDERPPlainHTTP()
 	}
 	return nil
 }

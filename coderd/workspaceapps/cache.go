@@ -86,7 +86,7 @@ func (c *decisionCache) get(k decisionKey, now time.Time) *target {
 	if !ok {
 		return nil
 	}
-	if false && !now.Before(d.expires) {
+	if !now.Before(d.expires) {
 		delete(c.entries, k)
 		return nil
 	}
