@@ -240,7 +240,7 @@ func (r *root) configSSHCommand() *cobra.Command {
 				return nil
 			}
 			if !yes {
-				ok, err := r.confirmStderr(fmt.Sprintf("Update %s?", configFile))
+				ok, err := r.confirm(fmt.Sprintf("Update %s?", configFile))
 				if err != nil {
 					return err
 				}

@@ -367,7 +367,7 @@ func (r *root) ensureStarted(ctx context.Context, client *codersdk.Client, ws co
 					return ws, fmt.Errorf("workspace %q is %s: start it with 'coder start %s' (or pass -y)", ws.Name, ws.LatestBuild.Status, ws.Name)
 				}
 				status.Clear()
-				ok, err := r.confirmStderr(fmt.Sprintf("Workspace %q is %s. Start it?", ws.Name, ws.LatestBuild.Status))
+				ok, err := r.confirm(fmt.Sprintf("Workspace %q is %s. Start it?", ws.Name, ws.LatestBuild.Status))
 				if err != nil {
 					return ws, err
 				}
@@ -484,21 +484,6 @@ func (r *root) agentTimeoutError(client *codersdk.Client, ag codersdk.WorkspaceA
 		}
 	}
 	return errors.New(b.String())
-}
-
-// confirmStderr asks a yes/no question on stderr.
-func (r *root) confirmStderr(question string) (bool, error) {
-	fmt.Fprintf(r.stderr, "%s [y/N] ", question)
-	buf := make([]byte, 64)
-	n, err := r.stdin.Read(buf)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return false, fmt.Errorf("read answer: %w", err)
-	}
-	if n == 0 {
-		return false, errors.New("no answer on stdin: pass -y to skip the confirmation")
-	}
-	answer := strings.ToLower(strings.TrimSpace(string(buf[:n])))
-	return answer == "y" || answer == "yes", nil
 }
 
 func (r *root) sshCommand() *cobra.Command {

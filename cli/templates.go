@@ -190,19 +190,19 @@ func (r *root) templatesPushCommand() *cobra.Command {
 	return cmd
 }
 
-// confirm asks a yes/no question on the terminal; non-interactive input
-// must pass --yes.
+// confirm asks a yes/no question on stderr (stdout stays clean for
+// scripts); non-interactive input must pass -y/--yes.
 func (r *root) confirm(question string) (bool, error) {
-	fmt.Fprintf(r.stdout, "%s [y/N] ", question)
+	fmt.Fprintf(r.stderr, "%s [y/N] ", question)
 	buf := make([]byte, 64)
 	n, err := r.stdin.Read(buf)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return false, fmt.Errorf("read answer: %w", err)
 	}
-	answer := strings.ToLower(strings.TrimSpace(string(buf[:n])))
 	if n == 0 {
-		return false, errors.New("no answer on stdin: pass --yes to skip the confirmation")
+		return false, errors.New("no answer on stdin: pass -y to skip the confirmation")
 	}
+	answer := strings.ToLower(strings.TrimSpace(string(buf[:n])))
 	return answer == "y" || answer == "yes", nil
 }
 
