@@ -29,6 +29,8 @@ locals {
   # Workspaces live under the provisioner user's home (HOME of the provisioner).
   home      = "${pathexpand("~")}/.coder-workspaces/${data.coder_workspace_owner.me.name}-${data.coder_workspace.me.name}"
   agent_dir = "${local.home}/.coder-agent"
+  # The files app's port: one per workspace (all workspaces share this host's loopback).
+  files_port = 20000 + parseint(substr(md5(data.coder_workspace.me.id), 0, 4), 16) % 10000
 }
 
 # Persistent: exists while the workspace exists, across stop/start.
@@ -62,7 +64,7 @@ resource "coder_agent" "main" {
   startup_script          = <<-EOT
     #!/bin/sh
     # Serve the home directory for the "files" app.
-    nohup python3 -m http.server 13337 --bind 127.0.0.1 --directory "${local.home}" >/tmp/coder-http-server.log 2>&1 &
+    nohup python3 -m http.server ${local.files_port} --bind 127.0.0.1 --directory "${local.home}" >"${local.agent_dir}/files-app.log" 2>&1 &
   EOT
 
   env = {
@@ -136,13 +138,13 @@ resource "coder_app" "files" {
   agent_id     = coder_agent.main.id
   slug         = "files"
   display_name = "Files"
-  url          = "http://localhost:13337"
+  url          = "http://localhost:${local.files_port}"
   icon         = "/icon/folder.svg"
   subdomain    = false
   share        = "owner"
 
   healthcheck {
-    url       = "http://localhost:13337"
+    url       = "http://localhost:${local.files_port}"
     interval  = 5
     threshold = 6
   }
