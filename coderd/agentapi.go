@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"tailscale.com/tailcfg"
 
+	"github.com/wgmesh/coder/coderd/convert"
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
@@ -181,10 +182,11 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 		r.Group(func(r chi.Router) {
 			r.Use(apiKey)
 			r.Get("/connection", api.workspaceAgentConnectionInfo)
-			r.Get("/{workspaceagent}", api.workspaceAgent)
-			r.Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
-			r.Get("/{workspaceagent}/metadata", api.workspaceAgentMetadata)
-			r.Get("/{workspaceagent}/coordinate", api.workspaceAgentCoordinate)
+			readAgent, connectAgent := api.workspaceAgentParams()
+			r.With(readAgent).Get("/{workspaceagent}", api.workspaceAgent)
+			r.With(readAgent).Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
+			r.With(readAgent).Get("/{workspaceagent}/metadata", api.workspaceAgentMetadata)
+			r.With(connectAgent).Get("/{workspaceagent}/coordinate", api.workspaceAgentCoordinate)
 		})
 	})
 	r.With(apiKey).Get("/derp-map", api.derpMap)
@@ -262,7 +264,7 @@ func (api *API) buildManifest(ctx context.Context, agent database.WorkspaceAgent
 	if err != nil {
 		return agentsdk.Manifest{}, fmt.Errorf("get agent metadata: %w", err)
 	}
-	env, err := agentEnv(agent)
+	env, err := convert.AgentEnvironment(agent)
 	if err != nil {
 		return agentsdk.Manifest{}, err
 	}
@@ -303,16 +305,6 @@ func (api *API) buildManifest(ctx context.Context, agent database.WorkspaceAgent
 		})
 	}
 	return m, nil
-}
-
-func agentEnv(agent database.WorkspaceAgent) (map[string]string, error) {
-	env := map[string]string{}
-	if len(agent.EnvironmentVariables) > 0 && string(agent.EnvironmentVariables) != "null" {
-		if err := json.Unmarshal(agent.EnvironmentVariables, &env); err != nil {
-			return nil, fmt.Errorf("decode agent environment variables: %w", err)
-		}
-	}
-	return env, nil
 }
 
 // postAgentLifecycle serves POST /api/v2/workspaceagents/me/lifecycle.

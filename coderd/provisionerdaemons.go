@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -850,17 +849,4 @@ func (api *API) liveDaemonWindow() time.Duration {
 		w = api.prov.opts.HeartbeatTimeout
 	}
 	return w
-}
-
-func formatTags(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+tags[k])
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
 }

@@ -153,29 +153,3 @@ func TestProvisionerDaemonProtocol(t *testing.T) {
 		t.Fatal("heartbeat of a failed job succeeded")
 	}
 }
-
-// TestBuildStatus checks the status derived from job state and transition.
-func TestBuildStatus(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		job        codersdk.ProvisionerJobStatus
-		transition codersdk.WorkspaceTransition
-		want       codersdk.WorkspaceStatus
-	}{
-		{codersdk.ProvisionerJobPending, codersdk.WorkspaceTransitionStart, codersdk.WorkspaceStatusPending},
-		{codersdk.ProvisionerJobRunning, codersdk.WorkspaceTransitionStart, codersdk.WorkspaceStatusStarting},
-		{codersdk.ProvisionerJobRunning, codersdk.WorkspaceTransitionStop, codersdk.WorkspaceStatusStopping},
-		{codersdk.ProvisionerJobRunning, codersdk.WorkspaceTransitionDelete, codersdk.WorkspaceStatusDeleting},
-		{codersdk.ProvisionerJobSucceeded, codersdk.WorkspaceTransitionStart, codersdk.WorkspaceStatusRunning},
-		{codersdk.ProvisionerJobSucceeded, codersdk.WorkspaceTransitionStop, codersdk.WorkspaceStatusStopped},
-		{codersdk.ProvisionerJobSucceeded, codersdk.WorkspaceTransitionDelete, codersdk.WorkspaceStatusDeleted},
-		{codersdk.ProvisionerJobFailed, codersdk.WorkspaceTransitionStart, codersdk.WorkspaceStatusFailed},
-		{codersdk.ProvisionerJobCanceling, codersdk.WorkspaceTransitionStop, codersdk.WorkspaceStatusCanceling},
-		{codersdk.ProvisionerJobCanceled, codersdk.WorkspaceTransitionStop, codersdk.WorkspaceStatusCanceled},
-	}
-	for _, c := range cases {
-		if got := coderd.BuildStatus(c.job, c.transition); got != c.want {
-			t.Errorf("BuildStatus(%s, %s) = %s, want %s", c.job, c.transition, got, c.want)
-		}
-	}
-}

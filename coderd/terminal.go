@@ -70,7 +70,7 @@ func (api *API) workspaceAgentPTY(w http.ResponseWriter, r *http.Request) {
 		}
 		*p.dst = uint16(n)
 	}
-	if AgentStatus(agent, api.opts.Now(), api.agents.opts.InactiveDisconnectTimeout) != codersdk.WorkspaceAgentConnected {
+	if api.agentStatus(agent) != codersdk.WorkspaceAgentConnected {
 		httpapi.Write(ctx, w, http.StatusBadGateway, codersdk.Response{Message: "The workspace agent is not connected."})
 		return
 	}

@@ -62,7 +62,7 @@ func newAppsState(api *API) (*appsState, error) {
 		AuthCacheTTL:     api.opts.Apps.AuthCacheTTL,
 		Now:              api.opts.Now,
 		AgentConnected: func(a database.WorkspaceAgent) bool {
-			return AgentStatus(a, api.opts.Now(), api.agents.opts.InactiveDisconnectTimeout) == codersdk.WorkspaceAgentConnected
+			return api.agentStatus(a) == codersdk.WorkspaceAgentConnected
 		},
 	})
 	if err != nil {
@@ -101,7 +101,8 @@ func (api *API) appRoutes(r chi.Router) {
 func (api *API) appAPIRoutes(r chi.Router, apiKey func(http.Handler) http.Handler) {
 	r.Get("/applications/auth-redirect", api.apps.server.ServeAuthRedirect)
 	r.Get("/applications/host", api.appHost)
-	r.With(apiKey).Get("/workspaceagents/{workspaceagent}/pty", api.workspaceAgentPTY)
+	_, connectAgent := api.workspaceAgentParams()
+	r.With(apiKey, connectAgent).Get("/workspaceagents/{workspaceagent}/pty", api.workspaceAgentPTY)
 }
 
 // appHost serves GET /api/v2/applications/host: the subdomain apps host

@@ -6,19 +6,30 @@ import (
 	"strings"
 )
 
-var usernameRe = regexp.MustCompile(`^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$`)
+var nameRe = regexp.MustCompile(`^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$`)
 
-// UsernameValid reports why a username is invalid, or "" when it is valid:
-// 1-32 characters, letters, digits and single inner hyphens.
-func UsernameValid(name string) string {
+// NameValid reports why name is not a valid name of a user, template or
+// workspace, or "" when it is valid: 1-32 characters, letters, digits and
+// single inner hyphens.
+func NameValid(name string) string {
 	switch {
 	case name == "":
 		return "is required"
 	case len(name) > 32:
 		return "must be at most 32 characters"
-	case !usernameRe.MatchString(name):
+	case !nameRe.MatchString(name):
 		return "must be alphanumeric with single hyphens between characters"
-	case strings.EqualFold(name, "me"):
+	}
+	return ""
+}
+
+// UsernameValid reports why a username is invalid, or "" when it is valid:
+// a valid name (NameValid) other than "me", which names the caller in paths.
+func UsernameValid(name string) string {
+	if d := NameValid(name); d != "" {
+		return d
+	}
+	if strings.EqualFold(name, "me") {
 		return `"me" is reserved`
 	}
 	return ""
