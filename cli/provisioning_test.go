@@ -21,7 +21,7 @@ import (
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/derp"
-	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
 	"tailscale.com/types/key"
 )
 
@@ -97,7 +97,7 @@ func tarFiles(t *testing.T, dir string, files map[string]string) []byte {
 			t.Fatal(err)
 		}
 	}
-	data, err := terraform.TarDir(dir)
+	data, err := templatearchive.Create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

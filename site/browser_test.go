@@ -25,7 +25,7 @@ import (
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
-	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
 	"github.com/wgmesh/coder/tunnel/tunneltest"
 )
 
@@ -225,7 +225,7 @@ func startDaemon(t *testing.T, bin, coderURL, psk, home string) {
 func pushLocalTemplate(t *testing.T, client *codersdk.Client) {
 	t.Helper()
 	ctx := context.Background()
-	archive, err := terraform.TarDir("../examples/templates/local")
+	archive, err := templatearchive.Create("../examples/templates/local")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
 )
 
 // Flavor names of the infrastructure-as-code tool a Runner drives.
@@ -170,7 +171,7 @@ func (r *Runner) newJob(archive []byte, env map[string]string, logs LogFunc) (*j
 		return nil, fmt.Errorf("create job dir: %w", err)
 	}
 	j := &job{r: r, dir: dir, logs: logs, diags: &diagnostics{}}
-	if err := ExtractTar(archive, dir); err != nil {
+	if err := templatearchive.Extract(archive, dir); err != nil {
 		j.close()
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
 )
 
 // TestLocalTemplate applies examples/templates/local for real: start runs the agent
@@ -34,7 +35,7 @@ exec sleep 600
 	t.Cleanup(srv.Close)
 	coderURL := srv.URL + "/"
 
-	archive, err := TarDir(filepath.Join("..", "..", "examples", "templates", "local"))
+	archive, err := templatearchive.Create(filepath.Join("..", "..", "examples", "templates", "local"))
 	if err != nil {
 		t.Fatal(err)
 	}
