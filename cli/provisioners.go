@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wgmesh/coder/coderd/buildinfo"
-	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner"
 	"github.com/wgmesh/coder/provisioner/terraform"
 )
@@ -89,7 +89,7 @@ func (r *root) provisionerStartCommand() *cobra.Command {
 			}
 			runner := &terraform.Runner{Logger: r.logger().With("component", "terraform"), TerraformPath: terraformPath, WorkDir: cacheDir}
 			d := &provisioner.Daemon{
-				Client:  &codersdk.ProvisionerDaemonClient{URL: u, PSK: psk},
+				Client:  &provisionersdk.Client{URL: u, PSK: psk},
 				Name:    name,
 				Tags:    tags,
 				Runner:  runner,
@@ -210,7 +210,7 @@ func (s *Server) startBuiltinDaemons(ctx context.Context, cfg ServerConfig) {
 	host, _ := os.Hostname()
 	for i := 0; i < cfg.ProvisionerDaemons; i++ {
 		d := &provisioner.Daemon{
-			Client:  &codersdk.ProvisionerDaemonClient{URL: local, PSK: cfg.ProvisionerDaemonPSK},
+			Client:  &provisionersdk.Client{URL: local, PSK: cfg.ProvisionerDaemonPSK},
 			Name:    fmt.Sprintf("%s-builtin-%d", host, i),
 			Runner:  &terraform.Runner{Logger: s.logger.With("component", "terraform")},
 			Version: buildinfo.Version(),

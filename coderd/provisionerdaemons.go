@@ -20,6 +20,7 @@ import (
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/rbac"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/database"
 )
 
@@ -164,7 +165,7 @@ func provisionerDaemonPublicRoutes() []string {
 // requirePSK authenticates provisioner daemons by pre-shared key.
 func (api *API) requirePSK(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := r.Header.Get(codersdk.ProvisionerDaemonPSKHeader)
+		got := r.Header.Get(provisionersdk.PSKHeader)
 		want := api.prov.opts.PSK
 		gh, wh := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
 		if want == "" || got == "" || subtle.ConstantTimeCompare(gh[:], wh[:]) != 1 {
@@ -206,7 +207,7 @@ func daemonTags(tags map[string]string) map[string]string {
 
 func (api *API) postProvisionerDaemonRegister(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	var req codersdk.ProvisionerDaemonRegisterRequest
+	var req provisionersdk.RegisterRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
 	}
@@ -244,7 +245,7 @@ func (api *API) postProvisionerDaemonRegister(w http.ResponseWriter, r *http.Req
 	if interval <= 0 {
 		interval = time.Second
 	}
-	httpapi.Write(ctx, w, http.StatusOK, codersdk.ProvisionerDaemonRegisterResponse{
+	httpapi.Write(ctx, w, http.StatusOK, provisionersdk.RegisterResponse{
 		ID: d.ID, Tags: tags, HeartbeatIntervalMillis: interval.Milliseconds(),
 	})
 }
@@ -335,7 +336,7 @@ type jobInput struct {
 }
 
 // acquiredJob builds what a daemon needs to run job.
-func (api *API) acquiredJob(ctx context.Context, job database.ProvisionerJob) (*codersdk.AcquiredJob, error) {
+func (api *API) acquiredJob(ctx context.Context, job database.ProvisionerJob) (*provisionersdk.AcquiredJob, error) {
 	var input jobInput
 	if err := json.Unmarshal(job.Input, &input); err != nil {
 		return nil, fmt.Errorf("decode job input: %w", err)
@@ -346,7 +347,7 @@ func (api *API) acquiredJob(ctx context.Context, job database.ProvisionerJob) (*
 	}
 	tags := map[string]string{}
 	_ = json.Unmarshal(job.Tags, &tags)
-	out := &codersdk.AcquiredJob{
+	out := &provisionersdk.AcquiredJob{
 		JobID: job.ID, Type: codersdk.ProvisionerJobType(job.Type), TemplateSourceArchive: file.Data, Tags: tags,
 	}
 	accessURL := api.opts.AccessURL.String()
@@ -356,9 +357,9 @@ func (api *API) acquiredJob(ctx context.Context, job database.ProvisionerJob) (*
 		if err != nil {
 			return nil, fmt.Errorf("get initiator: %w", err)
 		}
-		out.TemplateImport = &codersdk.AcquiredJobTemplateImport{
+		out.TemplateImport = &provisionersdk.AcquiredJobTemplateImport{
 			TemplateVersionID: input.TemplateVersionID,
-			Metadata: codersdk.ProvisionerMetadata{
+			Metadata: provisionersdk.Metadata{
 				CoderURL: accessURL, WorkspaceTransition: codersdk.WorkspaceTransitionStart,
 				WorkspaceOwner: initiator.Username, WorkspaceOwnerEmail: initiator.Email,
 				WorkspaceOwnerName: initiator.Name, WorkspaceOwnerID: initiator.ID.String(),
@@ -390,13 +391,13 @@ func (api *API) acquiredJob(ctx context.Context, job database.ProvisionerJob) (*
 			return nil, fmt.Errorf("get build parameters: %w", err)
 		}
 		for _, p := range params {
-			out.ParameterValues = append(out.ParameterValues, codersdk.ParameterValue{Name: p.Name, Value: p.Value})
+			out.ParameterValues = append(out.ParameterValues, codersdk.WorkspaceBuildParameter{Name: p.Name, Value: p.Value})
 		}
-		out.WorkspaceBuild = &codersdk.AcquiredJobWorkspaceBuild{
+		out.WorkspaceBuild = &provisionersdk.AcquiredJobWorkspaceBuild{
 			WorkspaceBuildID: build.ID,
 			Transition:       codersdk.WorkspaceTransition(build.Transition),
 			State:            build.ProvisionerState,
-			Metadata: codersdk.ProvisionerMetadata{
+			Metadata: provisionersdk.Metadata{
 				CoderURL: accessURL, WorkspaceTransition: codersdk.WorkspaceTransition(build.Transition),
 				WorkspaceName: ws.Name, WorkspaceOwner: owner.Username, WorkspaceOwnerEmail: owner.Email,
 				WorkspaceOwnerName: owner.Name, WorkspaceOwnerID: owner.ID.String(),
@@ -469,7 +470,7 @@ func (api *API) postProvisionerJobLogs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req codersdk.ProvisionerLogsRequest
+	var req provisionersdk.LogsRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
 	}
@@ -480,7 +481,7 @@ func (api *API) postProvisionerJobLogs(w http.ResponseWriter, r *http.Request) {
 	httpapi.Write(ctx, w, http.StatusOK, codersdk.Response{Message: "Logs stored."})
 }
 
-func (api *API) insertJobLogs(ctx context.Context, q *database.Queries, jobID uuid.UUID, source string, logs []codersdk.ProvisionerLog) error {
+func (api *API) insertJobLogs(ctx context.Context, q *database.Queries, jobID uuid.UUID, source string, logs []provisionersdk.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
@@ -527,7 +528,7 @@ func (api *API) postProvisionerJobHeartbeat(w http.ResponseWriter, r *http.Reque
 	_ = api.db.UpdateProvisionerDaemonLastSeenAt(ctx, database.UpdateProvisionerDaemonLastSeenAtParams{
 		ID: job.WorkerID.UUID, LastSeenAt: pgtype.Timestamptz{Time: now, Valid: true},
 	})
-	httpapi.Write(ctx, w, http.StatusOK, codersdk.ProvisionerJobHeartbeatResponse{Canceled: job.CanceledAt.Valid})
+	httpapi.Write(ctx, w, http.StatusOK, provisionersdk.HeartbeatResponse{Canceled: job.CanceledAt.Valid})
 }
 
 func (api *API) postProvisionerJobFail(w http.ResponseWriter, r *http.Request) {
@@ -536,7 +537,7 @@ func (api *API) postProvisionerJobFail(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req codersdk.FailedJob
+	var req provisionersdk.FailedJob
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
 	}
@@ -577,7 +578,7 @@ func (api *API) postProvisionerJobComplete(w http.ResponseWriter, r *http.Reques
 	if !ok {
 		return
 	}
-	var req codersdk.CompletedJob
+	var req provisionersdk.CompletedJob
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
 	}
@@ -646,7 +647,7 @@ func (api *API) postProvisionerJobComplete(w http.ResponseWriter, r *http.Reques
 
 var errJobAlreadyCompleted = errors.New("job already completed")
 
-func insertParameter(ctx context.Context, q *database.Queries, versionID uuid.UUID, p codersdk.RichParameter, i int) error {
+func insertParameter(ctx context.Context, q *database.Queries, versionID uuid.UUID, p provisionersdk.RichParameter, i int) error {
 	opts := make([]codersdk.TemplateVersionParameterOption, 0, len(p.Options))
 	for _, o := range p.Options {
 		opts = append(opts, codersdk.TemplateVersionParameterOption{Name: o.Name, Description: o.Description, Value: o.Value, Icon: o.Icon})
@@ -680,7 +681,7 @@ func insertParameter(ctx context.Context, q *database.Queries, versionID uuid.UU
 
 // insertResources stores resources with their metadata, agents (hashed
 // tokens), scripts, apps and metadata definitions.
-func (api *API) insertResources(ctx context.Context, q *database.Queries, jobID uuid.UUID, transition database.WorkspaceTransition, resources []codersdk.Resource) error {
+func (api *API) insertResources(ctx context.Context, q *database.Queries, jobID uuid.UUID, transition database.WorkspaceTransition, resources []provisionersdk.Resource) error {
 	now := api.now()
 	for _, res := range resources {
 		dbRes, err := q.InsertWorkspaceResource(ctx, database.InsertWorkspaceResourceParams{
@@ -713,7 +714,7 @@ func HashAgentToken(token string) []byte {
 	return h[:]
 }
 
-func (api *API) insertAgent(ctx context.Context, q *database.Queries, resourceID uuid.UUID, agent codersdk.Agent) error {
+func (api *API) insertAgent(ctx context.Context, q *database.Queries, resourceID uuid.UUID, agent provisionersdk.Agent) error {
 	now := api.now()
 	token := agent.Token
 	if token == "" {

@@ -12,6 +12,7 @@ import (
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner"
 	"github.com/wgmesh/coder/provisioner/terraform"
 )
@@ -69,7 +70,7 @@ func TestDaemonRunsAndCancelsBuilds(t *testing.T) {
 	var wg sync.WaitGroup
 	var runErr error
 	d := &provisioner.Daemon{
-		Client: &codersdk.ProvisionerDaemonClient{URL: client.URL, PSK: psk},
+		Client: &provisionersdk.Client{URL: client.URL, PSK: psk},
 		Name:   "in-test",
 		Runner: &terraform.Runner{WorkDir: t.TempDir(), InterruptGrace: 30 * time.Second},
 	}

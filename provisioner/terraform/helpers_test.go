@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 )
 
 // testRunner returns a Runner for the cached binary name ("terraform" or "tofu")
@@ -62,10 +63,10 @@ func tarFiles(t *testing.T, files map[string]string) []byte {
 // logSink collects provisioner logs safely.
 type logSink struct {
 	mu   sync.Mutex
-	logs []codersdk.ProvisionerLog
+	logs []provisionersdk.Log
 }
 
-func (s *logSink) add(l codersdk.ProvisionerLog) {
+func (s *logSink) add(l provisionersdk.Log) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.logs = append(s.logs, l)
@@ -121,8 +122,8 @@ func readPID(t *testing.T, path string) int {
 	return pid
 }
 
-func testMetadata(transition codersdk.WorkspaceTransition, coderURL string) codersdk.ProvisionerMetadata {
-	return codersdk.ProvisionerMetadata{
+func testMetadata(transition codersdk.WorkspaceTransition, coderURL string) provisionersdk.Metadata {
+	return provisionersdk.Metadata{
 		CoderURL:            coderURL,
 		WorkspaceTransition: transition,
 		WorkspaceName:       "dev",

@@ -17,6 +17,7 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner/templatearchive"
 )
 
@@ -69,11 +70,11 @@ type VersionInfo struct {
 // ImportResult is what a template import finds in a template.
 type ImportResult struct {
 	// Parameters are the template's rich parameters (data.coder_parameter).
-	Parameters []codersdk.RichParameter
+	Parameters []provisionersdk.RichParameter
 	// Resources are the resources a start would create.
-	Resources []codersdk.Resource
+	Resources []provisionersdk.Resource
 	// StopResources are the resources that exist while a workspace is stopped.
-	StopResources []codersdk.Resource
+	StopResources []provisionersdk.Resource
 }
 
 // BuildResult is the outcome of a workspace build.
@@ -81,7 +82,7 @@ type BuildResult struct {
 	// State is the Terraform state after the build; nil after a successful delete.
 	State []byte
 	// Resources are the workspace's resources after the build.
-	Resources []codersdk.Resource
+	Resources []provisionersdk.Resource
 }
 
 func (r *Runner) logger() *slog.Logger {
@@ -223,7 +224,7 @@ func (j *job) close() {
 
 func (j *job) log(stage string, level codersdk.LogLevel, output string) {
 	if j.logs != nil {
-		j.logs(codersdk.ProvisionerLog{CreatedAt: time.Now().UTC(), Level: level, Stage: stage, Output: output})
+		j.logs(provisionersdk.Log{CreatedAt: time.Now().UTC(), Level: level, Stage: stage, Output: output})
 	}
 }
 
@@ -302,7 +303,7 @@ func (j *job) statePath() string { return filepath.Join(j.dir, "terraform.tfstat
 
 // Import parses a template: it plans a start (and a stop) without applying anything
 // and returns the rich parameters and the resources each transition would have.
-func (r *Runner) Import(ctx context.Context, archive []byte, md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue, logs LogFunc) (*ImportResult, error) {
+func (r *Runner) Import(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*ImportResult, error) {
 	if md.CoderURL == "" {
 		// Never contacted: an import only plans.
 		md.CoderURL = "http://127.0.0.1/"
@@ -330,7 +331,7 @@ func (r *Runner) Import(ctx context.Context, archive []byte, md codersdk.Provisi
 
 // DryRun plans a workspace build (start by default) without applying it and returns
 // the resources it would produce.
-func (r *Runner) DryRun(ctx context.Context, archive []byte, md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue, logs LogFunc) ([]codersdk.Resource, error) {
+func (r *Runner) DryRun(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) ([]provisionersdk.Resource, error) {
 	if md.WorkspaceTransition == "" {
 		md.WorkspaceTransition = codersdk.WorkspaceTransitionStart
 	}
@@ -345,7 +346,7 @@ func (r *Runner) DryRun(ctx context.Context, archive []byte, md codersdk.Provisi
 	return conv.Resources, nil
 }
 
-func (r *Runner) planOnly(ctx context.Context, archive []byte, md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue, logs LogFunc) (*tfjson.Plan, error) {
+func (r *Runner) planOnly(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*tfjson.Plan, error) {
 	j, err := r.newJob(archive, ContractEnv(md, params), logs)
 	if err != nil {
 		return nil, err
@@ -364,7 +365,7 @@ func (r *Runner) planOnly(ctx context.Context, archive []byte, md codersdk.Provi
 // BuildResult (non-nil) carries the state terraform left, so it is not lost.
 // Canceling ctx interrupts terraform (SIGINT) and waits for it to stop gracefully
 // (up to InterruptGrace).
-func (r *Runner) Build(ctx context.Context, archive, state []byte, md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue, logs LogFunc) (*BuildResult, error) {
+func (r *Runner) Build(ctx context.Context, archive, state []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*BuildResult, error) {
 	var stage string
 	switch md.WorkspaceTransition {
 	case codersdk.WorkspaceTransitionStart:

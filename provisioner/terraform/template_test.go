@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner/templatearchive"
 )
 
@@ -39,9 +40,9 @@ exec sleep 600
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := []codersdk.ParameterValue{{Name: "greeting", Value: "bonjour"}}
+	params := []codersdk.WorkspaceBuildParameter{{Name: "greeting", Value: "bonjour"}}
 
-	imp, err := r.Import(ctx, archive, codersdk.ProvisionerMetadata{}, nil, nil)
+	imp, err := r.Import(ctx, archive, provisionersdk.Metadata{}, nil, nil)
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}

@@ -34,7 +34,7 @@ func TestContractEnv(t *testing.T) {
 	t.Parallel()
 	md := testMetadata(codersdk.WorkspaceTransitionStop, "https://coder.example.com/")
 	md.WorkspaceOwnerGroups = []string{"dev", "ops"}
-	env := ContractEnv(md, []codersdk.ParameterValue{{Name: "region", Value: "eu"}})
+	env := ContractEnv(md, []codersdk.WorkspaceBuildParameter{{Name: "region", Value: "eu"}})
 	sum := sha256.Sum256([]byte("region"))
 	want := map[string]string{
 		"CODER_AGENT_URL":                               "https://coder.example.com/",
