@@ -163,7 +163,6 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Pubsub:             s.ps,
 		AccessURL:          s.AccessURL,
 		PrometheusRegistry: registry,
-		ProvisionerDaemons: cfg.ProvisionerDaemons,
 		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg)},
 		Agents:             agentOpts,
 		Apps:               coderd.AppsOptions{WildcardAccessURL: cfg.WildcardAccessURL, DisablePathApps: cfg.DisablePathApps},

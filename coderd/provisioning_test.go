@@ -11,6 +11,7 @@ import (
 
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
+	"github.com/wgmesh/coder/coderd/provisionerdserver"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/provisionersdk"
 )
@@ -147,7 +148,7 @@ func TestProvisionerDaemonProtocol(t *testing.T) {
 		return err == nil && v.Job.Status == codersdk.ProvisionerJobFailed
 	})
 	v, _ = client.TemplateVersion(ctx, third.ID)
-	if v.Job.Error != coderd.HungJobError {
+	if v.Job.Error != provisionerdserver.HungJobError {
 		t.Fatalf("hung job error %q", v.Job.Error)
 	}
 	if _, err := daemon.Heartbeat(ctx, reg.ID, third.Job.ID); err == nil {
