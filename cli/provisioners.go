@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/signal"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/wgmesh/coder/coderd/buildinfo"
 	"github.com/wgmesh/coder/codersdk/provisionersdk"
@@ -21,14 +23,66 @@ import (
 	"github.com/wgmesh/coder/provisioner/terraform"
 )
 
-// Environment variables of `coder provisioner start`.
+// Environment variables of `coder provisioner start` (the terraform ones apply
+// to `coder server`'s built-in daemons too).
 const (
 	EnvProvisionerDaemonPSK = "CODER_PROVISIONER_DAEMON_PSK"
 	EnvTerraformPath        = "CODER_TERRAFORM_PATH"
+	EnvTerraformCLIConfig   = "CODER_TERRAFORM_CLI_CONFIG"
 	EnvProvisionerTags      = "CODER_PROVISIONERD_TAGS"
 	EnvProvisionerName      = "CODER_PROVISIONER_DAEMON_NAME"
 	EnvProvisionerCacheDir  = "CODER_CACHE_DIRECTORY"
 )
+
+// envTFCLIConfigFile is terraform's own variable naming its CLI configuration;
+// it is the default of --terraform-cli-config.
+const envTFCLIConfigFile = "TF_CLI_CONFIG_FILE"
+
+// TerraformConfig names the terraform binary and CLI configuration provisioner
+// daemons run with.
+type TerraformConfig struct {
+	// Path is the terraform or tofu binary; empty means terraform, else tofu, on PATH.
+	Path string
+	// CLIConfig is the terraform CLI configuration file; empty means
+	// terraform's own default (~/.terraformrc).
+	CLIConfig string
+}
+
+// addTerraformFlags registers --terraform-path and --terraform-cli-config for
+// the daemons named by who.
+func addTerraformFlags(fs *pflag.FlagSet, cfg *TerraformConfig, who string) {
+	fs.StringVar(&cfg.Path, "terraform-path", "", "terraform or tofu binary "+who+" run (default: terraform on PATH, else tofu on PATH).")
+	envFlag(fs, "terraform-path", EnvTerraformPath)
+	fs.StringVar(&cfg.CLIConfig, "terraform-cli-config", "", "Terraform CLI configuration file "+who+" run terraform with, e.g. a provider mirror "+
+		"(default: $"+envTFCLIConfigFile+"; when that is unset too, terraform's own default ~/.terraformrc).")
+	envFlag(fs, "terraform-cli-config", EnvTerraformCLIConfig)
+}
+
+// resolve applies the $TF_CLI_CONFIG_FILE default and checks that the named
+// files exist, so a typo fails at startup rather than in every job.
+func (c *TerraformConfig) resolve(env map[string]string) error {
+	if c.CLIConfig == "" {
+		c.CLIConfig = env[envTFCLIConfigFile]
+	}
+	for _, f := range []struct{ flag, path string }{{"terraform-path", c.Path}, {"terraform-cli-config", c.CLIConfig}} {
+		if f.path == "" {
+			continue
+		}
+		st, err := os.Stat(f.path)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", f.flag, err)
+		}
+		if st.IsDir() {
+			return fmt.Errorf("--%s: %s is a directory, not a file", f.flag, f.path)
+		}
+	}
+	return nil
+}
+
+// runner returns a terraform runner for cfg.
+func (c TerraformConfig) runner(logger *slog.Logger, workDir string) *terraform.Runner {
+	return &terraform.Runner{Logger: logger, TerraformPath: c.Path, CLIConfigPath: c.CLIConfig, WorkDir: workDir}
+}
 
 func (r *root) provisionerCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -63,8 +117,9 @@ func parseTags(raw []string) (map[string]string, error) {
 
 func (r *root) provisionerStartCommand() *cobra.Command {
 	var (
-		psk, terraformPath, name, cacheDir string
-		rawTags                            []string
+		psk, name, cacheDir string
+		rawTags             []string
+		tf                  TerraformConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -84,15 +139,17 @@ func (r *root) provisionerStartCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := tf.resolve(r.env); err != nil {
+				return err
+			}
 			if name == "" {
 				name, _ = os.Hostname()
 			}
-			runner := &terraform.Runner{Logger: r.logger().With("component", "terraform"), TerraformPath: terraformPath, WorkDir: cacheDir}
 			d := &provisioner.Daemon{
 				Client:  &provisionersdk.Client{URL: u, PSK: psk},
 				Name:    name,
 				Tags:    tags,
-				Runner:  runner,
+				Runner:  tf.runner(r.logger().With("component", "terraform"), cacheDir),
 				Version: buildinfo.Version(),
 				Logger:  r.logger().With("component", "provisionerd"),
 			}
@@ -105,8 +162,7 @@ func (r *root) provisionerStartCommand() *cobra.Command {
 	envFlag(fs, "psk", EnvProvisionerDaemonPSK)
 	fs.StringArrayVarP(&rawTags, "tag", "t", nil, "Tag key=value of the daemon (repeatable); jobs run here only if their tags are a subset.")
 	envFlag(fs, "tag", EnvProvisionerTags)
-	fs.StringVar(&terraformPath, "terraform-path", "", "terraform or tofu binary (default: the make deps cache, then PATH).")
-	envFlag(fs, "terraform-path", EnvTerraformPath)
+	addTerraformFlags(fs, &tf, "the daemon")
 	fs.StringVar(&name, "name", "", "Daemon name (default: the host name).")
 	envFlag(fs, "name", EnvProvisionerName)
 	fs.StringVar(&cacheDir, "cache-dir", "", "Directory for per-job working directories (default: the system temp dir).")
@@ -212,7 +268,7 @@ func (s *Server) startBuiltinDaemons(ctx context.Context, cfg ServerConfig) {
 		d := &provisioner.Daemon{
 			Client:  &provisionersdk.Client{URL: local, PSK: cfg.ProvisionerDaemonPSK},
 			Name:    fmt.Sprintf("%s-builtin-%d", host, i),
-			Runner:  &terraform.Runner{Logger: s.logger.With("component", "terraform")},
+			Runner:  cfg.Terraform.runner(s.logger.With("component", "terraform"), ""),
 			Version: buildinfo.Version(),
 			Logger:  s.logger.With("component", "provisionerd", "daemon", i),
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner"
 	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
 // slowTemplate starts a workspace with a local-exec that runs long enough
@@ -61,6 +62,7 @@ func TestDaemonRunsAndCancelsBuilds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const psk = "daemon-test-psk"
+	deps := terraformtest.Find(t)
 	client, _ := coderdtest.New(t, &coderdtest.Options{API: coderd.Options{Provisioning: coderd.ProvisioningOptions{
 		PSK: psk, HeartbeatTimeout: 3 * time.Second, AcquireWait: time.Second,
 	}}})
@@ -72,7 +74,10 @@ func TestDaemonRunsAndCancelsBuilds(t *testing.T) {
 	d := &provisioner.Daemon{
 		Client: &provisionersdk.Client{URL: client.URL, PSK: psk},
 		Name:   "in-test",
-		Runner: &terraform.Runner{WorkDir: t.TempDir(), InterruptGrace: 30 * time.Second},
+		Runner: &terraform.Runner{
+			TerraformPath: deps.Terraform, CLIConfigPath: deps.CLIConfig,
+			WorkDir: t.TempDir(), InterruptGrace: 30 * time.Second,
+		},
 	}
 	wg.Add(1)
 	go func() {

@@ -15,16 +15,18 @@ import (
 
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/provisionersdk"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
-// testRunner returns a Runner for the cached binary name ("terraform" or "tofu")
-// installed by scripts/deps.sh. It fails the test when the cache is missing.
+// testRunner returns a Runner for binary ("terraform" or "tofu") installed by
+// scripts/deps.sh, with the provider mirror configuration. It fails the test
+// when the deps are missing.
 func testRunner(t *testing.T, binary string) *Runner {
 	t.Helper()
-	bin := CachedBinary(binary)
-	rc := CachedCLIConfig()
-	if bin == "" || rc == "" {
-		t.Fatalf("%s or the provider mirror is missing from the cache %q: run make deps", binary, CacheDir())
+	deps := terraformtest.Find(t)
+	bin, rc := deps.Terraform, deps.CLIConfig
+	if binary == "tofu" {
+		bin = deps.Tofu
 	}
 	home := t.TempDir()
 	return &Runner{

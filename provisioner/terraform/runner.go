@@ -32,16 +32,19 @@ const (
 const DefaultInterruptGrace = 30 * time.Second
 
 // Runner runs template jobs with a terraform or OpenTofu binary. The zero value is
-// usable: it finds terraform in the cache installed by scripts/deps.sh, then in PATH.
-// A Runner holds no per-job state and may run several jobs concurrently.
+// usable: it runs terraform (else tofu) found on PATH with terraform's default CLI
+// configuration. A Runner holds no per-job state and may run several jobs
+// concurrently.
 type Runner struct {
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
-	// TerraformPath is the terraform (or tofu) binary. Default: <cache>/bin/terraform,
-	// then "terraform" in PATH.
+	// TerraformPath is the terraform (or tofu) binary. Default: "terraform" on
+	// PATH, else "tofu" on PATH.
 	TerraformPath string
-	// CLIConfigPath is the terraform CLI configuration (TF_CLI_CONFIG_FILE), normally
-	// the provider mirror configuration. Default: <cache>/terraformrc when it exists.
+	// CLIConfigPath is the terraform CLI configuration file, passed to terraform as
+	// TF_CLI_CONFIG_FILE (typically a provider mirror configuration). Empty means
+	// terraform's own default (~/.terraformrc): the runner's TF_* environment is
+	// never inherited, so TF_CLI_CONFIG_FILE must be passed here to count.
 	CLIConfigPath string
 	// WorkDir is the directory under which each job gets a private working directory,
 	// removed when the job ends. Default: os.TempDir().
@@ -96,22 +99,15 @@ func (r *Runner) binaryPath() (string, error) {
 	if r.TerraformPath != "" {
 		return r.TerraformPath, nil
 	}
-	if p := CachedBinary("terraform"); p != "" {
-		return p, nil
+	for _, name := range []string{"terraform", "tofu"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
 	}
-	p, err := exec.LookPath("terraform")
-	if err != nil {
-		return "", fmt.Errorf("find terraform (run make deps): %w", err)
-	}
-	return p, nil
+	return "", errors.New("find terraform: neither terraform nor tofu is on PATH (install one, or name the binary explicitly)")
 }
 
-func (r *Runner) cliConfigPath() string {
-	if r.CLIConfigPath != "" {
-		return r.CLIConfigPath
-	}
-	return CachedCLIConfig()
-}
+func (r *Runner) cliConfigPath() string { return r.CLIConfigPath }
 
 var versionLine = regexp.MustCompile(`^(Terraform|OpenTofu) v(\S+)`)
 

@@ -3,10 +3,13 @@ package terraform
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
 func TestParseUILine(t *testing.T) {
@@ -63,5 +66,44 @@ func TestAgentInitScript(t *testing.T) {
 		if !strings.Contains(script, want) {
 			t.Errorf("init script lacks %q:\n%s", want, script)
 		}
+	}
+}
+
+// TestRunnerDefaultBinary: without TerraformPath the runner takes terraform
+// from PATH, else tofu, and says so clearly when neither is there. It looks
+// nowhere else (no development caches).
+func TestRunnerDefaultBinary(t *testing.T) {
+	deps := terraformtest.Find(t)
+	link := func(dir, name, target string) {
+		t.Helper()
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both, tofuOnly, none := t.TempDir(), t.TempDir(), t.TempDir()
+	link(both, "terraform", deps.Terraform)
+	link(both, "tofu", deps.Tofu)
+	link(tofuOnly, "tofu", deps.Tofu)
+	tests := []struct {
+		name, path, wantFlavor, wantErr string
+	}{
+		{name: "terraform first", path: both, wantFlavor: FlavorTerraform},
+		{name: "tofu fallback", path: tofuOnly, wantFlavor: FlavorOpenTofu},
+		{name: "neither", path: none, wantErr: "neither terraform nor tofu is on PATH"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PATH", tt.path)
+			v, err := (&Runner{}).Version(testContext(t))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Version() = %+v, %v; want error %q", v, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || v.Flavor != tt.wantFlavor || filepath.Dir(v.Path) != tt.path {
+				t.Fatalf("Version() = %+v, %v; want %s from %s", v, err, tt.wantFlavor, tt.path)
+			}
+		})
 	}
 }
