@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -48,14 +49,22 @@ type TerraformConfig struct {
 	CLIConfig string
 }
 
-// addTerraformFlags registers --terraform-path and --terraform-cli-config for
-// the daemons named by who.
-func addTerraformFlags(fs *pflag.FlagSet, cfg *TerraformConfig, who string) {
-	fs.StringVar(&cfg.Path, "terraform-path", "", "terraform or tofu binary "+who+" run (default: terraform on PATH, else tofu on PATH).")
+// addTerraformFlags registers --terraform-path and --terraform-cli-config.
+func addTerraformFlags(fs *pflag.FlagSet, cfg *TerraformConfig) {
+	fs.StringVar(&cfg.Path, "terraform-path", "", "terraform or tofu binary that runs provisioner jobs (default: terraform on PATH, else tofu on PATH).")
 	envFlag(fs, "terraform-path", EnvTerraformPath)
-	fs.StringVar(&cfg.CLIConfig, "terraform-cli-config", "", "Terraform CLI configuration file "+who+" run terraform with, e.g. a provider mirror "+
-		"(default: $"+envTFCLIConfigFile+"; when that is unset too, terraform's own default ~/.terraformrc).")
+	fs.StringVar(&cfg.CLIConfig, "terraform-cli-config", "", "Terraform CLI configuration file for provisioner jobs, e.g. a provider mirror "+
+		"(default: $"+envTFCLIConfigFile+"; when that is unset too, terraform's own ~/.terraformrc).")
 	envFlag(fs, "terraform-cli-config", EnvTerraformCLIConfig)
+}
+
+// withTerraformHint adds how to name a terraform binary to an error of a
+// daemon that found none.
+func withTerraformHint(err error) error {
+	if errors.Is(err, terraform.ErrNoBinary) {
+		return fmt.Errorf("%w: install terraform or OpenTofu, or name the binary with --terraform-path ($%s)", err, EnvTerraformPath)
+	}
+	return err
 }
 
 // resolve applies the $TF_CLI_CONFIG_FILE default and checks that the named
@@ -162,7 +171,7 @@ func (r *root) provisionerStartCommand() *cobra.Command {
 	envFlag(fs, "psk", EnvProvisionerDaemonPSK)
 	fs.StringArrayVarP(&rawTags, "tag", "t", nil, "Tag key=value of the daemon (repeatable); jobs run here only if their tags are a subset.")
 	envFlag(fs, "tag", EnvProvisionerTags)
-	addTerraformFlags(fs, &tf, "the daemon")
+	addTerraformFlags(fs, &tf)
 	fs.StringVar(&name, "name", "", "Daemon name (default: the host name).")
 	envFlag(fs, "name", EnvProvisionerName)
 	fs.StringVar(&cacheDir, "cache-dir", "", "Directory for per-job working directories (default: the system temp dir).")
@@ -172,7 +181,7 @@ func (r *root) provisionerStartCommand() *cobra.Command {
 
 func runDaemon(ctx context.Context, d *provisioner.Daemon) error {
 	if err := d.Run(ctx); err != nil {
-		return fmt.Errorf("provisioner daemon: %w", err)
+		return fmt.Errorf("provisioner daemon: %w", withTerraformHint(err))
 	}
 	return nil
 }
@@ -276,7 +285,7 @@ func (s *Server) startBuiltinDaemons(ctx context.Context, cfg ServerConfig) {
 		go func() {
 			defer wg.Done()
 			if err := d.Run(dctx); err != nil {
-				s.logger.Error("built-in provisioner daemon stopped", "error", err)
+				s.logger.Error("built-in provisioner daemon stopped", "error", withTerraformHint(err))
 			}
 		}()
 	}

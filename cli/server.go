@@ -314,7 +314,7 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "provisioner-daemons", EnvProvisionerDaemons)
 	fs.StringVar(&cfg.ProvisionerDaemonPSK, "provisioner-daemon-psk", "", "Pre-shared key external provisioner daemons authenticate with.")
 	envFlag(fs, "provisioner-daemon-psk", EnvProvisionerDaemonPSK)
-	addTerraformFlags(fs, &cfg.Terraform, "the built-in provisioner daemons")
+	addTerraformFlags(fs, &cfg.Terraform)
 	fs.StringVar(&cfg.PrometheusAddress, "prometheus-address", "", "Address to serve Prometheus metrics on (off when empty).")
 	envFlag(fs, "prometheus-address", EnvPrometheusAddress)
 	fs.StringVar(&cfg.WildcardAccessURL, "wildcard-access-url", "", "Host pattern of subdomain workspace apps, e.g. *.apps.example.com (off when empty).")

@@ -104,8 +104,12 @@ func (r *Runner) binaryPath() (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("find terraform: neither terraform nor tofu is on PATH (install one, or name the binary explicitly)")
+	return "", fmt.Errorf("find terraform: %w", ErrNoBinary)
 }
+
+// ErrNoBinary is returned (wrapped) when a Runner without TerraformPath finds
+// neither terraform nor tofu on PATH.
+var ErrNoBinary = errors.New("neither terraform nor tofu is on PATH")
 
 func (r *Runner) cliConfigPath() string { return r.CLIConfigPath }
 

@@ -89,7 +89,7 @@ func TestRunnerDefaultBinary(t *testing.T) {
 	}{
 		{name: "terraform first", path: both, wantFlavor: FlavorTerraform},
 		{name: "tofu fallback", path: tofuOnly, wantFlavor: FlavorOpenTofu},
-		{name: "neither", path: none, wantErr: "neither terraform nor tofu is on PATH"},
+		{name: "neither", path: none, wantErr: ErrNoBinary.Error()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
