@@ -55,6 +55,8 @@ type ServerConfig struct {
 	// ProvisionerDaemonPSK authenticates external provisioner daemons; empty
 	// refuses them (built-in daemons then use a random in-memory key).
 	ProvisionerDaemonPSK string
+	// Terraform names the binary and CLI configuration of the built-in daemons.
+	Terraform TerraformConfig
 	// PrometheusAddress serves /metrics when not empty.
 	PrometheusAddress string
 	// Logger receives structured logs; nil discards.
@@ -163,7 +165,6 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Pubsub:             s.ps,
 		AccessURL:          s.AccessURL,
 		PrometheusRegistry: registry,
-		ProvisionerDaemons: cfg.ProvisionerDaemons,
 		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg)},
 		Agents:             agentOpts,
 		Apps:               coderd.AppsOptions{WildcardAccessURL: cfg.WildcardAccessURL, DisablePathApps: cfg.DisablePathApps},
@@ -270,6 +271,9 @@ func (r *root) serverCommand() *cobra.Command {
 				cfg.ConfigDir = filepath.Join(home, ".config", "coderv2")
 			}
 			cfg.Logger = r.logger()
+			if err := cfg.Terraform.resolve(r.env); err != nil {
+				return err
+			}
 			srv, err := StartServer(ctx, cfg)
 			if err != nil {
 				return err
@@ -310,6 +314,7 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "provisioner-daemons", EnvProvisionerDaemons)
 	fs.StringVar(&cfg.ProvisionerDaemonPSK, "provisioner-daemon-psk", "", "Pre-shared key external provisioner daemons authenticate with.")
 	envFlag(fs, "provisioner-daemon-psk", EnvProvisionerDaemonPSK)
+	addTerraformFlags(fs, &cfg.Terraform)
 	fs.StringVar(&cfg.PrometheusAddress, "prometheus-address", "", "Address to serve Prometheus metrics on (off when empty).")
 	envFlag(fs, "prometheus-address", EnvPrometheusAddress)
 	fs.StringVar(&cfg.WildcardAccessURL, "wildcard-access-url", "", "Host pattern of subdomain workspace apps, e.g. *.apps.example.com (off when empty).")

@@ -15,7 +15,7 @@ import (
 
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/examples"
-	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
 )
 
 func (r *root) templatesCommand() *cobra.Command {
@@ -131,7 +131,7 @@ func (r *root) templatesPushCommand() *cobra.Command {
 					return errors.New("canceled")
 				}
 			}
-			archive, err := terraform.TarDir(abs)
+			archive, err := templatearchive.Create(abs)
 			if err != nil {
 				return fmt.Errorf("archive %s: %w", abs, err)
 			}

@@ -53,14 +53,12 @@ type Options struct {
 	DefaultTokenLifetime time.Duration
 	// MaxTokenLifetime bounds token lifetimes; 0 means 365 days.
 	MaxTokenLifetime time.Duration
-	// ProvisionerDaemons is the number of built-in provisioner daemons to run
-	// (stored; the provisioner is wired in later).
-	ProvisionerDaemons int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Agents configures the agent API, coordinator and DERP (agentapi.go).
 	Agents AgentOptions
-	// Provisioning configures templates, workspaces and provisioner daemons (provisionerdaemons.go).
+	// Provisioning configures templates, workspaces and the provisioner daemon
+	// protocol (provisionerdaemons.go, coderd/provisionerdserver).
 	Provisioning ProvisioningOptions
 	// Apps configures the workspace apps proxy (workspaceapps.go).
 	Apps AppsOptions
@@ -134,7 +132,11 @@ func New(opts Options) (*API, error) {
 		_ = api.agents.close()
 		return nil, err
 	}
-	api.startProvisioning()
+	if err := api.startProvisioning(); err != nil {
+		_ = api.apps.close()
+		_ = api.agents.close()
+		return nil, err
+	}
 	api.router = api.routes()
 	return api, nil
 }
