@@ -34,6 +34,12 @@ var rules = []deptest.Rule{
 		Why:      "the agent's wire contract is a leaf: the standard library and uuid only",
 	},
 	{
+		Name:     "coderd",
+		Packages: []string{mod + "/coderd/..."},
+		Forbid:   append([]string{mod + "/agent/..."}, ptySSHServerSFTP...),
+		Why:      "coderd reaches agents over the mesh through codersdk/agentproto; the terminal and apps proxy are clients, not PTY or SSH servers",
+	},
+	{
 		Name:     "agent",
 		Packages: []string{mod + "/agent/..."},
 		Forbid:   []string{mod + "/database/...", mod + "/coderd/..."},
