@@ -30,6 +30,7 @@ import (
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/database"
@@ -329,7 +330,7 @@ func sshOverTunnel(t testing.TB, conn *tunnel.Conn, agentID uuid.UUID) *gossh.Cl
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nc, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tunnel.IPFromUUID(agentID), agent.SSHPort).String())
+	nc, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tunnel.IPFromUUID(agentID), agentproto.SSHPort).String())
 	if err != nil {
 		t.Fatalf("dial ssh: %v", err)
 	}

@@ -24,15 +24,9 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"tailscale.com/tailcfg"
 
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/tunnel"
-)
-
-// Ports of the agent's tailnet services (mirrors agent.SSHPort and
-// agent.ReconnectingPTYPort; coderd may not import agent).
-const (
-	AgentSSHPort             = 1
-	AgentReconnectingPTYPort = 2
 )
 
 // DefaultReachTimeout bounds the wait for an agent to answer over the mesh.
@@ -375,7 +369,7 @@ func convertUpdates(logger *slog.Logger, in []coordinator.PeerUpdate) []*tunnel.
 }
 
 // DialTailnet opens a TCP connection to one of the agent's own tailnet
-// services (for example AgentReconnectingPTYPort).
+// services (for example agentproto.ReconnectingPTYPort).
 func (m *Mesh) DialTailnet(ctx context.Context, agentID uuid.UUID, port uint16) (net.Conn, error) {
 	conn, err := m.tunnelConn(agentID)
 	if err != nil {
@@ -482,7 +476,7 @@ func (m *Mesh) forget(agentID uuid.UUID, a *agentClient) {
 }
 
 func (m *Mesh) connectSSH(ctx context.Context, agentID uuid.UUID) (*gossh.Client, error) {
-	nc, err := m.DialTailnet(ctx, agentID, AgentSSHPort)
+	nc, err := m.DialTailnet(ctx, agentID, agentproto.SSHPort)
 	if err != nil {
 		return nil, err
 	}
