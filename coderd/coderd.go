@@ -78,6 +78,7 @@ type API struct {
 	prov    *provisioning
 	site    *site.Handler
 	apps    *appsState
+	health  *healthState
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -134,6 +135,7 @@ func New(opts Options) (*API, error) {
 		_ = api.agents.close()
 		return nil, err
 	}
+	api.health = newHealthState(api)
 	api.startProvisioning()
 	api.router = api.routes()
 	return api, nil
@@ -195,10 +197,7 @@ func (api *API) routes() chi.Router {
 	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Logger: api.logger, Now: api.opts.Now})
 	userParam := httpmw.ExtractUserParam(api.db, api.logger)
 
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("OK"))
-	})
+	r.Get("/healthz", api.healthz)
 	r.HandleFunc("/derp", api.derpHandler)
 	r.HandleFunc("/derp/latency-check", api.derpHandler)
 	r.Get("/bin/{name}", api.agentBinary)
@@ -207,6 +206,7 @@ func (api *API) routes() chi.Router {
 		api.agentRoutes(r, apiKey)
 		api.provisioningRoutes(r, apiKey)
 		api.appAPIRoutes(r, apiKey)
+		api.healthRoutes(r, apiKey)
 		r.NotFound(httpapi.NotFoundHandler)
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) {
 			httpapi.Write(r.Context(), w, http.StatusOK, codersdk.Response{Message: "👋"})
