@@ -99,3 +99,42 @@ func runCLIContext(ctx context.Context, env []string, args ...string) result {
 	code := cli.Run(ctx, cli.Invocation{Args: args, Stdout: &stdout, Stderr: &stderr, Environ: env})
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
+
+// TestNameArgumentsAreValidated: "..", "/", "?", "#", "%" or an empty part
+// in a workspace, owner, user or template argument is refused with one
+// error line before any API path is built from it.
+func TestNameArgumentsAreValidated(t *testing.T) {
+	t.Parallel()
+	env, _ := loggedIn(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"show", ".."}, `invalid workspace "..": the name must be`},
+		{[]string{"show", "../admin"}, `invalid workspace "../admin": the owner must be`},
+		{[]string{"show", "admin/.."}, `invalid workspace "admin/..": the name must be`},
+		{[]string{"show", "me/"}, `invalid workspace "me/": the name is required`},
+		{[]string{"show", ""}, `invalid workspace "": the name is required`},
+		{[]string{"show", "x?y"}, `invalid workspace "x?y"`},
+		{[]string{"show", "x#y"}, `invalid workspace "x#y"`},
+		{[]string{"show", "%2e%2e"}, `invalid workspace "%2e%2e"`},
+		{[]string{"start", "a/b/c"}, `invalid workspace "a/b/c"`},
+		{[]string{"delete", "..", "-y"}, `invalid workspace ".."`},
+		{[]string{"create", "..", "-t", "local", "-y"}, `invalid workspace ".."`},
+		{[]string{"create", "ok", "-t", "..", "-y"}, `invalid template name ".."`},
+		{[]string{"ssh", ".."}, `(argument "..", expected [owner/]workspace[.agent])`},
+		{[]string{"users", "show", ".."}, `invalid user ".."`},
+		{[]string{"users", "suspend", "a/b"}, `invalid user "a/b"`},
+		{[]string{"templates", "push", "../x", "-d", t.TempDir(), "-y"}, `invalid template name "../x"`},
+		{[]string{"templates", "versions", "list", ".."}, `invalid template name ".."`},
+	} {
+		res := runCLI(t, env, nil, tc.args...)
+		if res.code != 1 || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("coder %q: exit %d, stderr:\n%s\nwant %q", tc.args, res.code, res.stderr, tc.want)
+			continue
+		}
+		if n := strings.Count(res.stderr, "error: "); n != 1 || strings.Count(res.stderr, tc.want) != 1 {
+			t.Errorf("coder %q: the error is printed %d times:\n%s", tc.args, n, res.stderr)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -17,16 +16,11 @@ import (
 	"github.com/wgmesh/coder/database"
 )
 
-// nameRE is the shape of template and workspace names (Coder's rule).
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$`)
-
-// validName returns a validation error when name is not a valid resource name.
+// validName returns a validation error when name is not a valid resource
+// name (codersdk.NameValid, the rule the CLI checks arguments with).
 func validName(field, name string) []codersdk.ValidationError {
-	if name == "" {
-		return []codersdk.ValidationError{{Field: field, Detail: "is required"}}
-	}
-	if len(name) > 32 || !nameRE.MatchString(name) {
-		return []codersdk.ValidationError{{Field: field, Detail: "must be at most 32 letters, digits and single hyphens, starting and ending with a letter or digit"}}
+	if d := codersdk.NameValid(name); d != "" {
+		return []codersdk.ValidationError{{Field: field, Detail: d}}
 	}
 	return nil
 }
