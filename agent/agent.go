@@ -400,7 +400,10 @@ func (a *Agent) scriptRunner(m agentsdk.Manifest, logger *slog.Logger) *agentscr
 		Shell:   a.shell(),
 		LogSink: func(_ context.Context, source uuid.UUID, l agentscripts.Log) {
 			level := codersdk.LogLevelInfo
-			if l.Level == agentscripts.LevelError {
+			switch l.Level {
+			case agentscripts.LevelWarn: // the script's stderr
+				level = codersdk.LogLevelWarn
+			case agentscripts.LevelError:
 				level = codersdk.LogLevelError
 			}
 			a.logs.add(source, agentsdk.Log{CreatedAt: l.CreatedAt, Output: l.Output, Level: level})
