@@ -21,7 +21,11 @@ import (
 // Defaults of ControllerOptions.
 const (
 	DefaultBackoffMin = 100 * time.Millisecond
-	DefaultBackoffMax = 10 * time.Second
+	// DefaultBackoffMax keeps a peer within 2 s of a coderd that comes
+	// back, however long it was gone (the usual outage is a restart). While
+	// coderd is down each peer dials every 1-2 s: a refused connection,
+	// cheap for coderd's host and its load balancer.
+	DefaultBackoffMax = 2 * time.Second
 	// clientReadLimit bounds a frame from the coordinator (DERP maps of many
 	// regions, batches of peer updates).
 	clientReadLimit = 8 << 20
@@ -51,7 +55,7 @@ type ControllerOptions struct {
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// BackoffMin and BackoffMax bound the jittered exponential wait between
-	// failed dials (defaults 100ms and 10s). The backoff starts over once a
+	// failed dials (defaults 100ms and 2s). The backoff starts over once a
 	// connection is established: the first redial after a drop waits at
 	// most BackoffMin, however many outages came before.
 	BackoffMin, BackoffMax time.Duration
