@@ -68,7 +68,9 @@ type Options struct {
 	// Shell overrides the user's login shell for sessions and scripts.
 	Shell string
 	// BackoffMin and BackoffMax bound the jittered backoff of every retry
-	// loop (defaults 250ms and 30s).
+	// loop (defaults 250ms and 30s); the coordinator connection caps its
+	// backoff at coordinator.DefaultBackoffMax (2s) so that clients can
+	// reach the agent again right after a coderd restart.
 	BackoffMin, BackoffMax time.Duration
 	// LogQueueLines bounds the log lines kept while coderd is unreachable
 	// (default 10000); past it the oldest lines are dropped with a marker.
@@ -393,7 +395,10 @@ func (a *Agent) scriptRunner(m agentsdk.Manifest, logger *slog.Logger) *agentscr
 		Shell:   a.shell(),
 		LogSink: func(_ context.Context, source uuid.UUID, l agentscripts.Log) {
 			level := codersdk.LogLevelInfo
-			if l.Level == agentscripts.LevelError {
+			switch l.Level {
+			case agentscripts.LevelWarn: // the script's stderr
+				level = codersdk.LogLevelWarn
+			case agentscripts.LevelError:
 				level = codersdk.LogLevelError
 			}
 			a.logs.add(source, agentsdk.Log{CreatedAt: l.CreatedAt, Output: l.Output, Level: level})
@@ -560,7 +565,10 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 		Dial:       a.opts.Client.DialCoordinator,
 		Logger:     a.logger.With("component", "coordinator"),
 		BackoffMin: a.opts.BackoffMin,
-		BackoffMax: a.opts.BackoffMax,
+		// Clients reach the agent only while it is on the coordinator: it
+		// must be back within seconds of coderd, whatever the API loops'
+		// backoff.
+		BackoffMax: min(a.opts.BackoffMax, coordinator.DefaultBackoffMax),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start coordinator controller: %w", err)

@@ -130,6 +130,14 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	s.store = database.NewStore(pool)
+	if s.cluster != nil {
+		// A killed postmaster is restarted on the same URL; the pool then
+		// drops its connections to the dead server instead of failing one
+		// request per stale connection.
+		if err := s.cluster.Supervise(embeddedpg.SuperviseOptions{OnRestart: pool.Reset}); err != nil {
+			return nil, err
+		}
+	}
 	s.ps, err = pubsub.New(ctx, logger.With("component", "pubsub"), pool, pubsub.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("start pubsub: %w", err)
@@ -205,6 +213,9 @@ func (s *Server) serve(srv *http.Server, ln net.Listener) {
 		}
 	}()
 }
+
+// EmbeddedPostgres returns the embedded cluster, nil with --postgres-url.
+func (s *Server) EmbeddedPostgres() *embeddedpg.Cluster { return s.cluster }
 
 // Err delivers an error when a listener stops unexpectedly.
 func (s *Server) Err() <-chan error { return s.serveErr }

@@ -76,6 +76,7 @@ type API struct {
 	prov    *provisioning
 	site    *site.Handler
 	apps    *appsState
+	health  *healthState
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -132,6 +133,7 @@ func New(opts Options) (*API, error) {
 		_ = api.agents.close()
 		return nil, err
 	}
+	api.health = newHealthState(api)
 	if err := api.startProvisioning(); err != nil {
 		_ = api.apps.close()
 		_ = api.agents.close()
@@ -197,10 +199,7 @@ func (api *API) routes() chi.Router {
 	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Logger: api.logger, Now: api.opts.Now})
 	userParam := httpmw.ExtractUserParam(api.db, api.logger)
 
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("OK"))
-	})
+	r.Get("/healthz", api.healthz)
 	r.HandleFunc("/derp", api.derpHandler)
 	r.HandleFunc("/derp/latency-check", api.derpHandler)
 	r.Get("/bin/{name}", api.agentBinary)
@@ -209,6 +208,7 @@ func (api *API) routes() chi.Router {
 		api.agentRoutes(r, apiKey)
 		api.provisioningRoutes(r, apiKey)
 		api.appAPIRoutes(r, apiKey)
+		api.healthRoutes(r, apiKey)
 		r.NotFound(httpapi.NotFoundHandler)
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) {
 			httpapi.Write(r.Context(), w, http.StatusOK, codersdk.Response{Message: "👋"})

@@ -416,14 +416,15 @@ func TestAgentConnectSSHAndLifecycle(t *testing.T) {
 	if got.StartedAt == nil || got.ReadyAt == nil || got.ReadyAt.Before(*got.StartedAt) {
 		t.Fatalf("lifecycle timestamps: started %v ready %v", got.StartedAt, got.ReadyAt)
 	}
-	logs := waitLog(t, owner, agentID, "hello-from-startup")
-	// stdout and stderr share one pipe (agentscripts), in write order.
-	var outputs []string
+	waitLog(t, owner, agentID, "hello-from-startup")
+	logs := waitLog(t, owner, agentID, "oops")
+	// stdout at info, stderr at warn (agentscripts reads them apart).
+	levels := map[string]codersdk.LogLevel{}
 	for _, l := range logs {
-		outputs = append(outputs, l.Output)
+		levels[l.Output] = l.Level
 	}
-	if strings.Join(outputs, "|") != "hello-from-startup|oops" {
-		t.Errorf("logs %q", outputs)
+	if len(logs) != 2 || levels["hello-from-startup"] != codersdk.LogLevelInfo || levels["oops"] != codersdk.LogLevelWarn {
+		t.Errorf("logs %+v", logs)
 	}
 
 	sc := dialAgentSSH(t, owner, e.derpMap, agentID)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -35,7 +36,12 @@ type Daemon struct {
 	// Logger receives operational logs; nil discards.
 	Logger *slog.Logger
 	// RetryInterval is the pause after a failed API call; 0 means one second.
+	// It doubles with each failure in a row (jittered), up to
+	// MaxRetryInterval, so a daemon does not hammer a coderd whose database
+	// is down.
 	RetryInterval time.Duration
+	// MaxRetryInterval caps the backoff; 0 means ten seconds.
+	MaxRetryInterval time.Duration
 }
 
 func (d *Daemon) logger() *slog.Logger {
@@ -52,13 +58,28 @@ func (d *Daemon) runner() *terraform.Runner {
 	return d.Runner
 }
 
-// sleep waits for the retry interval or the end of ctx.
-func (d *Daemon) sleep(ctx context.Context) {
-	iv := d.RetryInterval
-	if iv <= 0 {
-		iv = time.Second
+// retryDelay is the wait after the attempt-th failed call in a row:
+// RetryInterval doubled per failure up to MaxRetryInterval, jittered to
+// [step/2, step].
+func (d *Daemon) retryDelay(attempt int) time.Duration {
+	step := d.RetryInterval
+	if step <= 0 {
+		step = time.Second
 	}
-	t := time.NewTimer(iv)
+	limit := d.MaxRetryInterval
+	if limit <= 0 {
+		limit = 10 * time.Second
+	}
+	for i := 1; i < attempt && step < limit; i++ {
+		step *= 2
+	}
+	step = min(step, limit)
+	return step/2 + rand.N(step/2+1)
+}
+
+// sleep waits for the retry delay or the end of ctx.
+func (d *Daemon) sleep(ctx context.Context, wait time.Duration) {
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -88,7 +109,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		TerraformFlavor: version.Flavor, TerraformVersion: version.Version,
 	}
 	var reg provisionersdk.RegisterResponse
-	for {
+	for failures := 1; ; failures++ {
 		reg, err = d.Client.Register(ctx, req)
 		if err == nil {
 			break
@@ -99,8 +120,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if isUnauthorized(err) {
 			return fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
-		log.Warn("register provisioner daemon", "error", err)
-		d.sleep(ctx)
+		wait := d.retryDelay(failures)
+		log.Warn("register provisioner daemon", "error", err, "attempt", failures, "retry_in", wait)
+		d.sleep(ctx, wait)
 	}
 	log.Info("provisioner daemon registered", "id", reg.ID, "name", d.Name, "tags", reg.Tags,
 		"terraform", version.Flavor+" "+version.Version)
@@ -108,6 +130,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if heartbeat <= 0 {
 		heartbeat = provisionersdk.DefaultHeartbeatInterval
 	}
+	failures := 0
 	for ctx.Err() == nil {
 		job, err := d.Client.AcquireJob(ctx, reg.ID)
 		if err != nil {
@@ -117,10 +140,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if isUnauthorized(err) {
 				return fmt.Errorf("%w: %v", ErrUnauthorized, err)
 			}
-			log.Warn("acquire job", "error", err)
-			d.sleep(ctx)
+			failures++
+			wait := d.retryDelay(failures)
+			log.Warn("acquire job", "error", err, "attempt", failures, "retry_in", wait)
+			d.sleep(ctx, wait)
 			continue
 		}
+		failures = 0
 		if job == nil {
 			continue
 		}

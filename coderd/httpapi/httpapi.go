@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/database"
 )
 
 // maxBodyBytes bounds request bodies.
@@ -87,13 +88,29 @@ func Forbidden(w http.ResponseWriter, r *http.Request) {
 
 // InternalServerError writes a 500 whose detail names the failed step. The
 // error itself is logged by the caller; it is included as detail so
-// operators can debug.
+// operators can debug. When err means the database cannot be reached it
+// writes DatabaseUnavailable's 503 instead: the request was fine, the
+// client may retry, and the driver's text is not the client's business.
 func InternalServerError(w http.ResponseWriter, r *http.Request, message string, err error) {
+	if database.IsUnavailable(err) {
+		DatabaseUnavailable(w, r)
+		return
+	}
 	resp := codersdk.Response{Message: message}
 	if err != nil {
 		resp.Detail = err.Error()
 	}
 	Write(r.Context(), w, http.StatusInternalServerError, resp)
+}
+
+// DatabaseUnavailable writes a 503 (with Retry-After) for a request that
+// failed only because the database cannot be reached.
+func DatabaseUnavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	Write(r.Context(), w, http.StatusServiceUnavailable, codersdk.Response{
+		Message: "The database is unavailable.",
+		Detail:  "coderd cannot reach its database right now; try again shortly.",
+	})
 }
 
 // NotFoundHandler answers unknown routes with the error shape.

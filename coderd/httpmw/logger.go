@@ -64,7 +64,11 @@ func Logger(logger *slog.Logger) func(http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			level := slog.LevelDebug
-			if status >= 500 {
+			switch {
+			case status == http.StatusServiceUnavailable:
+				// The database is down: logged where it is detected.
+				level = slog.LevelWarn
+			case status >= 500:
 				level = slog.LevelError
 			}
 			attrs := []slog.Attr{

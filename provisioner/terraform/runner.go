@@ -242,6 +242,12 @@ func (j *job) fail(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("terraform %s interrupted: %w", what, errors.Join(ctx.Err(), err))
 	}
 	if msg := j.diags.String(); msg != "" {
+		// terraform-exec appends terraform's whole stderr to the exit
+		// error; the diagnostics already say it, so keep only the status.
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			err = exitErr
+		}
 		return fmt.Errorf("terraform %s: %s: %w", what, msg, err)
 	}
 	return fmt.Errorf("terraform %s: %w", what, err)
