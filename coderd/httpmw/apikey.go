@@ -105,7 +105,6 @@ func ExtractAPIKey(cfg APIKeyConfig) func(http.Handler) http.Handler {
 				return
 			}
 			if err != nil {
-				logger.ErrorContext(ctx, "get api key", "error", err)
 				httpapi.InternalServerError(w, r, "Internal error fetching API key.", err)
 				return
 			}
@@ -124,7 +123,6 @@ func ExtractAPIKey(cfg APIKeyConfig) func(http.Handler) http.Handler {
 				return
 			}
 			if err != nil {
-				logger.ErrorContext(ctx, "get api key user", "error", err)
 				httpapi.InternalServerError(w, r, "Internal error fetching user.", err)
 				return
 			}
@@ -143,7 +141,6 @@ func ExtractAPIKey(cfg APIKeyConfig) func(http.Handler) http.Handler {
 				if err := cfg.DB.UpdateAPIKeyByID(ctx, database.UpdateAPIKeyByIDParams{
 					ID: key.ID, LastUsed: key.LastUsed, ExpiresAt: key.ExpiresAt,
 				}); err != nil {
-					logger.ErrorContext(ctx, "refresh api key", "error", err)
 					httpapi.InternalServerError(w, r, "Internal error refreshing API key.", err)
 					return
 				}
@@ -153,7 +150,6 @@ func ExtractAPIKey(cfg APIKeyConfig) func(http.Handler) http.Handler {
 					ID: user.ID, LastSeenAt: current, UpdatedAt: current,
 				})
 				if err != nil {
-					logger.ErrorContext(ctx, "update user last seen", "error", err)
 					httpapi.InternalServerError(w, r, "Internal error updating user.", err)
 					return
 				}

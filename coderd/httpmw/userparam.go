@@ -66,7 +66,6 @@ func ExtractUserParam(db *database.Store, logger *slog.Logger) func(http.Handler
 				return
 			}
 			if err != nil {
-				logger.ErrorContext(ctx, "get user param", "error", err)
 				httpapi.InternalServerError(w, r, "Internal error fetching user.", err)
 				return
 			}
