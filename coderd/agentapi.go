@@ -13,11 +13,11 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"tailscale.com/tailcfg"
 
 	"github.com/wgmesh/coder/coderd/httpapi"
+	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/coordinator"
@@ -167,7 +167,7 @@ func AgentTokenRoutes() map[string]bool {
 func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler) {
 	r.Route("/workspaceagents", func(r chi.Router) {
 		r.Route("/me", func(r chi.Router) {
-			r.Use(api.extractWorkspaceAgent)
+			r.Use(httpmw.ExtractWorkspaceAgent(api.db))
 			r.Get("/manifest", api.agentManifest)
 			r.Post("/lifecycle", api.postAgentLifecycle)
 			r.Post("/startup", api.postAgentStartup)
@@ -190,43 +190,10 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 	r.With(apiKey).Get("/derp-map", api.derpMap)
 }
 
-type agentContextKey struct{}
-
-// agentFromContext returns the agent authenticated by extractWorkspaceAgent.
-func agentFromContext(ctx context.Context) database.WorkspaceAgent {
-	a, _ := ctx.Value(agentContextKey{}).(database.WorkspaceAgent)
-	return a
-}
-
-// extractWorkspaceAgent authenticates a request by its agent token
-// (Coder-Session-Token header): 401 when missing or unknown.
-func (api *API) extractWorkspaceAgent(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		token := strings.TrimSpace(r.Header.Get(codersdk.SessionTokenHeader))
-		if token == "" {
-			httpapi.Write(ctx, w, http.StatusUnauthorized, codersdk.Response{
-				Message: "Agent token required in the " + codersdk.SessionTokenHeader + " header.",
-			})
-			return
-		}
-		agent, err := api.db.GetWorkspaceAgentByAuthTokenHash(ctx, HashAgentToken(token))
-		if errors.Is(err, pgx.ErrNoRows) {
-			httpapi.Write(ctx, w, http.StatusUnauthorized, codersdk.Response{Message: "Invalid agent token."})
-			return
-		}
-		if err != nil {
-			httpapi.InternalServerError(w, r, "Internal error authenticating agent.", err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, agentContextKey{}, agent)))
-	})
-}
-
 // agentManifest serves GET /api/v2/workspaceagents/me/manifest.
 func (api *API) agentManifest(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	derpMap := api.agents.derpMaps.Current()
 	if derpMap == nil {
 		httpapi.InternalServerError(w, r, "No DERP map is configured.", errors.New("no DERP map"))
@@ -318,7 +285,7 @@ func agentEnv(agent database.WorkspaceAgent) (map[string]string, error) {
 // postAgentLifecycle serves POST /api/v2/workspaceagents/me/lifecycle.
 func (api *API) postAgentLifecycle(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PostLifecycleRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -357,7 +324,7 @@ func (api *API) postAgentLifecycle(w http.ResponseWriter, r *http.Request) {
 // postAgentStartup serves POST /api/v2/workspaceagents/me/startup.
 func (api *API) postAgentStartup(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PostStartupRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -394,7 +361,7 @@ func truncateChars(s string, n int) string {
 // batch is stored at most once (by its batch sequence number).
 func (api *API) patchAgentLogs(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PatchLogsRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -482,7 +449,7 @@ func (api *API) patchAgentLogs(w http.ResponseWriter, r *http.Request) {
 // postAgentStats serves POST /api/v2/workspaceagents/me/report-stats.
 func (api *API) postAgentStats(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.Stats
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -521,7 +488,7 @@ func (api *API) postAgentStats(w http.ResponseWriter, r *http.Request) {
 // postAgentMetadata serves POST /api/v2/workspaceagents/me/metadata.
 func (api *API) postAgentMetadata(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PostMetadataRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -554,7 +521,7 @@ var validAppHealths = map[codersdk.WorkspaceAppHealth]bool{
 // postAgentAppHealth serves POST /api/v2/workspaceagents/me/app-health.
 func (api *API) postAgentAppHealth(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PostAppHealthsRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return

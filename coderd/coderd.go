@@ -197,8 +197,8 @@ func (api *API) routes() chi.Router {
 	r.NotFound(api.site.ServeHTTP)
 	r.MethodNotAllowed(httpapi.MethodNotAllowedHandler)
 
-	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Logger: api.logger, Now: api.opts.Now})
-	userParam := httpmw.ExtractUserParam(api.db, api.logger)
+	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Now: api.opts.Now})
+	userParam := httpmw.ExtractUserParam(api.db)
 
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
