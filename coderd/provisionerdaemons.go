@@ -17,7 +17,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/wgmesh/coder/coderd/apikey"
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/rbac"
 	"github.com/wgmesh/coder/codersdk"
@@ -708,8 +707,11 @@ func (api *API) insertResources(ctx context.Context, q *database.Queries, jobID 
 	return nil
 }
 
-// HashAgentToken is how agent tokens are stored (apikey.HashAgentToken).
-func HashAgentToken(token string) []byte { return apikey.HashAgentToken(token) }
+// HashAgentToken is how agent tokens are stored: SHA-256 of the token string.
+func HashAgentToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
 
 func (api *API) insertAgent(ctx context.Context, q *database.Queries, resourceID uuid.UUID, agent codersdk.Agent) error {
 	now := api.now()

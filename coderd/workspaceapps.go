@@ -252,7 +252,7 @@ func (b *appsBackend) LookupApp(ctx context.Context, req workspaceapps.Request) 
 		Slug:         app.Slug,
 		URL:          app.Url.String,
 		External:     app.External,
-		SharingLevel: codersdk.AppSharingLevel(app.SharingLevel),
+		SharingLevel: workspaceapps.SharingLevel(app.SharingLevel),
 		Unhealthy:    app.Health == database.WorkspaceAppHealthUnhealthy,
 	}
 	return res, nil

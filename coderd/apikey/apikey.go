@@ -82,6 +82,11 @@ func HashSecret(secret string) []byte {
 	return sum[:]
 }
 
+// HashAgentToken returns the stored form of a workspace agent token (the
+// coder_agent resource's token): its SHA-256, the same as HashSecret. coderd
+// stores it when a build completes and looks agents up by it.
+func HashAgentToken(token string) []byte { return HashSecret(token) }
+
 // Parse splits a key string into ID and secret, checking their shape.
 func Parse(token string) (id, secret string, err error) {
 	id, secret, ok := strings.Cut(token, "-")
@@ -115,12 +120,4 @@ func FromRequest(r *http.Request) string {
 		return c.Value
 	}
 	return ""
-}
-
-// HashAgentToken returns the stored form of a workspace agent token:
-// SHA-256 of the whole token string (agent tokens are random UUIDs, not
-// <id>-<secret> keys).
-func HashAgentToken(token string) []byte {
-	sum := sha256.Sum256([]byte(token))
-	return sum[:]
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/wgmesh/coder/coderd/rbac"
-	"github.com/wgmesh/coder/codersdk"
 )
 
 // Identity is who an authenticated app request comes from.
@@ -75,6 +74,20 @@ type Agent struct {
 	Connected bool
 }
 
+// SharingLevel says who may open an app (the values stored for workspace
+// apps).
+type SharingLevel string
+
+// Sharing levels.
+const (
+	// SharingLevelOwner: those who may connect to the workspace.
+	SharingLevelOwner SharingLevel = "owner"
+	// SharingLevelAuthenticated: any signed-in, active user.
+	SharingLevelAuthenticated SharingLevel = "authenticated"
+	// SharingLevelPublic: anyone, anonymous included.
+	SharingLevelPublic SharingLevel = "public"
+)
+
 // App is the app an app request names.
 type App struct {
 	Slug string
@@ -82,8 +95,9 @@ type App struct {
 	// without one.
 	URL string
 	// External apps are opened by the client (a URL scheme), not proxied.
-	External     bool
-	SharingLevel codersdk.AppSharingLevel
+	External bool
+	// SharingLevel: anything but authenticated and public is owner.
+	SharingLevel SharingLevel
 	// Unhealthy is set when the app fails its health check.
 	Unhealthy bool
 }
@@ -163,8 +177,8 @@ func (p *Policy) Authorize(ctx context.Context, req AccessRequest) (Decision, er
 			return deny(notFound)
 		}
 		switch app.SharingLevel {
-		case codersdk.AppSharingLevelPublic:
-		case codersdk.AppSharingLevelAuthenticated:
+		case SharingLevelPublic:
+		case SharingLevelAuthenticated:
 			if id == nil {
 				return deny(signIn)
 			}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/wgmesh/coder/coderd/rbac"
 	"github.com/wgmesh/coder/coderd/workspaceapps"
-	"github.com/wgmesh/coder/codersdk"
 )
 
 // tokens is an Identifier over a fixed table of tokens.
@@ -47,12 +46,12 @@ func (l lookup) LookupApp(_ context.Context, req workspaceapps.Request) (*worksp
 }
 
 var apps = map[string]workspaceapps.App{
-	"owner":    {Slug: "owner", URL: "http://127.0.0.1:8080", SharingLevel: codersdk.AppSharingLevelOwner},
-	"authed":   {Slug: "authed", URL: "https://localhost/base", SharingLevel: codersdk.AppSharingLevelAuthenticated},
-	"public":   {Slug: "public", URL: "http://127.0.0.1:9090", SharingLevel: codersdk.AppSharingLevelPublic},
-	"sick":     {Slug: "sick", URL: "http://127.0.0.1:8080", SharingLevel: codersdk.AppSharingLevelPublic, Unhealthy: true},
-	"external": {Slug: "external", URL: "vscode://open", External: true, SharingLevel: codersdk.AppSharingLevelPublic},
-	"bad-url":  {Slug: "bad-url", URL: "ftp://x", SharingLevel: codersdk.AppSharingLevelPublic},
+	"owner":    {Slug: "owner", URL: "http://127.0.0.1:8080", SharingLevel: workspaceapps.SharingLevelOwner},
+	"authed":   {Slug: "authed", URL: "https://localhost/base", SharingLevel: workspaceapps.SharingLevelAuthenticated},
+	"public":   {Slug: "public", URL: "http://127.0.0.1:9090", SharingLevel: workspaceapps.SharingLevelPublic},
+	"sick":     {Slug: "sick", URL: "http://127.0.0.1:8080", SharingLevel: workspaceapps.SharingLevelPublic, Unhealthy: true},
+	"external": {Slug: "external", URL: "vscode://open", External: true, SharingLevel: workspaceapps.SharingLevelPublic},
+	"bad-url":  {Slug: "bad-url", URL: "ftp://x", SharingLevel: workspaceapps.SharingLevelPublic},
 }
 
 // TestPolicyShareLevels is the share-level matrix of the apps proxy,
