@@ -1,5 +1,10 @@
-// Package coderd is the coder server's HTTP API: users, sessions, API keys
-// and authorization, served by a chi router.
+// Package coderd is the coder server: the HTTP API (/api/v2) served by a
+// chi router — users, sessions and API keys, templates and template
+// versions, workspaces and their builds, provisioner daemons and jobs,
+// workspace agents (agent API, coordination, logs, terminal) — plus the
+// dashboard, the embedded DERP relay, agent binaries and the workspace apps
+// proxy (workspaceapps, backed here by the database). Authentication is
+// httpmw's, authorization rbac's.
 package coderd
 
 import (
@@ -189,15 +194,15 @@ func (api *API) routes() chi.Router {
 	r.Use(
 		api.metrics.Middleware,
 		httpmw.Logger(api.logger),
-		recoverer(api.logger),
+		recoverer,
 		api.appsSubdomain,
 	)
 	// Paths no route claims are the dashboard's (site/); /api/v2 keeps JSON 404s.
 	r.NotFound(api.site.ServeHTTP)
 	r.MethodNotAllowed(httpapi.MethodNotAllowedHandler)
 
-	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Logger: api.logger, Now: api.opts.Now})
-	userParam := httpmw.ExtractUserParam(api.db, api.logger)
+	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Now: api.opts.Now})
+	userParam := httpmw.ExtractUserParam(api.db)
 
 	r.Get("/healthz", api.healthz)
 	r.HandleFunc("/derp", api.derpHandler)
@@ -269,22 +274,20 @@ func (api *API) authorize(r *http.Request, action rbac.Action, object rbac.Objec
 	return true
 }
 
-func recoverer(logger *slog.Logger) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			defer func() {
-				if v := recover(); v != nil {
-					if v == http.ErrAbortHandler {
-						panic(v)
-					}
-					logger.ErrorContext(r.Context(), "panic serving request",
-						"method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
-					httpapi.InternalServerError(w, r, "Internal server error.", fmt.Errorf("panic: %v", v))
+// recoverer answers a panicking handler with a 500, which
+// httpapi.InternalServerError logs with the request's logger.
+func recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
 				}
-			}()
-			next.ServeHTTP(w, r)
-		})
-	}
+				httpapi.InternalServerError(w, r, "Internal server error.", fmt.Errorf("panic serving request: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // now returns the API clock's current time, truncated to microseconds

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -105,7 +104,7 @@ func newController(opts ControllerOptions, sleep func(ctx context.Context, d tim
 	}
 	logger := opts.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.BackoffMin <= 0 {
 		opts.BackoffMin = DefaultBackoffMin

@@ -1,9 +1,12 @@
-// Package workspaceapps is coderd's workspace apps proxy (dev URLs): it
-// resolves path-based (/@owner/workspace[.agent]/apps/slug/...) and
-// subdomain-based (slug--agent--workspace--owner.apps.example.com) requests
-// to an app or port inside a workspace, authorizes them by the app's share
-// level, and reverse-proxies HTTP, websockets and server-sent events to the
-// workspace through coderd's own mesh connection (Mesh).
+// Package workspaceapps is the workspace apps proxy (dev URLs): it parses
+// path-based (/@owner/workspace[.agent]/apps/slug/...) and subdomain-based
+// (slug--agent--workspace--owner.apps.example.com) requests for an app or
+// port inside a workspace, has them decided by an Authorizer (cached for a
+// few seconds), and reverse-proxies HTTP, websockets and server-sent events
+// to the workspace through an AgentDialer (coderd's own mesh connection,
+// Mesh). It never touches the database: coderd implements its interfaces
+// (Policy applies the share levels over an Identifier and an AppLookup),
+// and a regional proxy can implement them with decisions signed by coderd.
 package workspaceapps
 
 import (

@@ -84,7 +84,7 @@ func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, 
 	}
 	logger := opts.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
 	info := opts.ConnectionInfo
 	if info == nil {

@@ -54,14 +54,8 @@ var rules = []deptest.Rule{
 	{
 		Name:     "workspaceapps",
 		Packages: []string{mod + "/coderd/workspaceapps/..."},
-		Forbid:   []string{mod + "/database/..."},
+		Forbid:   []string{mod + "/database/...", "github.com/jackc/pgx/v5"},
 		Why:      "the workspace apps proxy must run without the database (a regional proxy has none); it depends on small interfaces coderd implements",
-		// TODO(h10d): coderd/workspaceapps still queries the database
-		// (auth.go, proxy.go). Helper h10d's branch (issue 10, items 3 and
-		// 6) replaces that with interfaces; once it is merged, delete
-		// Pending to enforce the rule (the test fails until then so it is
-		// not forgotten).
-		Pending: "h10d moves coderd/workspaceapps onto interfaces (issue 10, item 6)",
 	},
 	{
 		Name:     "cli",
