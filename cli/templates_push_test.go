@@ -13,6 +13,7 @@ import (
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database/dbtestutil"
 	"github.com/wgmesh/coder/derp"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
 // TestTemplatePushAgentWarningAndErrorsOnce pushes templates to a coder
@@ -25,8 +26,10 @@ func TestTemplatePushAgentWarningAndErrorsOnce(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	deps := terraformtest.Find(t)
 	srv, err := cli.StartServer(ctx, cli.ServerConfig{
 		HTTPAddress: "127.0.0.1:0", PostgresURL: dbtestutil.NewDB(t), ProvisionerDaemons: 1,
+		Terraform: cli.TerraformConfig{Path: deps.Terraform, CLIConfig: deps.CLIConfig},
 		DERP: cli.DERPConfig{ServerEnable: true, RegionID: derp.DefaultRegionID, RegionCode: derp.DefaultRegionCode,
 			RegionName: derp.DefaultRegionName, STUNAddresses: []string{"127.0.0.1:0"}},
 	})
