@@ -39,6 +39,7 @@ import (
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/coordinator"
+	"github.com/wgmesh/coder/derp"
 	"github.com/wgmesh/coder/tunnel"
 )
 
@@ -471,7 +472,9 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	conn, err := tunnel.NewConn(tunnel.Options{
 		NodePrivateKey: nodeKey,
 		Addresses:      []netip.Prefix{tunnel.AgentPrefix(m.AgentID)},
-		DERPMap:        m.DERPMap,
+		// Loopback relay nodes mean coderd's host; from here they are reached at
+		// the host we reach coderd at (e.g. host.docker.internal in a container).
+		DERPMap:        derp.ForPeerAt(m.DERPMap, a.opts.Client.SDK.URL),
 		Logger:         a.logger.With("component", "tunnel"),
 		ListenPort:     a.opts.TunnelListenPort,
 		BlockEndpoints: m.DisableDirectConnections,

@@ -143,6 +143,7 @@ func (r *root) command() *cobra.Command {
 		r.speedtestCommand(),
 		r.netcheckCommand(),
 		r.openCommand(),
+		r.statCommand(),
 	)
 	cmd.AddCommand(r.workspaceCommands()...)
 	return cmd
