@@ -25,12 +25,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
 	"github.com/wgmesh/coder/agent/agentscripts"
@@ -566,7 +568,7 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	}()
 
 	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
-		Conn:       conn,
+		Conn:       peerDERPMaps{Conn: conn, coderURL: a.opts.Client.SDK.URL},
 		Dial:       a.opts.Client.DialCoordinator,
 		Logger:     a.logger.With("component", "coordinator"),
 		BackoffMin: a.opts.BackoffMin,
@@ -579,6 +581,17 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	s.closers = append(s.closers, ctrl.Close)
 	_ = ctx
 	return s, nil
+}
+
+// peerDERPMaps applies the DERP maps the coordinator pushes as seen from
+// where this agent reaches coderd (derp.ForPeerAt), like the manifest's.
+type peerDERPMaps struct {
+	*tunnel.Conn
+	coderURL *url.URL
+}
+
+func (p peerDERPMaps) SetDERPMap(m *tailcfg.DERPMap) error {
+	return p.Conn.SetDERPMap(derp.ForPeerAt(m, p.coderURL))
 }
 
 // serveTailnet accepts TCP connections on a tailnet port and hands each to
