@@ -66,6 +66,18 @@ type Statter struct {
 	// NumCPU is the number of CPUs this process may use, the CPU total of a
 	// container without a CPU quota. Default runtime.NumCPU.
 	NumCPU func() int
+
+	// Test hooks: now replaces time.Now; sampled runs between the two readings
+	// of a CPU measurement.
+	now     func() time.Time
+	sampled func()
+}
+
+func (s *Statter) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 func (s *Statter) proc() string {
@@ -105,6 +117,9 @@ func (s *Statter) numCPU() int {
 
 // wait sleeps for the sample interval or until ctx ends.
 func (s *Statter) wait(ctx context.Context) error {
+	if s.sampled != nil {
+		s.sampled()
+	}
 	t := time.NewTimer(s.interval())
 	defer t.Stop()
 	select {
@@ -361,7 +376,7 @@ func (s *Statter) ContainerCPU(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	t1 := time.Now()
+	t1 := s.clock()
 	if err := s.wait(ctx); err != nil {
 		return Result{}, err
 	}
@@ -369,7 +384,7 @@ func (s *Statter) ContainerCPU(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	elapsed := time.Since(t1)
+	elapsed := s.clock().Sub(t1)
 	used := 0.0
 	if elapsed > 0 && u2 > u1 {
 		used = float64(u2-u1) / float64(elapsed)

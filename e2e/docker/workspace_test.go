@@ -223,6 +223,12 @@ func TestDockerWorkspaceIsolation(t *testing.T) {
 		t.Fatalf("from bob's workspace: %q, want %q", got, want)
 	}
 
+	// The same search finds the file in alice's own workspace: the probe works.
+	out, err = alice.ssh("alice-ws", fmt.Sprintf(`sudo -n grep -rlsI %q / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev | head -n1`, secret))
+	if err != nil || strings.TrimSpace(out) != "/home/coder/secret.txt" {
+		t.Fatalf("control: the search in alice's workspace found %q (%v)", out, err)
+	}
+
 	// The mesh: a member may not open a session to another user's workspace.
 	if out, err := bob.ssh(s.Owner.Username+"/alice-ws", "cat ~/secret.txt"); err == nil || strings.Contains(out, secret) {
 		t.Fatalf("%s reached alice's workspace: %q %v", bob.User, out, err)
