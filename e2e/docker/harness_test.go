@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -36,6 +35,9 @@ import (
 
 // baseImage is the image scripts/workspace-image.sh builds.
 const baseImage = "coder-workspace-base:bookworm"
+
+// daemonPSK authenticates the external provisioner daemons of the tests.
+const daemonPSK = "docker-e2e-psk"
 
 // appsDomain is the wildcard domain of subdomain apps (chromium maps it to
 // 127.0.0.1; Go clients set the Host header).
@@ -222,6 +224,7 @@ func startServer(t testing.TB) *server {
 		"--config-dir", cfgDir,
 		"--provisioner-daemons", "3",
 		"--derp-server-stun-addresses", bridge+":0",
+		"--provisioner-daemon-psk", daemonPSK,
 		"--verbose",
 	)
 	cmd.Env = []string{
@@ -299,6 +302,13 @@ func (s *server) cliFor(client *codersdk.Client, username string) *cli {
 		"CODER_URL=" + s.URL.String(),
 		"CODER_SESSION_TOKEN=" + client.SessionToken(),
 	}}
+}
+
+// forTest returns a copy of c that reports failures to t (a subtest).
+func (c *cli) forTest(t testing.TB) *cli {
+	cc := *c
+	cc.t = t
+	return &cc
 }
 
 // run runs the CLI and returns stdout and stderr; it fails the test on a
@@ -538,4 +548,22 @@ func scanLines(s string) []string {
 	return out
 }
 
-var errNotYet = errors.New("not yet")
+// startDaemon runs an external `coder provisioner start` (e.g. with OpenTofu)
+// until cleanup.
+func (s *server) startDaemon(t testing.TB, name string, args ...string) {
+	t.Helper()
+	log := &syncBuffer{}
+	cmd := exec.Command(s.bin, append([]string{"provisioner", "start", "--url", s.URL.String(), "--psk", daemonPSK, "--name", name}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TMPDIR=" + os.TempDir(), "CODER_CACHE_DIR=" + cacheDir(t)}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start provisioner daemon: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("provisioner daemon %s output:\n%s", name, lastLines(log.String(), 100))
+		}
+	})
+}
