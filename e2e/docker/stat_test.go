@@ -163,4 +163,3 @@ echo "== table"; coder stat
 		}
 	}
 }
-
