@@ -111,8 +111,13 @@ fi
 mkdir -p "$BIN_DIR" "$PROVIDER_DIR"
 
 # has_version BIN WANT: true when "BIN version" prints WANT on its first line.
+# (The output is read whole: with pipefail, `| head -n1` could fail the check when the
+# binary gets SIGPIPE, and the tool would be rebuilt for nothing.)
 has_version() {
-	[[ -x "$1" ]] && "$1" version 2>/dev/null | head -n1 | grep -qF "$2"
+	local out
+	[[ -x "$1" ]] || return 1
+	out="$("$1" version 2>/dev/null)" || return 1
+	[[ "${out%%$'\n'*}" == *"$2"* ]]
 }
 
 pids=()
@@ -221,7 +226,11 @@ fi
 failed=0
 for i in "${!pids[@]}"; do
 	if wait "${pids[$i]}"; then
-		step "${names[$i]} built"
+		if [[ "${names[$i]}" == "docker daemon and workspace image" ]]; then
+			sed 's/^/deps: /' "${logs[$i]}"
+		else
+			step "${names[$i]} built"
+		fi
 	else
 		echo "deps: building ${names[$i]} failed:" >&2
 		cat "${logs[$i]}" >&2
