@@ -29,11 +29,29 @@ if [[ "$(id -u)" != "0" ]]; then
 	exit 1
 fi
 
-# A pid file left by a daemon that is gone would make dockerd refuse to start.
-if [[ -f /var/run/docker.pid ]] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
-	rm -f /var/run/docker.pid
+# alive PID: the process exists and is not a zombie (a killed daemon whose parent does not
+# reap it stays a zombie, which kill -0 and pgrep still see).
+alive() {
+	local state
+	state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+	[[ -n "$state" && "$state" != Z ]]
+}
+running=""
+if [[ -f /var/run/docker.pid ]]; then
+	pid="$(cat /var/run/docker.pid)"
+	if [[ -n "$pid" ]] && alive "$pid"; then
+		running="$pid"
+	else
+		# A pid file left by a daemon that is gone would make dockerd refuse to start.
+		rm -f /var/run/docker.pid
+	fi
 fi
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+if [[ -z "$running" ]]; then
+	# The same for the containerd that dockerd manages: dockerd would wait for a dead one.
+	cpid_file=/var/run/docker/containerd/containerd.pid
+	if [[ -f "$cpid_file" ]] && ! alive "$(cat "$cpid_file")"; then
+		rm -f "$cpid_file" /var/run/docker/containerd/containerd.sock /var/run/docker/containerd/containerd.sock.ttrpc
+	fi
 	mkdir -p "$(dirname "$LOG")"
 	echo "dockerd: starting dockerd (log: $LOG)"
 	setsid nohup dockerd >>"$LOG" 2>&1 </dev/null &
