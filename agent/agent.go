@@ -1,8 +1,9 @@
 // Package agent is the workspace agent: it authenticates to coderd with its
 // token, fetches its manifest, joins the mesh with the address derived from
-// its ID and serves, on its tailnet address only: SSH on ports 1 and 22,
-// the reconnecting PTY on 2, a speed test on 3, a small HTTP API on 4 and
-// a UDP relay to the workspace's loopback on 5.
+// its ID and serves, on its tailnet address only, the services whose wire
+// contract is codersdk/agentproto: SSH on ports 1 and 22, the reconnecting
+// PTY on 2, a speed test on 3, a small HTTP API on 4 and a UDP relay to the
+// workspace's loopback on 5.
 // It runs the manifest's scripts and reports the lifecycle
 // (created → starting → ready | start_error | start_timeout, then
 // shutting_down → off | shutdown_error | shutdown_timeout), streams script
@@ -39,19 +40,11 @@ import (
 	"github.com/wgmesh/coder/agent/agentssh"
 	"github.com/wgmesh/coder/agent/reconnectingpty"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/derp"
 	"github.com/wgmesh/coder/tunnel"
-)
-
-// Ports the agent serves on its tailnet address.
-const (
-	SSHPort             = 1
-	SSHPortAlias        = 22
-	ReconnectingPTYPort = 2
-	SpeedtestPort       = 3
-	HTTPAPIPort         = 4
 )
 
 // Defaults of Options.
@@ -78,7 +71,9 @@ type Options struct {
 	// Shell overrides the user's login shell for sessions and scripts.
 	Shell string
 	// BackoffMin and BackoffMax bound the jittered backoff of every retry
-	// loop (defaults 250ms and 30s).
+	// loop (defaults 250ms and 30s); the coordinator connection caps its
+	// backoff at coordinator.DefaultBackoffMax (2s) so that clients can
+	// reach the agent again right after a coderd restart.
 	BackoffMin, BackoffMax time.Duration
 	// LogQueueLines bounds the log lines kept while coderd is unreachable
 	// (default 10000); past it the oldest lines are dropped with a marker.
@@ -403,7 +398,10 @@ func (a *Agent) scriptRunner(m agentsdk.Manifest, logger *slog.Logger) *agentscr
 		Shell:   a.shell(),
 		LogSink: func(_ context.Context, source uuid.UUID, l agentscripts.Log) {
 			level := codersdk.LogLevelInfo
-			if l.Level == agentscripts.LevelError {
+			switch l.Level {
+			case agentscripts.LevelWarn: // the script's stderr
+				level = codersdk.LogLevelWarn
+			case agentscripts.LevelError:
 				level = codersdk.LogLevelError
 			}
 			a.logs.add(source, agentsdk.Log{CreatedAt: l.CreatedAt, Output: l.Output, Level: level})
@@ -511,7 +509,7 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	a.mu.Lock()
 	a.ssh = sshSrv
 	a.mu.Unlock()
-	for _, port := range []int{SSHPort, SSHPortAlias} {
+	for _, port := range []int{agentproto.SSHPort, agentproto.SSHPortAlias} {
 		ln, err := conn.Listen("tcp", fmt.Sprintf(":%d", port))
 		if err != nil {
 			return nil, fmt.Errorf("listen ssh on tailnet port %d: %w", port, err)
@@ -535,7 +533,7 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	a.mu.Lock()
 	a.rpty = rpty
 	a.mu.Unlock()
-	if err := a.serveTailnet(s, conn, ReconnectingPTYPort, func(c net.Conn) {
+	if err := a.serveTailnet(s, conn, agentproto.ReconnectingPTYPort, func(c net.Conn) {
 		a.mu.Lock()
 		a.rptyOpen++
 		a.mu.Unlock()
@@ -548,14 +546,14 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	}); err != nil {
 		return nil, err
 	}
-	if err := a.serveTailnet(s, conn, SpeedtestPort, serveSpeedtest); err != nil {
+	if err := a.serveTailnet(s, conn, agentproto.SpeedtestPort, serveSpeedtest); err != nil {
 		return nil, err
 	}
 	relay := &udpRelay{logger: a.logger.With("component", "udp-relay")}
-	if err := a.serveTailnet(s, conn, UDPRelayPort, relay.serve); err != nil {
+	if err := a.serveTailnet(s, conn, agentproto.UDPRelayPort, relay.serve); err != nil {
 		return nil, err
 	}
-	apiLn, err := conn.Listen("tcp", fmt.Sprintf(":%d", HTTPAPIPort))
+	apiLn, err := conn.Listen("tcp", fmt.Sprintf(":%d", agentproto.HTTPAPIPort))
 	if err != nil {
 		return nil, fmt.Errorf("listen http api: %w", err)
 	}
@@ -572,7 +570,10 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 		Dial:       a.opts.Client.DialCoordinator,
 		Logger:     a.logger.With("component", "coordinator"),
 		BackoffMin: a.opts.BackoffMin,
-		BackoffMax: a.opts.BackoffMax,
+		// Clients reach the agent only while it is on the coordinator: it
+		// must be back within seconds of coderd, whatever the API loops'
+		// backoff.
+		BackoffMax: min(a.opts.BackoffMax, coordinator.DefaultBackoffMax),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start coordinator controller: %w", err)

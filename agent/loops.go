@@ -21,6 +21,7 @@ import (
 
 	"github.com/wgmesh/coder/agent/agentssh"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 )
 
@@ -395,30 +396,15 @@ func checkApp(ctx context.Context, client *http.Client, url string, timeout time
 	return res.StatusCode < 500
 }
 
-// SpeedtestRequest opens a speed test connection: the client sends this
-// header as JSON on one line ending in a newline, then either uploads for Duration ("upload":
-// the agent discards and finally answers with the byte count as 8 bytes,
-// big endian) or downloads ("download": the agent writes for Duration and
-// closes).
-type SpeedtestRequest struct {
-	Direction string        `json:"direction"`
-	Duration  time.Duration `json:"duration"`
-}
-
-// maxSpeedtestHeader bounds the header line of a speed test.
-const maxSpeedtestHeader = 4 << 10
-
-// MaxSpeedtestDuration bounds one speed test.
-const MaxSpeedtestDuration = 30 * time.Second
-
+// serveSpeedtest serves one speed test (agentproto.SpeedtestRequest).
 func serveSpeedtest(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(io.LimitReader(c, maxSpeedtestHeader))
+	br := bufio.NewReader(io.LimitReader(c, agentproto.MaxSpeedtestHeader))
 	line, err := br.ReadBytes('\n')
 	if err != nil {
 		return
 	}
-	var req SpeedtestRequest
+	var req agentproto.SpeedtestRequest
 	if err := json.Unmarshal(line, &req); err != nil {
 		return
 	}
@@ -426,13 +412,13 @@ func serveSpeedtest(c net.Conn) {
 	rest := make([]byte, br.Buffered())
 	_, _ = io.ReadFull(br, rest)
 	_ = c.SetReadDeadline(time.Time{})
-	if req.Duration <= 0 || req.Duration > MaxSpeedtestDuration {
-		req.Duration = MaxSpeedtestDuration
+	if req.Duration <= 0 || req.Duration > agentproto.MaxSpeedtestDuration {
+		req.Duration = agentproto.MaxSpeedtestDuration
 	}
 	deadline := time.Now().Add(req.Duration + 5*time.Second)
 	_ = c.SetDeadline(deadline)
 	switch req.Direction {
-	case "download":
+	case agentproto.SpeedtestDownload:
 		buf := make([]byte, 32<<10)
 		end := time.Now().Add(req.Duration)
 		for time.Now().Before(end) {
@@ -440,7 +426,7 @@ func serveSpeedtest(c net.Conn) {
 				return
 			}
 		}
-	case "upload":
+	case agentproto.SpeedtestUpload:
 		n, _ := io.Copy(io.Discard, io.MultiReader(bytes.NewReader(rest), halfCloseReader{c}))
 		var out [8]byte
 		binary.BigEndian.PutUint64(out[:], uint64(n))
@@ -453,30 +439,23 @@ type halfCloseReader struct{ c net.Conn }
 
 func (h halfCloseReader) Read(p []byte) (int, error) { return h.c.Read(p) }
 
-// ListeningPort is a TCP port listening in the workspace.
-type ListeningPort struct {
-	Network string `json:"network"`
-	Port    uint16 `json:"port"`
-	Process string `json:"process_name,omitempty"`
-}
-
 // httpAPI is the agent's HTTP API on tailnet port 4.
 func (a *Agent) httpAPI() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v0/listening-ports", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+agentproto.ListeningPortsPath, func(w http.ResponseWriter, _ *http.Request) {
 		ports, err := listeningPorts()
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			w.WriteHeader(http.StatusInternalServerError)
-			_ = json.NewEncoder(w).Encode(map[string]string{"message": err.Error()})
+			_ = json.NewEncoder(w).Encode(agentproto.HTTPError{Message: err.Error()})
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ports": ports})
+		_ = json.NewEncoder(w).Encode(agentproto.ListeningPortsResponse{Ports: ports})
 	})
-	mux.HandleFunc("GET /api/v0/lifecycle", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+agentproto.LifecyclePath, func(w http.ResponseWriter, _ *http.Request) {
 		state, _ := a.Lifecycle()
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"state": state})
+		_ = json.NewEncoder(w).Encode(agentproto.LifecycleResponse{State: string(state)})
 	})
 	return mux
 }

@@ -7,13 +7,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/wgmesh/coder/codersdk/agentproto"
 )
 
 // listeningPorts lists the TCP ports in LISTEN state from /proc/net/tcp and
 // /proc/net/tcp6 (Linux), sorted and without duplicates.
-func listeningPorts() ([]ListeningPort, error) {
+func listeningPorts() ([]agentproto.ListeningPort, error) {
 	seen := map[uint16]bool{}
-	var out []ListeningPort
+	var out []agentproto.ListeningPort
 	found := false
 	for _, path := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		f, err := os.Open(path)
@@ -41,7 +43,7 @@ func listeningPorts() ([]ListeningPort, error) {
 				continue
 			}
 			seen[uint16(p)] = true
-			out = append(out, ListeningPort{Network: "tcp", Port: uint16(p)})
+			out = append(out, agentproto.ListeningPort{Network: "tcp", Port: uint16(p)})
 		}
 		_ = f.Close()
 	}

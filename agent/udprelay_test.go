@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wgmesh/coder/codersdk/agentproto"
 )
 
 // relayPair serves one relay stream over a real loopback TCP connection
@@ -43,27 +43,14 @@ func relayPair(t *testing.T) net.Conn {
 	return c
 }
 
-// openRelay sends req and returns the agent's response and a reader
-// positioned after it.
-func openRelay(t *testing.T, c net.Conn, req UDPRelayRequest) (UDPRelayResponse, *bufio.Reader) {
+// openRelay opens a relay on c with the client side of the handshake.
+func openRelay(t *testing.T, c net.Conn, req agentproto.UDPRelayRequest) *agentproto.UDPFrameConn {
 	t.Helper()
-	b, err := json.Marshal(req)
+	fc, err := agentproto.OpenUDPRelay(c, req)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("open relay to %s: %v", req.Target, err)
 	}
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	line, err := br.ReadBytes('\n')
-	if err != nil {
-		t.Fatalf("read response: %v", err)
-	}
-	var res UDPRelayResponse
-	if err := json.Unmarshal(line, &res); err != nil {
-		t.Fatalf("decode response %q: %v", line, err)
-	}
-	return res, br
+	return fc
 }
 
 func udpEcho(t *testing.T) *net.UDPConn {
@@ -77,7 +64,7 @@ func udpEcho(t *testing.T) *net.UDPConn {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		buf := make([]byte, MaxUDPDatagram)
+		buf := make([]byte, agentproto.MaxUDPDatagram)
 		for {
 			n, from, err := pc.ReadFromUDPAddrPort(buf)
 			if err != nil {
@@ -105,12 +92,12 @@ func TestUDPRelayRejectsTargets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := relayPair(t)
-			res, br := openRelay(t, c, UDPRelayRequest{Target: tc.target})
-			if !strings.Contains(res.Error, tc.want) {
-				t.Fatalf("response error %q, want it to contain %q", res.Error, tc.want)
+			_, err := agentproto.OpenUDPRelay(c, agentproto.UDPRelayRequest{Target: tc.target})
+			if err == nil || !strings.Contains(err.Error(), "agent refused") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("open relay: %v, want the agent's refusal containing %q", err, tc.want)
 			}
 			// The agent closes the stream after refusing.
-			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 				t.Fatalf("after refusal: read %v, want EOF", err)
 			}
 		})
@@ -121,17 +108,13 @@ func TestUDPRelayEcho(t *testing.T) {
 	t.Parallel()
 	echo := udpEcho(t)
 	c := relayPair(t)
-	res, br := openRelay(t, c, UDPRelayRequest{Target: echo.LocalAddr().String()})
-	if res.Error != "" {
-		t.Fatalf("relay refused: %s", res.Error)
-	}
-	fc := NewUDPFrameConn(c, br, nil)
+	fc := openRelay(t, c, agentproto.UDPRelayRequest{Target: echo.LocalAddr().String()})
 	big := strings.Repeat("x", 60000)
 	for _, msg := range []string{"one", "", "two", big} {
 		if _, err := fc.Write([]byte(msg)); err != nil {
 			t.Fatal(err)
 		}
-		buf := make([]byte, MaxUDPDatagram)
+		buf := make([]byte, agentproto.MaxUDPDatagram)
 		n, err := fc.Read(buf)
 		if err != nil {
 			t.Fatalf("read echo of %d bytes: %v", len(msg), err)
@@ -162,11 +145,7 @@ func TestUDPRelayIdleTimeout(t *testing.T) {
 	t.Parallel()
 	echo := udpEcho(t)
 	c := relayPair(t)
-	res, br := openRelay(t, c, UDPRelayRequest{Target: echo.LocalAddr().String(), IdleTimeout: 200 * time.Millisecond})
-	if res.Error != "" {
-		t.Fatalf("relay refused: %s", res.Error)
-	}
-	fc := NewUDPFrameConn(c, br, nil)
+	fc := openRelay(t, c, agentproto.UDPRelayRequest{Target: echo.LocalAddr().String(), IdleTimeout: 200 * time.Millisecond})
 	if _, err := fc.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +172,7 @@ func TestUDPRelayTargetNotListening(t *testing.T) {
 	addr := pc.LocalAddr().(*net.UDPAddr)
 	_ = pc.Close()
 	c := relayPair(t)
-	res, br := openRelay(t, c, UDPRelayRequest{Target: addr.String()})
-	if res.Error != "" {
-		t.Fatalf("relay refused: %s", res.Error)
-	}
-	fc := NewUDPFrameConn(c, br, nil)
+	fc := openRelay(t, c, agentproto.UDPRelayRequest{Target: addr.String()})
 	if _, err := fc.Write([]byte("lost")); err != nil {
 		t.Fatal(err)
 	}

@@ -305,6 +305,8 @@ func TestServerCommand(t *testing.T) {
 	env = append(env, "CODER_PG_CONNECTION_URL="+pgURL, "CODER_HTTP_ADDRESS=127.0.0.1:0",
 		// A private STUN port: the default 0.0.0.0:3478 may be taken by a running server.
 		"CODER_DERP_SERVER_STUN_ADDRESSES=127.0.0.1:0")
+	// The default built-in daemons run the test's terraform.
+	env = append(env, terraformEnv(t)...)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -16,7 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wgmesh/coder/agent"
+	"github.com/wgmesh/coder/codersdk/agentproto"
 )
 
 // portMapping is one forwarded port: a local listen address and the port
@@ -117,8 +117,8 @@ func (r *root) portForwardCommand() *cobra.Command {
 			if len(tcpSpecs) == 0 && len(udpSpecs) == 0 {
 				return errors.New("nothing to forward: pass at least one --tcp or --udp LOCAL:REMOTE")
 			}
-			if udpIdle <= 0 || udpIdle > agent.MaxUDPRelayIdleTimeout {
-				return fmt.Errorf("--udp-idle-timeout %s: must be in (0, %s]", udpIdle, agent.MaxUDPRelayIdleTimeout)
+			if udpIdle <= 0 || udpIdle > agentproto.MaxUDPRelayIdleTimeout {
+				return fmt.Errorf("--udp-idle-timeout %s: must be in (0, %s]", udpIdle, agentproto.MaxUDPRelayIdleTimeout)
 			}
 			var maps []portMapping
 			for _, spec := range []struct {
@@ -270,7 +270,7 @@ func (r *root) serveUDPForward(ctx context.Context, pc *net.UDPConn, rc *reached
 		wg.Wait()
 	}()
 	remote := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.remotePort))
-	buf := make([]byte, agent.MaxUDPDatagram)
+	buf := make([]byte, agentproto.MaxUDPDatagram)
 	for {
 		n, src, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -307,7 +307,7 @@ func (r *root) serveUDPForward(ctx context.Context, pc *net.UDPConn, rc *reached
 					return
 				}
 				logger.Debug("udp session started")
-				agent.RelayDatagrams(s, relay, idle, logger)
+				agentproto.RelayDatagrams(s, relay, idle, logger)
 				logger.Debug("udp session ended")
 			}()
 		}

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/signal"
@@ -14,21 +16,82 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/wgmesh/coder/coderd/buildinfo"
-	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner"
 	"github.com/wgmesh/coder/provisioner/terraform"
 )
 
-// Environment variables of `coder provisioner start`.
+// Environment variables of `coder provisioner start` (the terraform ones apply
+// to `coder server`'s built-in daemons too).
 const (
 	EnvProvisionerDaemonPSK = "CODER_PROVISIONER_DAEMON_PSK"
 	EnvTerraformPath        = "CODER_TERRAFORM_PATH"
+	EnvTerraformCLIConfig   = "CODER_TERRAFORM_CLI_CONFIG"
 	EnvProvisionerTags      = "CODER_PROVISIONERD_TAGS"
 	EnvProvisionerName      = "CODER_PROVISIONER_DAEMON_NAME"
 	EnvProvisionerCacheDir  = "CODER_CACHE_DIRECTORY"
 )
+
+// envTFCLIConfigFile is terraform's own variable naming its CLI configuration;
+// it is the default of --terraform-cli-config.
+const envTFCLIConfigFile = "TF_CLI_CONFIG_FILE"
+
+// TerraformConfig names the terraform binary and CLI configuration provisioner
+// daemons run with.
+type TerraformConfig struct {
+	// Path is the terraform or tofu binary; empty means terraform, else tofu, on PATH.
+	Path string
+	// CLIConfig is the terraform CLI configuration file; empty means
+	// terraform's own default (~/.terraformrc).
+	CLIConfig string
+}
+
+// addTerraformFlags registers --terraform-path and --terraform-cli-config.
+func addTerraformFlags(fs *pflag.FlagSet, cfg *TerraformConfig) {
+	fs.StringVar(&cfg.Path, "terraform-path", "", "terraform or tofu binary that runs provisioner jobs (default: terraform on PATH, else tofu on PATH).")
+	envFlag(fs, "terraform-path", EnvTerraformPath)
+	fs.StringVar(&cfg.CLIConfig, "terraform-cli-config", "", "Terraform CLI configuration file for provisioner jobs, e.g. a provider mirror "+
+		"(default: $"+envTFCLIConfigFile+"; when that is unset too, terraform's own ~/.terraformrc).")
+	envFlag(fs, "terraform-cli-config", EnvTerraformCLIConfig)
+}
+
+// withTerraformHint adds how to name a terraform binary to an error of a
+// daemon that found none.
+func withTerraformHint(err error) error {
+	if errors.Is(err, terraform.ErrNoBinary) {
+		return fmt.Errorf("%w: install terraform or OpenTofu, or name the binary with --terraform-path ($%s)", err, EnvTerraformPath)
+	}
+	return err
+}
+
+// resolve applies the $TF_CLI_CONFIG_FILE default and checks that the named
+// files exist, so a typo fails at startup rather than in every job.
+func (c *TerraformConfig) resolve(env map[string]string) error {
+	if c.CLIConfig == "" {
+		c.CLIConfig = env[envTFCLIConfigFile]
+	}
+	for _, f := range []struct{ flag, path string }{{"terraform-path", c.Path}, {"terraform-cli-config", c.CLIConfig}} {
+		if f.path == "" {
+			continue
+		}
+		st, err := os.Stat(f.path)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", f.flag, err)
+		}
+		if st.IsDir() {
+			return fmt.Errorf("--%s: %s is a directory, not a file", f.flag, f.path)
+		}
+	}
+	return nil
+}
+
+// runner returns a terraform runner for cfg.
+func (c TerraformConfig) runner(logger *slog.Logger, workDir string) *terraform.Runner {
+	return &terraform.Runner{Logger: logger, TerraformPath: c.Path, CLIConfigPath: c.CLIConfig, WorkDir: workDir}
+}
 
 func (r *root) provisionerCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -63,8 +126,9 @@ func parseTags(raw []string) (map[string]string, error) {
 
 func (r *root) provisionerStartCommand() *cobra.Command {
 	var (
-		psk, terraformPath, name, cacheDir string
-		rawTags                            []string
+		psk, name, cacheDir string
+		rawTags             []string
+		tf                  TerraformConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -84,15 +148,17 @@ func (r *root) provisionerStartCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := tf.resolve(r.env); err != nil {
+				return err
+			}
 			if name == "" {
 				name, _ = os.Hostname()
 			}
-			runner := &terraform.Runner{Logger: r.logger().With("component", "terraform"), TerraformPath: terraformPath, WorkDir: cacheDir}
 			d := &provisioner.Daemon{
-				Client:  &codersdk.ProvisionerDaemonClient{URL: u, PSK: psk},
+				Client:  &provisionersdk.Client{URL: u, PSK: psk},
 				Name:    name,
 				Tags:    tags,
-				Runner:  runner,
+				Runner:  tf.runner(r.logger().With("component", "terraform"), cacheDir),
 				Version: buildinfo.Version(),
 				Logger:  r.logger().With("component", "provisionerd"),
 			}
@@ -105,8 +171,7 @@ func (r *root) provisionerStartCommand() *cobra.Command {
 	envFlag(fs, "psk", EnvProvisionerDaemonPSK)
 	fs.StringArrayVarP(&rawTags, "tag", "t", nil, "Tag key=value of the daemon (repeatable); jobs run here only if their tags are a subset.")
 	envFlag(fs, "tag", EnvProvisionerTags)
-	fs.StringVar(&terraformPath, "terraform-path", "", "terraform or tofu binary (default: the make deps cache, then PATH).")
-	envFlag(fs, "terraform-path", EnvTerraformPath)
+	addTerraformFlags(fs, &tf)
 	fs.StringVar(&name, "name", "", "Daemon name (default: the host name).")
 	envFlag(fs, "name", EnvProvisionerName)
 	fs.StringVar(&cacheDir, "cache-dir", "", "Directory for per-job working directories (default: the system temp dir).")
@@ -116,7 +181,7 @@ func (r *root) provisionerStartCommand() *cobra.Command {
 
 func runDaemon(ctx context.Context, d *provisioner.Daemon) error {
 	if err := d.Run(ctx); err != nil {
-		return fmt.Errorf("provisioner daemon: %w", err)
+		return fmt.Errorf("provisioner daemon: %w", withTerraformHint(err))
 	}
 	return nil
 }
@@ -210,9 +275,9 @@ func (s *Server) startBuiltinDaemons(ctx context.Context, cfg ServerConfig) {
 	host, _ := os.Hostname()
 	for i := 0; i < cfg.ProvisionerDaemons; i++ {
 		d := &provisioner.Daemon{
-			Client:  &codersdk.ProvisionerDaemonClient{URL: local, PSK: cfg.ProvisionerDaemonPSK},
+			Client:  &provisionersdk.Client{URL: local, PSK: cfg.ProvisionerDaemonPSK},
 			Name:    fmt.Sprintf("%s-builtin-%d", host, i),
-			Runner:  &terraform.Runner{Logger: s.logger.With("component", "terraform")},
+			Runner:  cfg.Terraform.runner(s.logger.With("component", "terraform"), ""),
 			Version: buildinfo.Version(),
 			Logger:  s.logger.With("component", "provisionerd", "daemon", i),
 		}
@@ -220,7 +285,7 @@ func (s *Server) startBuiltinDaemons(ctx context.Context, cfg ServerConfig) {
 		go func() {
 			defer wg.Done()
 			if err := d.Run(dctx); err != nil {
-				s.logger.Error("built-in provisioner daemon stopped", "error", err)
+				s.logger.Error("built-in provisioner daemon stopped", "error", withTerraformHint(err))
 			}
 		}()
 	}

@@ -17,11 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wgmesh/coder/cli"
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/derp"
-	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 	"tailscale.com/types/key"
 )
 
@@ -37,13 +39,22 @@ func buildCoder(t *testing.T) string {
 	return bin
 }
 
+// terraformEnv names the test's terraform and provider mirror (from make deps)
+// through the environment twins of --terraform-path and --terraform-cli-config.
+func terraformEnv(t testing.TB) []string {
+	t.Helper()
+	deps := terraformtest.Find(t)
+	return []string{cli.EnvTerraformPath + "=" + deps.Terraform, cli.EnvTerraformCLIConfig + "=" + deps.CLIConfig}
+}
+
 // startDaemon runs `coder provisioner start` as a separate process with no
-// database settings in its environment. It is interrupted at cleanup.
+// database settings in its environment, running the test's terraform (args
+// may name another binary with --terraform-path). It is interrupted at cleanup.
 func startDaemon(t testing.TB, bin, url, psk, home string, args ...string) *exec.Cmd {
 	t.Helper()
 	var out bytes.Buffer
 	cmd := exec.Command(bin, append([]string{"provisioner", "start", "--url", url, "--psk", psk}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + os.TempDir()}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + os.TempDir()}, terraformEnv(t)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start daemon: %v", err)
@@ -97,7 +108,7 @@ func tarFiles(t *testing.T, dir string, files map[string]string) []byte {
 			t.Fatal(err)
 		}
 	}
-	data, err := terraform.TarDir(dir)
+	data, err := templatearchive.Create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/derp"
 	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
 // daemonByName returns the registered provisioner daemon called name, as
@@ -58,10 +59,7 @@ func jobLogText(t *testing.T, client *codersdk.Client, versionID uuid.UUID) stri
 // workspace builds of that template, and reports its flavour.
 func TestProvisioningOpenTofu(t *testing.T) {
 	t.Parallel()
-	tofu := terraform.CachedBinary("tofu")
-	if tofu == "" {
-		t.Fatal("OpenTofu is not installed in the dependency cache: run make deps (scripts/deps.sh)")
-	}
+	tofu := terraformtest.Find(t).Tofu
 	ctx := context.Background()
 	bin := buildCoder(t)
 	const psk = "tofu-test-psk"

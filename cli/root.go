@@ -62,15 +62,22 @@ func Run(ctx context.Context, inv Invocation) int {
 	cmd.SetOut(r.stdout)
 	cmd.SetErr(r.stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		var code interface{ ExitCode() int }
-		if errors.As(err, &code) {
-			// A remote command's exit status (coder ssh): no message.
-			return code.ExitCode()
-		}
-		writeError(r.stderr, err)
-		return 1
+		return reportError(r.stderr, err)
 	}
 	return 0
+}
+
+// reportError prints err and returns the process exit code. Only a remote
+// command's exit status (coder ssh) passes through without a message; any
+// other error, including a local program's exit status (initdb, pg_ctl,
+// terraform) wrapped somewhere in its chain, is printed with its cause.
+func reportError(w io.Writer, err error) int {
+	var remote *exitCodeError
+	if errors.As(err, &remote) {
+		return remote.code
+	}
+	writeError(w, err)
+	return 1
 }
 
 // root holds the state shared by the command tree for one invocation.

@@ -60,6 +60,8 @@ type ServerConfig struct {
 	// ProvisionerDaemonPSK authenticates external provisioner daemons; empty
 	// refuses them (built-in daemons then use a random in-memory key).
 	ProvisionerDaemonPSK string
+	// Terraform names the binary and CLI configuration of the built-in daemons.
+	Terraform TerraformConfig
 	// PrometheusAddress serves /metrics when not empty.
 	PrometheusAddress string
 	// Logger receives structured logs; nil discards.
@@ -135,6 +137,14 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	s.store = database.NewStore(pool)
+	if s.cluster != nil {
+		// A killed postmaster is restarted on the same URL; the pool then
+		// drops its connections to the dead server instead of failing one
+		// request per stale connection.
+		if err := s.cluster.Supervise(embeddedpg.SuperviseOptions{OnRestart: pool.Reset}); err != nil {
+			return nil, err
+		}
+	}
 	s.ps, err = pubsub.New(ctx, logger.With("component", "pubsub"), pool, pubsub.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("start pubsub: %w", err)
@@ -178,7 +188,6 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Pubsub:             s.ps,
 		AccessURL:          s.AccessURL,
 		PrometheusRegistry: registry,
-		ProvisionerDaemons: cfg.ProvisionerDaemons,
 		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg)},
 		Agents:             agentOpts,
 		Apps:               coderd.AppsOptions{WildcardAccessURL: cfg.WildcardAccessURL, DisablePathApps: cfg.DisablePathApps},
@@ -245,6 +254,9 @@ func (s *Server) serve(srv *http.Server, ln net.Listener) {
 	}()
 }
 
+// EmbeddedPostgres returns the embedded cluster, nil with --postgres-url.
+func (s *Server) EmbeddedPostgres() *embeddedpg.Cluster { return s.cluster }
+
 // Err delivers an error when a listener stops unexpectedly.
 func (s *Server) Err() <-chan error { return s.serveErr }
 
@@ -310,6 +322,9 @@ func (r *root) serverCommand() *cobra.Command {
 				cfg.ConfigDir = filepath.Join(home, ".config", "coderv2")
 			}
 			cfg.Logger = r.logger()
+			if err := cfg.Terraform.resolve(r.env); err != nil {
+				return err
+			}
 			srv, err := StartServer(ctx, cfg)
 			if err != nil {
 				return err
@@ -352,6 +367,7 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "provisioner-daemons", EnvProvisionerDaemons)
 	fs.StringVar(&cfg.ProvisionerDaemonPSK, "provisioner-daemon-psk", "", "Pre-shared key external provisioner daemons authenticate with.")
 	envFlag(fs, "provisioner-daemon-psk", EnvProvisionerDaemonPSK)
+	addTerraformFlags(fs, &cfg.Terraform)
 	fs.StringVar(&cfg.PrometheusAddress, "prometheus-address", "", "Address to serve Prometheus metrics on (off when empty).")
 	envFlag(fs, "prometheus-address", EnvPrometheusAddress)
 	fs.StringVar(&cfg.WildcardAccessURL, "wildcard-access-url", "", "Host pattern of subdomain workspace apps, e.g. *.apps.example.com (off when empty).")

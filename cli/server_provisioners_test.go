@@ -16,18 +16,25 @@ import (
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database/dbtestutil"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
 // TestServerBuiltinProvisionerDaemons runs `coder server
 // --provisioner-daemons 2` in-process: two built-in daemons register through
 // the daemon protocol (`coder provisioner list` shows them) and a template
-// import completes on one of them.
+// import completes on one of them, with the terraform binary and CLI
+// configuration the server was given.
 func TestServerBuiltinProvisionerDaemons(t *testing.T) {
 	t.Parallel()
 	pgURL := dbtestutil.NewDB(t)
 	env, _ := testEnv(t)
 	env = append(env, "CODER_PG_CONNECTION_URL="+pgURL, "CODER_HTTP_ADDRESS=127.0.0.1:0",
 		"CODER_DERP_SERVER_STUN_ADDRESSES=127.0.0.1:0")
+	// The terraform CLI configuration (the provider mirror the local template
+	// needs) comes from terraform's own TF_CLI_CONFIG_FILE, the default of
+	// --terraform-cli-config.
+	deps := terraformtest.Find(t)
+	env = append(env, cli.EnvTerraformPath+"="+deps.Terraform, "TF_CLI_CONFIG_FILE="+deps.CLIConfig)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

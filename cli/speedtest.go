@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/codersdk/workspacesdk"
 )
 
@@ -42,9 +43,9 @@ func (r *root) speedtestCommand() *cobra.Command {
 			var dir string
 			switch direction {
 			case "down", "download":
-				dir = workspacesdk.SpeedtestDownload
+				dir = agentproto.SpeedtestDownload
 			case "up", "upload":
-				dir = workspacesdk.SpeedtestUpload
+				dir = agentproto.SpeedtestUpload
 			default:
 				return fmt.Errorf("--direction %q: want up or down", direction)
 			}

@@ -137,7 +137,10 @@ func workspaceAgents(ws codersdk.Workspace) []codersdk.WorkspaceAgent {
 // lookupWorkspace resolves a workspace reference; an unknown name yields one
 // line naming it and listing the user's workspaces.
 func (r *root) lookupWorkspace(ctx context.Context, client *codersdk.Client, ref string) (codersdk.Workspace, error) {
-	owner, name := workspaceRef(ref)
+	owner, name, err := workspaceRef(ref)
+	if err != nil {
+		return codersdk.Workspace{}, err
+	}
 	ws, err := client.WorkspaceByOwnerAndName(ctx, owner, name)
 	if err == nil {
 		return ws, nil
@@ -284,6 +287,9 @@ func (r *root) reach(ctx context.Context, arg string, o reachOptions, command st
 
 	status.Set("Resolving workspace %s...", arg)
 	wsRef, agentName := splitWorkspaceAgent(arg)
+	if _, _, err := workspaceRef(wsRef); err != nil {
+		return nil, fmt.Errorf("%w (argument %q, expected [owner/]workspace[.agent])", err, arg)
+	}
 	ws, err := r.lookupWorkspace(ctx, client, wsRef)
 	if err != nil {
 		return nil, err
@@ -422,6 +428,10 @@ func (r *root) waitBuild(ctx context.Context, client *codersdk.Client, id uuid.U
 func (r *root) waitAgent(ctx context.Context, client *codersdk.Client, ag codersdk.WorkspaceAgent, mode waitMode, timeout time.Duration, status *statusLine) (codersdk.WorkspaceAgent, error) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	notice := &waitNotice{w: r.stderr, status: status, started: time.Now()}
+	if dl, ok := ctx.Deadline(); ok {
+		notice.deadline = dl
+	}
 	for {
 		wantReady := mode == waitYes || (mode == waitAuto || mode == "") && ag.StartupScriptBehavior == "blocking"
 		switch {
@@ -437,9 +447,10 @@ func (r *root) waitAgent(ctx context.Context, client *codersdk.Client, ag coders
 				fmt.Fprintf(r.stderr, "warning: the startup script of agent %q ended with %s\n", ag.Name, ag.LifecycleState)
 				return ag, nil
 			}
-			status.Set("Waiting for the startup script of %s (%s)...", ag.Name, ag.LifecycleState)
+			notice.show(ag, true, fmt.Sprintf("waiting for the startup script of agent %q (lifecycle: %s)", ag.Name, ag.LifecycleState))
 		default:
-			status.Set("Waiting for agent %s (%s)...", ag.Name, ag.Status)
+			notice.show(ag, ag.Status == codersdk.WorkspaceAgentConnecting,
+				fmt.Sprintf("waiting for agent %q (status: %s, %s)", ag.Name, ag.Status, agentLastSeen(ag)))
 		}
 		select {
 		case <-ctx.Done():
@@ -454,6 +465,69 @@ func (r *root) waitAgent(ctx context.Context, client *codersdk.Client, ag coders
 			return ag, fmt.Errorf("agent %q: %w", ag.Name, err)
 		}
 		ag = next
+	}
+}
+
+// Pacing of the waiting notices of waitAgent.
+const (
+	// waitNoticeGrace delays the first notice for states that normally pass
+	// quickly (an agent connecting, a startup script running).
+	waitNoticeGrace = 2 * time.Second
+	// waitNoticeInterval separates notices.
+	waitNoticeInterval = 5 * time.Second
+)
+
+// waitNotice tells the user what waitAgent waits for: on a terminal in the
+// status line, otherwise as a line on stderr every few seconds (at once for
+// an agent that is disconnected or timed out), so a wait of minutes is
+// never silent.
+type waitNotice struct {
+	w        io.Writer
+	status   *statusLine
+	started  time.Time
+	deadline time.Time
+	last     time.Time
+}
+
+func (n *waitNotice) show(ag codersdk.WorkspaceAgent, transient bool, msg string) {
+	now := time.Now()
+	if !n.deadline.IsZero() {
+		msg += fmt.Sprintf("; giving up in %s", n.deadline.Sub(now).Round(time.Second))
+	}
+	if n.status.enabled {
+		n.status.Set("%s...", msg)
+		return
+	}
+	n.status.logger.Debug("status", "msg", msg, "agent", ag.ID)
+	switch {
+	case n.last.IsZero() && transient && now.Sub(n.started) < waitNoticeGrace:
+		return
+	case !n.last.IsZero() && now.Sub(n.last) < waitNoticeInterval:
+		return
+	}
+	n.last = now
+	fmt.Fprintln(n.w, msg)
+}
+
+// agentLastSeen describes when coderd last heard from the agent.
+func agentLastSeen(ag codersdk.WorkspaceAgent) string {
+	if ag.LastConnectedAt == nil || ag.LastConnectedAt.IsZero() {
+		return "never connected"
+	}
+	return "last seen " + ago(time.Since(*ag.LastConnectedAt)) + " ago"
+}
+
+// ago renders an age coarsely: 45s, 3m, 2h, 4d.
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(0, int(d.Seconds())))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
 	}
 }
 

@@ -11,11 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/examples"
-	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
 )
 
 func (r *root) templatesCommand() *cobra.Command {
@@ -107,6 +108,9 @@ func (r *root) templatesPushCommand() *cobra.Command {
 			if len(args) == 1 {
 				name = args[0]
 			}
+			if err := checkTemplateArg(name); err != nil {
+				return err
+			}
 			tags, err := parseTags(rawTags)
 			if err != nil {
 				return err
@@ -131,7 +135,7 @@ func (r *root) templatesPushCommand() *cobra.Command {
 					return errors.New("canceled")
 				}
 			}
-			archive, err := terraform.TarDir(abs)
+			archive, err := templatearchive.Create(abs)
 			if err != nil {
 				return fmt.Errorf("archive %s: %w", abs, err)
 			}
@@ -163,6 +167,7 @@ func (r *root) templatesPushCommand() *cobra.Command {
 			if job.Status != codersdk.ProvisionerJobSucceeded {
 				return fmt.Errorf("template import %s: %s", job.Status, job.Error)
 			}
+			r.warnWithoutAgent(ctx, client, version.ID)
 			if exists {
 				if activate {
 					if err := client.UpdateActiveTemplateVersion(ctx, existing.ID.String(), codersdk.UpdateActiveTemplateVersion{ID: version.ID}); err != nil {
@@ -188,6 +193,27 @@ func (r *root) templatesPushCommand() *cobra.Command {
 	fs.BoolVar(&activate, "activate", true, "Make the new version the active one.")
 	fs.StringArrayVarP(&rawTags, "provisioner-tag", "t", nil, "Provisioner tag key=value the import and builds require (repeatable).")
 	return cmd
+}
+
+// warnWithoutAgent warns (on stderr) when an imported template defines no
+// coder_agent: coderd accepts it, but its workspaces cannot be reached
+// (no ssh, apps or port forwarding). An empty main.tf is the usual cause.
+func (r *root) warnWithoutAgent(ctx context.Context, client *codersdk.Client, version uuid.UUID) {
+	resources, err := client.TemplateVersionResources(ctx, version)
+	if err != nil {
+		fmt.Fprintf(r.stderr, "warning: could not check the template for a coder_agent: %v\n", err)
+		return
+	}
+	for _, res := range resources {
+		if len(res.Agents) > 0 {
+			return
+		}
+	}
+	what := "it has no resources at all"
+	if len(resources) > 0 {
+		what = "none of its resources has an agent"
+	}
+	fmt.Fprintf(r.stderr, "warning: the template defines no coder_agent (%s): workspaces built from it cannot be reached with ssh, apps or port forwarding\n", what)
 }
 
 // confirm asks a yes/no question on stderr (stdout stays clean for
@@ -254,6 +280,9 @@ func (r *root) templateVersionsListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkTemplateArg(args[0]); err != nil {
+				return err
+			}
 			t, err := client.TemplateByName(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -281,7 +310,8 @@ func (r *root) templateVersionsListCommand() *cobra.Command {
 }
 
 // followJob streams a job's logs to stdout with a progress indicator (the
-// current stage) until the job ends, and returns the final job.
+// current stage) until the job ends, and returns the final job; the caller
+// reports a failed job's error.
 func (r *root) followJob(ctx context.Context, _ *codersdk.Client, job codersdk.ProvisionerJob,
 	logs func(context.Context, int64) (<-chan codersdk.ProvisionerJobLog, io.Closer, error),
 	get func(context.Context) (codersdk.ProvisionerJob, error),
@@ -314,8 +344,6 @@ func (r *root) followJob(ctx context.Context, _ *codersdk.Client, job codersdk.P
 		mark = "✘"
 	}
 	fmt.Fprintf(r.stdout, "==> %s %s\n", mark, strings.ToUpper(string(final.Status[:1]))+string(final.Status[1:]))
-	if final.Error != "" {
-		fmt.Fprintf(r.stdout, "    %s\n", final.Error)
-	}
+	// The job's error is the caller's to report (once, on stderr).
 	return final, nil
 }

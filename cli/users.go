@@ -128,6 +128,9 @@ func (r *root) usersShowCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkUserArg(args[0]); err != nil {
+				return err
+			}
 			user, err := client.User(cmd.Context(), args[0])
 			if err != nil {
 				return fmt.Errorf("get user %q: %w", args[0], err)
@@ -160,6 +163,9 @@ func (r *root) usersStatusCommand(verb string, status codersdk.UserStatus) *cobr
 		RunE: func(cmd *cobra.Command, args []string) error {
 			client, err := r.client()
 			if err != nil {
+				return err
+			}
+			if err := checkUserArg(args[0]); err != nil {
 				return err
 			}
 			user, err := client.UpdateUserStatus(cmd.Context(), args[0], status)

@@ -13,16 +13,47 @@ import (
 	"github.com/wgmesh/coder/codersdk"
 )
 
-// workspaceRef splits "[owner/]name"; owner defaults to "me".
-func workspaceRef(arg string) (owner, name string) {
+// workspaceRef splits "[owner/]name" (owner defaults to "me") and checks
+// both parts with the server's name rules before they become part of an API
+// path: "..", "/", "?", "#", "%" or an empty part must not rewrite the
+// request into a call to another endpoint.
+func workspaceRef(arg string) (owner, name string, err error) {
+	owner, name = codersdk.Me, arg
 	if o, n, ok := strings.Cut(arg, "/"); ok {
-		return o, n
+		owner, name = o, n
 	}
-	return codersdk.Me, arg
+	if d := codersdk.UserRefValid(owner); d != "" {
+		return "", "", fmt.Errorf("invalid workspace %q: the owner %s", arg, d)
+	}
+	if d := codersdk.NameValid(name); d != "" {
+		return "", "", fmt.Errorf("invalid workspace %q: the name %s", arg, d)
+	}
+	return owner, name, nil
+}
+
+// checkUserArg checks a user argument ("me", a username or an ID) before it
+// becomes part of an API path.
+func checkUserArg(arg string) error {
+	if d := codersdk.UserRefValid(arg); d != "" {
+		return fmt.Errorf("invalid user %q: %s", arg, d)
+	}
+	return nil
+}
+
+// checkTemplateArg checks a template name before it becomes part of an API
+// path.
+func checkTemplateArg(arg string) error {
+	if d := codersdk.NameValid(arg); d != "" {
+		return fmt.Errorf("invalid template name %q: %s", arg, d)
+	}
+	return nil
 }
 
 func (r *root) workspaceByArg(ctx context.Context, client *codersdk.Client, arg string) (codersdk.Workspace, error) {
-	owner, name := workspaceRef(arg)
+	owner, name, err := workspaceRef(arg)
+	if err != nil {
+		return codersdk.Workspace{}, err
+	}
 	ws, err := client.WorkspaceByOwnerAndName(ctx, owner, name)
 	if err != nil {
 		return ws, fmt.Errorf("workspace %q: %w", arg, err)
@@ -79,7 +110,13 @@ func (r *root) createCommand() *cobra.Command {
 			if template == "" {
 				return errors.New("a template is required: -t TEMPLATE")
 			}
-			owner, name := workspaceRef(args[0])
+			owner, name, err := workspaceRef(args[0])
+			if err != nil {
+				return err
+			}
+			if err := checkTemplateArg(template); err != nil {
+				return err
+			}
 			t, err := client.TemplateByName(ctx, template)
 			if err != nil {
 				return fmt.Errorf("template %q: %w", template, err)

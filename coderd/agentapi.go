@@ -13,11 +13,12 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"tailscale.com/tailcfg"
 
+	"github.com/wgmesh/coder/coderd/convert"
 	"github.com/wgmesh/coder/coderd/httpapi"
+	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/coordinator"
@@ -167,7 +168,7 @@ func AgentTokenRoutes() map[string]bool {
 func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler) {
 	r.Route("/workspaceagents", func(r chi.Router) {
 		r.Route("/me", func(r chi.Router) {
-			r.Use(api.extractWorkspaceAgent)
+			r.Use(httpmw.ExtractWorkspaceAgent(api.db))
 			r.Get("/manifest", api.agentManifest)
 			r.Post("/lifecycle", api.postAgentLifecycle)
 			r.Post("/startup", api.postAgentStartup)
@@ -181,52 +182,20 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 		r.Group(func(r chi.Router) {
 			r.Use(apiKey)
 			r.Get("/connection", api.workspaceAgentConnectionInfo)
-			r.Get("/{workspaceagent}", api.workspaceAgent)
-			r.Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
-			r.Get("/{workspaceagent}/metadata", api.workspaceAgentMetadata)
-			r.Get("/{workspaceagent}/coordinate", api.workspaceAgentCoordinate)
+			readAgent, connectAgent := api.workspaceAgentParams()
+			r.With(readAgent).Get("/{workspaceagent}", api.workspaceAgent)
+			r.With(readAgent).Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
+			r.With(readAgent).Get("/{workspaceagent}/metadata", api.workspaceAgentMetadata)
+			r.With(connectAgent).Get("/{workspaceagent}/coordinate", api.workspaceAgentCoordinate)
 		})
 	})
 	r.With(apiKey).Get("/derp-map", api.derpMap)
 }
 
-type agentContextKey struct{}
-
-// agentFromContext returns the agent authenticated by extractWorkspaceAgent.
-func agentFromContext(ctx context.Context) database.WorkspaceAgent {
-	a, _ := ctx.Value(agentContextKey{}).(database.WorkspaceAgent)
-	return a
-}
-
-// extractWorkspaceAgent authenticates a request by its agent token
-// (Coder-Session-Token header): 401 when missing or unknown.
-func (api *API) extractWorkspaceAgent(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		token := strings.TrimSpace(r.Header.Get(codersdk.SessionTokenHeader))
-		if token == "" {
-			httpapi.Write(ctx, w, http.StatusUnauthorized, codersdk.Response{
-				Message: "Agent token required in the " + codersdk.SessionTokenHeader + " header.",
-			})
-			return
-		}
-		agent, err := api.db.GetWorkspaceAgentByAuthTokenHash(ctx, HashAgentToken(token))
-		if errors.Is(err, pgx.ErrNoRows) {
-			httpapi.Write(ctx, w, http.StatusUnauthorized, codersdk.Response{Message: "Invalid agent token."})
-			return
-		}
-		if err != nil {
-			httpapi.InternalServerError(w, r, "Internal error authenticating agent.", err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, agentContextKey{}, agent)))
-	})
-}
-
 // agentManifest serves GET /api/v2/workspaceagents/me/manifest.
 func (api *API) agentManifest(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	derpMap := api.agents.derpMaps.Current()
 	if derpMap == nil {
 		httpapi.InternalServerError(w, r, "No DERP map is configured.", errors.New("no DERP map"))
@@ -262,7 +231,7 @@ func (api *API) buildManifest(ctx context.Context, agent database.WorkspaceAgent
 	if err != nil {
 		return agentsdk.Manifest{}, fmt.Errorf("get agent metadata: %w", err)
 	}
-	env, err := agentEnv(agent)
+	env, err := convert.AgentEnvironment(agent)
 	if err != nil {
 		return agentsdk.Manifest{}, err
 	}
@@ -305,20 +274,10 @@ func (api *API) buildManifest(ctx context.Context, agent database.WorkspaceAgent
 	return m, nil
 }
 
-func agentEnv(agent database.WorkspaceAgent) (map[string]string, error) {
-	env := map[string]string{}
-	if len(agent.EnvironmentVariables) > 0 && string(agent.EnvironmentVariables) != "null" {
-		if err := json.Unmarshal(agent.EnvironmentVariables, &env); err != nil {
-			return nil, fmt.Errorf("decode agent environment variables: %w", err)
-		}
-	}
-	return env, nil
-}
-
 // postAgentLifecycle serves POST /api/v2/workspaceagents/me/lifecycle.
 func (api *API) postAgentLifecycle(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PostLifecycleRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -357,7 +316,7 @@ func (api *API) postAgentLifecycle(w http.ResponseWriter, r *http.Request) {
 // postAgentStartup serves POST /api/v2/workspaceagents/me/startup.
 func (api *API) postAgentStartup(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PostStartupRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -394,7 +353,7 @@ func truncateChars(s string, n int) string {
 // batch is stored at most once (by its batch sequence number).
 func (api *API) patchAgentLogs(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PatchLogsRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -482,7 +441,7 @@ func (api *API) patchAgentLogs(w http.ResponseWriter, r *http.Request) {
 // postAgentStats serves POST /api/v2/workspaceagents/me/report-stats.
 func (api *API) postAgentStats(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.Stats
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -521,7 +480,7 @@ func (api *API) postAgentStats(w http.ResponseWriter, r *http.Request) {
 // postAgentMetadata serves POST /api/v2/workspaceagents/me/metadata.
 func (api *API) postAgentMetadata(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PostMetadataRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
@@ -554,7 +513,7 @@ var validAppHealths = map[codersdk.WorkspaceAppHealth]bool{
 // postAgentAppHealth serves POST /api/v2/workspaceagents/me/app-health.
 func (api *API) postAgentAppHealth(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	agent := agentFromContext(ctx)
+	agent := httpmw.WorkspaceAgent(r)
 	var req agentsdk.PostAppHealthsRequest
 	if !httpapi.Read(ctx, w, r, &req) {
 		return

@@ -90,7 +90,6 @@ func (api *API) postToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		api.logger.ErrorContext(ctx, "create token", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error creating token.", err)
 		return
 	}
@@ -105,7 +104,6 @@ func (api *API) tokens(w http.ResponseWriter, r *http.Request) {
 	}
 	rows, err := api.db.GetAPIKeysByUserID(ctx, database.GetAPIKeysByUserIDParams{UserID: user.ID, LoginType: database.LoginTypeToken})
 	if err != nil {
-		api.logger.ErrorContext(ctx, "list tokens", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error listing tokens.", err)
 		return
 	}
@@ -128,7 +126,6 @@ func (api *API) apiKeyByName(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		api.logger.ErrorContext(ctx, "get token by name", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error fetching token.", err)
 		return
 	}
@@ -147,12 +144,10 @@ func (api *API) deleteAPIKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		api.logger.ErrorContext(ctx, "get api key", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error fetching API key.", err)
 		return
 	}
 	if err := api.db.DeleteAPIKeyByID(ctx, key.ID); err != nil {
-		api.logger.ErrorContext(ctx, "delete api key", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error deleting API key.", err)
 		return
 	}

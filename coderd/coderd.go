@@ -1,5 +1,10 @@
-// Package coderd is the coder server's HTTP API: users, sessions, API keys
-// and authorization, served by a chi router.
+// Package coderd is the coder server: the HTTP API (/api/v2) served by a
+// chi router — users, sessions and API keys, templates and template
+// versions, workspaces and their builds, provisioner daemons and jobs,
+// workspace agents (agent API, coordination, logs, terminal) — plus the
+// dashboard, the embedded DERP relay, agent binaries and the workspace apps
+// proxy (workspaceapps, backed here by the database). Authentication is
+// httpmw's, authorization rbac's.
 package coderd
 
 import (
@@ -53,14 +58,12 @@ type Options struct {
 	DefaultTokenLifetime time.Duration
 	// MaxTokenLifetime bounds token lifetimes; 0 means 365 days.
 	MaxTokenLifetime time.Duration
-	// ProvisionerDaemons is the number of built-in provisioner daemons to run
-	// (stored; the provisioner is wired in later).
-	ProvisionerDaemons int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Agents configures the agent API, coordinator and DERP (agentapi.go).
 	Agents AgentOptions
-	// Provisioning configures templates, workspaces and provisioner daemons (provisionerdaemons.go).
+	// Provisioning configures templates, workspaces and the provisioner daemon
+	// protocol (provisionerdaemons.go, coderd/provisionerdserver).
 	Provisioning ProvisioningOptions
 	// Apps configures the workspace apps proxy (workspaceapps.go).
 	Apps AppsOptions
@@ -78,6 +81,7 @@ type API struct {
 	prov    *provisioning
 	site    *site.Handler
 	apps    *appsState
+	health  *healthState
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -134,7 +138,12 @@ func New(opts Options) (*API, error) {
 		_ = api.agents.close()
 		return nil, err
 	}
-	api.startProvisioning()
+	api.health = newHealthState(api)
+	if err := api.startProvisioning(); err != nil {
+		_ = api.apps.close()
+		_ = api.agents.close()
+		return nil, err
+	}
 	api.router = api.routes()
 	return api, nil
 }
@@ -185,20 +194,17 @@ func (api *API) routes() chi.Router {
 	r.Use(
 		api.metrics.Middleware,
 		httpmw.Logger(api.logger),
-		recoverer(api.logger),
+		recoverer,
 		api.appsSubdomain,
 	)
 	// Paths no route claims are the dashboard's (site/); /api/v2 keeps JSON 404s.
 	r.NotFound(api.site.ServeHTTP)
 	r.MethodNotAllowed(httpapi.MethodNotAllowedHandler)
 
-	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Logger: api.logger, Now: api.opts.Now})
-	userParam := httpmw.ExtractUserParam(api.db, api.logger)
+	apiKey := httpmw.ExtractAPIKey(httpmw.APIKeyConfig{DB: api.db, Now: api.opts.Now})
+	userParam := httpmw.ExtractUserParam(api.db)
 
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("OK"))
-	})
+	r.Get("/healthz", api.healthz)
 	r.HandleFunc("/derp", api.derpHandler)
 	r.HandleFunc("/derp/latency-check", api.derpHandler)
 	r.Get("/bin/{name}", api.agentBinary)
@@ -207,6 +213,7 @@ func (api *API) routes() chi.Router {
 		api.agentRoutes(r, apiKey)
 		api.provisioningRoutes(r, apiKey)
 		api.appAPIRoutes(r, apiKey)
+		api.healthRoutes(r, apiKey)
 		r.NotFound(httpapi.NotFoundHandler)
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) {
 			httpapi.Write(r.Context(), w, http.StatusOK, codersdk.Response{Message: "👋"})
@@ -267,22 +274,20 @@ func (api *API) authorize(r *http.Request, action rbac.Action, object rbac.Objec
 	return true
 }
 
-func recoverer(logger *slog.Logger) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			defer func() {
-				if v := recover(); v != nil {
-					if v == http.ErrAbortHandler {
-						panic(v)
-					}
-					logger.ErrorContext(r.Context(), "panic serving request",
-						"method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
-					httpapi.InternalServerError(w, r, "Internal server error.", fmt.Errorf("panic: %v", v))
+// recoverer answers a panicking handler with a 500, which
+// httpapi.InternalServerError logs with the request's logger.
+func recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
 				}
-			}()
-			next.ServeHTTP(w, r)
-		})
-	}
+				httpapi.InternalServerError(w, r, "Internal server error.", fmt.Errorf("panic serving request: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // now returns the API clock's current time, truncated to microseconds

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/database"
 )
@@ -19,7 +20,7 @@ import (
 // agent's last_connected_at is refreshed every heartbeat interval; when it
 // drops, disconnected_at is recorded.
 func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
-	agent := agentFromContext(r.Context())
+	agent := httpmw.WorkspaceAgent(r)
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		api.logger.DebugContext(r.Context(), "accept agent coordinate websocket", "agent_id", agent.ID, "error", err)

@@ -75,16 +75,7 @@ func (api *API) fileTooLarge(w http.ResponseWriter, r *http.Request) {
 
 // fileByID downloads a file: its creator, or anyone who may edit templates.
 func (api *API) fileByID(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	id, ok := paramUUID(w, r, "fileid")
-	if !ok {
-		return
-	}
-	file, err := api.db.GetFileByID(ctx, id)
-	if err != nil {
-		notFoundOr500(w, r, "file", err)
-		return
-	}
+	file := httpmw.FileParam(r)
 	if !api.authorize(r, rbac.ActionRead, rbac.Object{Type: rbac.ResourceTemplate, OwnerID: file.CreatedBy, ID: file.ID.String()}) ||
 		!(api.isSelf(r, file.CreatedBy) || api.authorize(r, rbac.ActionUpdate, rbac.Object{Type: rbac.ResourceTemplate})) {
 		httpapi.ResourceNotFound(w, r)

@@ -1,7 +1,6 @@
 package coderd
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,7 +11,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/wgmesh/coder/coderd/convert"
 	"github.com/wgmesh/coder/coderd/httpapi"
+	"github.com/wgmesh/coder/coderd/httpmw"
+	"github.com/wgmesh/coder/coderd/rbac"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 )
@@ -20,6 +22,7 @@ import (
 // provisioningRoutes mounts files, templates, template versions, workspaces,
 // builds and the provisioner daemon protocol under /api/v2.
 func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.Handler) {
+	params := httpmw.ParamConfig{DB: api.db}
 	r.Route("/provisionerdaemons", func(r chi.Router) {
 		r.With(apiKey).Get("/", api.provisionerDaemons)
 		r.Group(api.provisionerDaemonRoutes)
@@ -28,11 +31,12 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 		r.Use(apiKey)
 		r.Route("/files", func(r chi.Router) {
 			r.Post("/", api.postFile)
-			r.Get("/{fileid}", api.fileByID)
+			r.With(httpmw.ExtractFileParam(params)).Get("/{fileid}", api.fileByID)
 		})
 		r.Route("/templateversions", func(r chi.Router) {
 			r.Post("/", api.postTemplateVersion)
 			r.Route("/{templateversion}", func(r chi.Router) {
+				r.Use(httpmw.ExtractTemplateVersionParam(params))
 				r.Get("/", api.templateVersion)
 				r.Get("/logs", api.templateVersionLogs)
 				r.Get("/rich-parameters", api.templateVersionRichParameters)
@@ -44,6 +48,7 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 			r.Post("/", api.postTemplate)
 			r.Get("/", api.templates)
 			r.Route("/{template}", func(r chi.Router) {
+				r.Use(httpmw.ExtractTemplateParam(params))
 				r.Get("/", api.template)
 				r.Get("/versions", api.templateVersionsByTemplate)
 				r.Patch("/versions", api.patchActiveTemplateVersion)
@@ -52,12 +57,14 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 		r.Route("/workspaces", func(r chi.Router) {
 			r.Get("/", api.workspaces)
 			r.Route("/{workspace}", func(r chi.Router) {
+				r.Use(httpmw.ExtractWorkspaceParam(params))
 				r.Get("/", api.workspace)
 				r.Get("/builds", api.workspaceBuilds)
 				r.Post("/builds", api.postWorkspaceBuild)
 			})
 		})
 		r.Route("/workspacebuilds/{workspacebuild}", func(r chi.Router) {
+			r.Use(httpmw.ExtractWorkspaceBuildParam(params))
 			r.Get("/", api.workspaceBuild)
 			r.Get("/logs", api.workspaceBuildLogs)
 			r.Get("/resources", api.workspaceBuildResources)
@@ -69,77 +76,16 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 // userWorkspaceRoutes mounts the workspace routes about a {user}.
 func (api *API) userWorkspaceRoutes(r chi.Router) {
 	r.Post("/workspaces", api.postWorkspace)
-	r.Get("/workspace/{workspacename}", api.workspaceByOwnerAndName)
-}
-
-// jobStatus derives a job's status from its timestamps and error.
-func jobStatus(job database.ProvisionerJob) codersdk.ProvisionerJobStatus {
-	switch {
-	case job.CanceledAt.Valid && job.CompletedAt.Valid:
-		return codersdk.ProvisionerJobCanceled
-	case job.CanceledAt.Valid:
-		return codersdk.ProvisionerJobCanceling
-	case job.CompletedAt.Valid && job.Error.Valid && job.Error.String != "":
-		return codersdk.ProvisionerJobFailed
-	case job.CompletedAt.Valid:
-		return codersdk.ProvisionerJobSucceeded
-	case job.StartedAt.Valid:
-		return codersdk.ProvisionerJobRunning
-	default:
-		return codersdk.ProvisionerJobPending
-	}
-}
-
-func timePtr(t pgtype.Timestamptz) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	v := t.Time
-	return &v
-}
-
-// convertJob turns a job into its API shape. A pending job carries its queue
-// position and, when no live daemon has its tags, the reason it waits.
-func (api *API) convertJob(ctx context.Context, job database.ProvisionerJob) (codersdk.ProvisionerJob, error) {
-	tags := map[string]string{}
-	_ = json.Unmarshal(job.Tags, &tags)
-	out := codersdk.ProvisionerJob{
-		ID: job.ID, CreatedAt: job.CreatedAt, StartedAt: timePtr(job.StartedAt), CompletedAt: timePtr(job.CompletedAt),
-		CanceledAt: timePtr(job.CanceledAt), Error: job.Error.String, ErrorCode: job.ErrorCode.String,
-		Status: jobStatus(job), FileID: job.FileID, Tags: tags, Type: codersdk.ProvisionerJobType(job.Type),
-	}
-	if job.WorkerID.Valid {
-		id := job.WorkerID.UUID
-		out.WorkerID = &id
-	}
-	if out.Status != codersdk.ProvisionerJobPending {
-		return out, nil
-	}
-	pos, err := api.db.GetProvisionerJobQueuePosition(ctx, job.ID)
-	if err != nil {
-		return out, fmt.Errorf("get queue position: %w", err)
-	}
-	out.QueuePosition, out.QueueSize = int(pos.QueuePosition), int(pos.QueueSize)
-	live, err := api.db.CountLiveProvisionerDaemonsForTags(ctx, database.CountLiveProvisionerDaemonsForTagsParams{
-		SeenAfter: pgtype.Timestamptz{Time: api.now().Add(-api.liveDaemonWindow()), Valid: true}, Tags: job.Tags,
+	byName := httpmw.ExtractWorkspaceByNameParam(httpmw.ParamConfig{
+		DB: api.db,
+		NotFound: func(w http.ResponseWriter, r *http.Request) {
+			// Consult the authorizer anyway: the caller may not learn more
+			// than "not found" about another user's workspaces.
+			_ = api.authorize(r, rbac.ActionRead, rbac.Object{Type: rbac.ResourceWorkspace, OwnerID: httpmw.UserParam(r).ID})
+			httpapi.ResourceNotFound(w, r)
+		},
 	})
-	if err != nil {
-		return out, fmt.Errorf("count live daemons: %w", err)
-	}
-	if live == 0 {
-		out.Detail = fmt.Sprintf("no provisioner daemon with tags %s is connected; the job waits for one", formatTags(tags))
-	} else {
-		out.Detail = fmt.Sprintf("waiting for one of %d provisioner daemon(s) with tags %s (queue position %d of %d)",
-			live, formatTags(tags), out.QueuePosition, out.QueueSize)
-	}
-	return out, nil
-}
-
-func convertJobLog(l database.ProvisionerJobLog) codersdk.ProvisionerJobLog {
-	return codersdk.ProvisionerJobLog{
-		ID: l.ID, CreatedAt: l.CreatedAt, Source: string(l.Source), Level: codersdk.LogLevel(l.Level),
-		Stage: l.Stage, Output: l.Output,
-	}
+	r.With(byName).Get("/workspace/{workspacename}", api.workspaceByOwnerAndName)
 }
 
 // logFollowInterval is how often a followed log stream checks for new lines.
@@ -170,7 +116,7 @@ func (api *API) serveJobLogs(w http.ResponseWriter, r *http.Request, jobID uuid.
 		}
 		out := make([]codersdk.ProvisionerJobLog, 0, len(logs))
 		for _, l := range logs {
-			out = append(out, convertJobLog(l))
+			out = append(out, convert.JobLog(l))
 		}
 		httpapi.Write(ctx, w, http.StatusOK, out)
 		return
@@ -196,7 +142,7 @@ func (api *API) serveJobLogs(w http.ResponseWriter, r *http.Request, jobID uuid.
 			return
 		}
 		for _, l := range logs {
-			data, err := json.Marshal(convertJobLog(l))
+			data, err := json.Marshal(convert.JobLog(l))
 			if err != nil {
 				return
 			}
@@ -241,25 +187,4 @@ func (api *API) cancelJob(w http.ResponseWriter, r *http.Request, job database.P
 		return
 	}
 	httpapi.Write(ctx, w, http.StatusOK, codersdk.Response{Message: "Job has been marked as canceled."})
-}
-
-// notFoundOr500 answers a failed lookup.
-func notFoundOr500(w http.ResponseWriter, r *http.Request, what string, err error) {
-	if database.IsNotFound(err) {
-		httpapi.ResourceNotFound(w, r)
-		return
-	}
-	httpapi.InternalServerError(w, r, "Get "+what+".", err)
-}
-
-// paramUUID parses a UUID path parameter, answering 404 when malformed.
-func paramUUID(w http.ResponseWriter, r *http.Request, name string) (uuid.UUID, bool) {
-	id, err := uuid.Parse(chi.URLParam(r, name))
-	if err != nil {
-		httpapi.Write(r.Context(), w, http.StatusBadRequest, codersdk.Response{
-			Message: fmt.Sprintf("Invalid %s: must be a UUID.", name),
-		})
-		return uuid.Nil, false
-	}
-	return id, true
 }

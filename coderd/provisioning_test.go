@@ -11,7 +11,9 @@ import (
 
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
+	"github.com/wgmesh/coder/coderd/provisionerdserver"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 )
 
 func provTestTar(t *testing.T) []byte {
@@ -60,14 +62,14 @@ func TestProvisionerDaemonProtocol(t *testing.T) {
 		t.Fatal("member upload succeeded")
 	}
 
-	daemon := &codersdk.ProvisionerDaemonClient{URL: client.URL, PSK: psk}
-	wrong := &codersdk.ProvisionerDaemonClient{URL: client.URL, PSK: "nope"}
-	if _, err := wrong.Register(ctx, codersdk.ProvisionerDaemonRegisterRequest{Name: "x"}); err == nil {
+	daemon := &provisionersdk.Client{URL: client.URL, PSK: psk}
+	wrong := &provisionersdk.Client{URL: client.URL, PSK: "nope"}
+	if _, err := wrong.Register(ctx, provisionersdk.RegisterRequest{Name: "x"}); err == nil {
 		t.Fatal("register with a wrong PSK succeeded")
 	} else if apiErr, ok := codersdk.AsError(err); !ok || apiErr.StatusCode() != http.StatusUnauthorized {
 		t.Fatalf("wrong PSK: %v", err)
 	}
-	reg, err := daemon.Register(ctx, codersdk.ProvisionerDaemonRegisterRequest{Name: "proto", Tags: map[string]string{"pool": "a"}})
+	reg, err := daemon.Register(ctx, provisionersdk.RegisterRequest{Name: "proto", Tags: map[string]string{"pool": "a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestProvisionerDaemonProtocol(t *testing.T) {
 		t.Fatalf("unmatched job: %+v %v", v.Job, err)
 	}
 
-	if err := daemon.SendLogs(ctx, reg.ID, codersdk.ProvisionerLogsRequest{JobID: mine.Job.ID, Logs: []codersdk.ProvisionerLog{
+	if err := daemon.SendLogs(ctx, reg.ID, provisionersdk.LogsRequest{JobID: mine.Job.ID, Logs: []provisionersdk.Log{
 		{Level: codersdk.LogLevelInfo, Stage: "Planning", Output: "hello"},
 	}}); err != nil {
 		t.Fatal(err)
@@ -128,7 +130,7 @@ func TestProvisionerDaemonProtocol(t *testing.T) {
 	if hb, err := daemon.Heartbeat(ctx, reg.ID, mine.Job.ID); err != nil || !hb.Canceled {
 		t.Fatalf("heartbeat after cancel = %+v, %v", hb, err)
 	}
-	if err := daemon.FailJob(ctx, reg.ID, codersdk.FailedJob{JobID: mine.Job.ID, Error: "interrupted"}); err != nil {
+	if err := daemon.FailJob(ctx, reg.ID, provisionersdk.FailedJob{JobID: mine.Job.ID, Error: "interrupted"}); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := client.TemplateVersion(ctx, mine.ID); v.Job.Status != codersdk.ProvisionerJobCanceled {
@@ -146,36 +148,10 @@ func TestProvisionerDaemonProtocol(t *testing.T) {
 		return err == nil && v.Job.Status == codersdk.ProvisionerJobFailed
 	})
 	v, _ = client.TemplateVersion(ctx, third.ID)
-	if v.Job.Error != coderd.HungJobError {
+	if v.Job.Error != provisionerdserver.HungJobError {
 		t.Fatalf("hung job error %q", v.Job.Error)
 	}
 	if _, err := daemon.Heartbeat(ctx, reg.ID, third.Job.ID); err == nil {
 		t.Fatal("heartbeat of a failed job succeeded")
-	}
-}
-
-// TestBuildStatus checks the status derived from job state and transition.
-func TestBuildStatus(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		job        codersdk.ProvisionerJobStatus
-		transition codersdk.WorkspaceTransition
-		want       codersdk.WorkspaceStatus
-	}{
-		{codersdk.ProvisionerJobPending, codersdk.WorkspaceTransitionStart, codersdk.WorkspaceStatusPending},
-		{codersdk.ProvisionerJobRunning, codersdk.WorkspaceTransitionStart, codersdk.WorkspaceStatusStarting},
-		{codersdk.ProvisionerJobRunning, codersdk.WorkspaceTransitionStop, codersdk.WorkspaceStatusStopping},
-		{codersdk.ProvisionerJobRunning, codersdk.WorkspaceTransitionDelete, codersdk.WorkspaceStatusDeleting},
-		{codersdk.ProvisionerJobSucceeded, codersdk.WorkspaceTransitionStart, codersdk.WorkspaceStatusRunning},
-		{codersdk.ProvisionerJobSucceeded, codersdk.WorkspaceTransitionStop, codersdk.WorkspaceStatusStopped},
-		{codersdk.ProvisionerJobSucceeded, codersdk.WorkspaceTransitionDelete, codersdk.WorkspaceStatusDeleted},
-		{codersdk.ProvisionerJobFailed, codersdk.WorkspaceTransitionStart, codersdk.WorkspaceStatusFailed},
-		{codersdk.ProvisionerJobCanceling, codersdk.WorkspaceTransitionStop, codersdk.WorkspaceStatusCanceling},
-		{codersdk.ProvisionerJobCanceled, codersdk.WorkspaceTransitionStop, codersdk.WorkspaceStatusCanceled},
-	}
-	for _, c := range cases {
-		if got := coderd.BuildStatus(c.job, c.transition); got != c.want {
-			t.Errorf("BuildStatus(%s, %s) = %s, want %s", c.job, c.transition, got, c.want)
-		}
 	}
 }

@@ -1,14 +1,10 @@
 package coderd
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"regexp"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/httpmw"
@@ -17,16 +13,11 @@ import (
 	"github.com/wgmesh/coder/database"
 )
 
-// nameRE is the shape of template and workspace names (Coder's rule).
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$`)
-
-// validName returns a validation error when name is not a valid resource name.
-func validName(field, name string) []codersdk.ValidationError {
-	if name == "" {
-		return []codersdk.ValidationError{{Field: field, Detail: "is required"}}
-	}
-	if len(name) > 32 || !nameRE.MatchString(name) {
-		return []codersdk.ValidationError{{Field: field, Detail: "must be at most 32 letters, digits and single hyphens, starting and ending with a letter or digit"}}
+// nameErrors returns the validation error of a template or workspace name
+// in field, if any.
+func nameErrors(field, name string) []codersdk.ValidationError {
+	if d := httpapi.NameValid(name); d != "" {
+		return []codersdk.ValidationError{{Field: field, Detail: d}}
 	}
 	return nil
 }
@@ -42,7 +33,7 @@ func (api *API) postTemplate(w http.ResponseWriter, r *http.Request) {
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
 	}
-	errs := validName("name", req.Name)
+	errs := nameErrors("name", req.Name)
 	if req.VersionID == uuid.Nil {
 		errs = append(errs, codersdk.ValidationError{Field: "template_version_id", Detail: "is required"})
 	}
@@ -98,22 +89,12 @@ func (api *API) postTemplate(w http.ResponseWriter, r *http.Request) {
 		httpapi.InternalServerError(w, r, "Create template.", err)
 		return
 	}
-	httpapi.Write(ctx, w, http.StatusCreated, api.convertTemplate(ctx, tmpl))
-}
-
-func (api *API) convertTemplate(ctx context.Context, t database.Template) codersdk.Template {
-	out := codersdk.Template{
-		ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Name: t.Name, DisplayName: t.DisplayName,
-		Description: t.Description, Icon: t.Icon, Provisioner: string(t.Provisioner), ActiveVersionID: t.ActiveVersionID,
-		CreatedByID: t.CreatedBy, DefaultTTLMillis: t.DefaultTtl / 1e6, AllowUserCancelWorkspaceJobs: t.AllowUserCancelWorkspaceJobs,
+	out, err := api.convertTemplate(ctx, tmpl)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Convert template.", err)
+		return
 	}
-	if u, err := api.db.GetUserByID(ctx, t.CreatedBy); err == nil {
-		out.CreatedByName = u.Username
-	}
-	if n, err := api.db.GetWorkspaceCountByTemplateID(ctx, t.ID); err == nil {
-		out.ActiveUserCount = int(n)
-	}
-	return out
+	httpapi.Write(ctx, w, http.StatusCreated, out)
 }
 
 func (api *API) templates(w http.ResponseWriter, r *http.Request) {
@@ -127,31 +108,18 @@ func (api *API) templates(w http.ResponseWriter, r *http.Request) {
 		httpapi.InternalServerError(w, r, "Get templates.", err)
 		return
 	}
-	out := make([]codersdk.Template, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, api.convertTemplate(ctx, t))
+	out, err := api.convertTemplates(ctx, ts)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Convert templates.", err)
+		return
 	}
 	httpapi.Write(ctx, w, http.StatusOK, out)
 }
 
-// templateFromRequest loads {template} by ID or name and checks read access.
-func (api *API) templateFromRequest(w http.ResponseWriter, r *http.Request) (database.Template, bool) {
-	ctx := r.Context()
-	param := chi.URLParam(r, "template")
-	var t database.Template
-	var err error
-	if id, perr := uuid.Parse(param); perr == nil {
-		t, err = api.db.GetTemplateByID(ctx, id)
-		if err == nil && t.Deleted {
-			err = pgx.ErrNoRows
-		}
-	} else {
-		t, err = api.db.GetTemplateByName(ctx, param)
-	}
-	if err != nil {
-		notFoundOr500(w, r, "template", err)
-		return database.Template{}, false
-	}
+// readableTemplate returns the {template} of the route when the caller may
+// read it; otherwise it answers 404 and returns false.
+func (api *API) readableTemplate(w http.ResponseWriter, r *http.Request) (database.Template, bool) {
+	t := httpmw.TemplateParam(r)
 	if !api.authorize(r, rbac.ActionRead, rbac.Object{Type: rbac.ResourceTemplate, ID: t.ID.String()}) {
 		httpapi.ResourceNotFound(w, r)
 		return database.Template{}, false
@@ -160,16 +128,21 @@ func (api *API) templateFromRequest(w http.ResponseWriter, r *http.Request) (dat
 }
 
 func (api *API) template(w http.ResponseWriter, r *http.Request) {
-	t, ok := api.templateFromRequest(w, r)
+	t, ok := api.readableTemplate(w, r)
 	if !ok {
 		return
 	}
-	httpapi.Write(r.Context(), w, http.StatusOK, api.convertTemplate(r.Context(), t))
+	out, err := api.convertTemplate(r.Context(), t)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Convert template.", err)
+		return
+	}
+	httpapi.Write(r.Context(), w, http.StatusOK, out)
 }
 
 func (api *API) templateVersionsByTemplate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	t, ok := api.templateFromRequest(w, r)
+	t, ok := api.readableTemplate(w, r)
 	if !ok {
 		return
 	}
@@ -178,21 +151,17 @@ func (api *API) templateVersionsByTemplate(w http.ResponseWriter, r *http.Reques
 		httpapi.InternalServerError(w, r, "Get template versions.", err)
 		return
 	}
-	out := make([]codersdk.TemplateVersion, 0, len(versions))
-	for _, v := range versions {
-		sv, err := api.convertTemplateVersion(ctx, v)
-		if err != nil {
-			httpapi.InternalServerError(w, r, "Convert template version.", err)
-			return
-		}
-		out = append(out, sv)
+	out, err := api.convertTemplateVersions(ctx, versions)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Convert template version.", err)
+		return
 	}
 	httpapi.Write(ctx, w, http.StatusOK, out)
 }
 
 func (api *API) patchActiveTemplateVersion(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	t, ok := api.templateFromRequest(w, r)
+	t, ok := api.readableTemplate(w, r)
 	if !ok {
 		return
 	}

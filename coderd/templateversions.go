@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/wgmesh/coder/coderd/convert"
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/rbac"
@@ -132,40 +133,10 @@ func namesgenerate() string {
 	return strings.Split(uuid.NewString(), "-")[0]
 }
 
-func (api *API) convertTemplateVersion(ctx context.Context, v database.TemplateVersion) (codersdk.TemplateVersion, error) {
-	job, err := api.db.GetProvisionerJobByID(ctx, v.JobID)
-	if err != nil {
-		return codersdk.TemplateVersion{}, fmt.Errorf("get job: %w", err)
-	}
-	sdkJob, err := api.convertJob(ctx, job)
-	if err != nil {
-		return codersdk.TemplateVersion{}, err
-	}
-	out := codersdk.TemplateVersion{
-		ID: v.ID, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Name: v.Name, Message: v.Message,
-		Job: sdkJob, Readme: v.Readme, CreatedBy: codersdk.MinimalUser{ID: v.CreatedBy},
-	}
-	if v.TemplateID.Valid {
-		id := v.TemplateID.UUID
-		out.TemplateID = &id
-	}
-	if u, err := api.db.GetUserByID(ctx, v.CreatedBy); err == nil {
-		out.CreatedBy.Username = u.Username
-	}
-	return out, nil
-}
-
-// templateVersionFromRequest loads {templateversion} and checks read access.
-func (api *API) templateVersionFromRequest(w http.ResponseWriter, r *http.Request) (database.TemplateVersion, bool) {
-	id, ok := paramUUID(w, r, "templateversion")
-	if !ok {
-		return database.TemplateVersion{}, false
-	}
-	v, err := api.db.GetTemplateVersionByID(r.Context(), id)
-	if err != nil {
-		notFoundOr500(w, r, "template version", err)
-		return database.TemplateVersion{}, false
-	}
+// readableTemplateVersion returns the {templateversion} of the route when
+// the caller may read it; otherwise it answers 404 and returns false.
+func (api *API) readableTemplateVersion(w http.ResponseWriter, r *http.Request) (database.TemplateVersion, bool) {
+	v := httpmw.TemplateVersionParam(r)
 	if !api.authorize(r, rbac.ActionRead, rbac.Object{Type: rbac.ResourceTemplate, ID: v.ID.String()}) {
 		httpapi.ResourceNotFound(w, r)
 		return database.TemplateVersion{}, false
@@ -174,7 +145,7 @@ func (api *API) templateVersionFromRequest(w http.ResponseWriter, r *http.Reques
 }
 
 func (api *API) templateVersion(w http.ResponseWriter, r *http.Request) {
-	v, ok := api.templateVersionFromRequest(w, r)
+	v, ok := api.readableTemplateVersion(w, r)
 	if !ok {
 		return
 	}
@@ -187,7 +158,7 @@ func (api *API) templateVersion(w http.ResponseWriter, r *http.Request) {
 }
 
 func (api *API) templateVersionLogs(w http.ResponseWriter, r *http.Request) {
-	v, ok := api.templateVersionFromRequest(w, r)
+	v, ok := api.readableTemplateVersion(w, r)
 	if !ok {
 		return
 	}
@@ -195,7 +166,7 @@ func (api *API) templateVersionLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (api *API) patchCancelTemplateVersion(w http.ResponseWriter, r *http.Request) {
-	v, ok := api.templateVersionFromRequest(w, r)
+	v, ok := api.readableTemplateVersion(w, r)
 	if !ok {
 		return
 	}
@@ -218,7 +189,7 @@ func (api *API) importSucceeded(ctx context.Context, w http.ResponseWriter, r *h
 		httpapi.InternalServerError(w, r, "Get import job.", err)
 		return false
 	}
-	if st := jobStatus(job); st != codersdk.ProvisionerJobSucceeded {
+	if st := convert.JobStatus(job); st != codersdk.ProvisionerJobSucceeded {
 		detail := fmt.Sprintf("the template version's import job is %s", st)
 		if job.Error.Valid {
 			detail += ": " + job.Error.String
@@ -233,7 +204,7 @@ func (api *API) importSucceeded(ctx context.Context, w http.ResponseWriter, r *h
 }
 
 func (api *API) templateVersionRichParameters(w http.ResponseWriter, r *http.Request) {
-	v, ok := api.templateVersionFromRequest(w, r)
+	v, ok := api.readableTemplateVersion(w, r)
 	if !ok {
 		return
 	}
@@ -247,88 +218,24 @@ func (api *API) templateVersionRichParameters(w http.ResponseWriter, r *http.Req
 	}
 	out := make([]codersdk.TemplateVersionParameter, 0, len(params))
 	for _, p := range params {
-		out = append(out, convertParameter(p))
+		out = append(out, convert.TemplateVersionParameter(p))
 	}
 	httpapi.Write(r.Context(), w, http.StatusOK, out)
 }
 
-func convertParameter(p database.TemplateVersionParameter) codersdk.TemplateVersionParameter {
-	out := codersdk.TemplateVersionParameter{
-		Name: p.Name, DisplayName: p.DisplayName, Description: p.Description, Type: p.Type, FormType: p.FormType,
-		Mutable: p.Mutable, DefaultValue: p.DefaultValue, Icon: p.Icon, ValidationError: p.ValidationError,
-		ValidationRegex: p.ValidationRegex, ValidationMonotonic: p.ValidationMonotonic, Required: p.Required,
-		Ephemeral: p.Ephemeral, Options: []codersdk.TemplateVersionParameterOption{},
-	}
-	_ = json.Unmarshal(p.Options, &out.Options)
-	if p.ValidationMin.Valid {
-		v := p.ValidationMin.Int32
-		out.ValidationMin = &v
-	}
-	if p.ValidationMax.Valid {
-		v := p.ValidationMax.Int32
-		out.ValidationMax = &v
-	}
-	return out
-}
-
 func (api *API) templateVersionResources(w http.ResponseWriter, r *http.Request) {
-	v, ok := api.templateVersionFromRequest(w, r)
+	v, ok := api.readableTemplateVersion(w, r)
 	if !ok {
 		return
 	}
-	out, err := api.jobResources(r, v.JobID)
+	resources, err := api.fetchResources(r.Context(), []uuid.UUID{v.JobID}, nil)
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Get resources.", err)
 		return
 	}
+	out := resources[v.JobID]
+	if out == nil {
+		out = []codersdk.WorkspaceResource{}
+	}
 	httpapi.Write(r.Context(), w, http.StatusOK, out)
-}
-
-// jobResources returns the resources a job stored, with metadata and agents.
-func (api *API) jobResources(r *http.Request, jobID uuid.UUID) ([]codersdk.WorkspaceResource, error) {
-	ctx := r.Context()
-	resources, err := api.db.GetWorkspaceResourcesByJobID(ctx, jobID)
-	if err != nil {
-		return nil, fmt.Errorf("get resources: %w", err)
-	}
-	ids := make([]uuid.UUID, 0, len(resources))
-	for _, res := range resources {
-		ids = append(ids, res.ID)
-	}
-	mds, err := api.db.GetWorkspaceResourceMetadataByResourceIDs(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("get resource metadata: %w", err)
-	}
-	agents, err := api.db.GetWorkspaceAgentsByResourceIDs(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("get agents: %w", err)
-	}
-	out := make([]codersdk.WorkspaceResource, 0, len(resources))
-	for _, res := range resources {
-		sr := codersdk.WorkspaceResource{
-			ID: res.ID, CreatedAt: res.CreatedAt, JobID: res.JobID, Transition: codersdk.WorkspaceTransition(res.Transition),
-			Type: res.Type, Name: res.Name, Hide: res.Hide, Icon: res.Icon, DailyCost: res.DailyCost,
-		}
-		for _, md := range mds {
-			if md.WorkspaceResourceID == res.ID {
-				value := md.Value.String
-				if md.Sensitive {
-					value = ""
-				}
-				sr.Metadata = append(sr.Metadata, codersdk.WorkspaceResourceMetadata{Key: md.Key, Value: value, Sensitive: md.Sensitive})
-			}
-		}
-		for _, a := range agents {
-			if a.ResourceID != res.ID {
-				continue
-			}
-			sa, err := api.convertWorkspaceAgent(r, a)
-			if err != nil {
-				return nil, fmt.Errorf("convert agent: %w", err)
-			}
-			sr.Agents = append(sr.Agents, sa)
-		}
-		out = append(out, sr)
-	}
-	return out, nil
 }

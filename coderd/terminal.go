@@ -12,10 +12,9 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 
-	"github.com/wgmesh/coder/agent/reconnectingpty"
 	"github.com/wgmesh/coder/coderd/httpapi"
-	"github.com/wgmesh/coder/coderd/workspaceapps"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/agentproto"
 )
 
 // ReconnectingPTYRequest is a text message from the browser on the
@@ -45,7 +44,7 @@ func (api *API) workspaceAgentPTY(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	init := reconnectingpty.InitRequest{Command: q.Get("command")}
+	init := agentproto.PTYInit{Command: q.Get("command")}
 	var err error
 	if v := q.Get("reconnect"); v != "" {
 		if init.ID, err = uuid.Parse(v); err != nil {
@@ -70,17 +69,17 @@ func (api *API) workspaceAgentPTY(w http.ResponseWriter, r *http.Request) {
 		}
 		*p.dst = uint16(n)
 	}
-	if AgentStatus(agent, api.opts.Now(), api.agents.opts.InactiveDisconnectTimeout) != codersdk.WorkspaceAgentConnected {
+	if api.agentStatus(agent) != codersdk.WorkspaceAgentConnected {
 		httpapi.Write(ctx, w, http.StatusBadGateway, codersdk.Response{Message: "The workspace agent is not connected."})
 		return
 	}
-	nc, err := api.apps.mesh.DialTailnet(ctx, agent.ID, workspaceapps.AgentReconnectingPTYPort)
+	nc, err := api.apps.mesh.DialTailnet(ctx, agent.ID, agentproto.ReconnectingPTYPort)
 	if err != nil {
 		httpapi.Write(ctx, w, http.StatusBadGateway, codersdk.Response{Message: "Failed to reach the workspace agent.", Detail: err.Error()})
 		return
 	}
 	defer nc.Close()
-	pty, err := reconnectingpty.Dial(nc, init)
+	pty, err := agentproto.AttachPTY(nc, init)
 	if err != nil {
 		httpapi.Write(ctx, w, http.StatusBadGateway, codersdk.Response{Message: "Failed to start the terminal.", Detail: err.Error()})
 		return

@@ -28,7 +28,6 @@ func (api *API) firstUser(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	count, err := api.db.GetUserCount(ctx)
 	if err != nil {
-		api.logger.ErrorContext(ctx, "count users", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error counting users.", err)
 		return
 	}
@@ -153,7 +152,6 @@ func (api *API) postFirstUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		api.logger.ErrorContext(ctx, "create first user", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error creating the first user.", err)
 		return
 	}
@@ -173,7 +171,6 @@ func (api *API) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	user, err := api.db.GetUserByEmail(ctx, req.Email)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		api.logger.ErrorContext(ctx, "get user by email", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error fetching user.", err)
 		return
 	}
@@ -185,7 +182,6 @@ func (api *API) postLogin(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ok, err = userpassword.Compare(user.HashedPassword, req.Password)
 		if err != nil {
-			api.logger.ErrorContext(ctx, "compare password", "error", err)
 			httpapi.InternalServerError(w, r, "Internal error checking password.", err)
 			return
 		}
@@ -208,7 +204,6 @@ func (api *API) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	token, _, err := api.createAPIKey(ctx, user.ID, database.LoginTypePassword, api.opts.SessionLifetime, "", codersdk.APIKeyScopeAll)
 	if err != nil {
-		api.logger.ErrorContext(ctx, "create session", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error creating session.", err)
 		return
 	}
@@ -232,7 +227,6 @@ func (api *API) postLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := api.db.DeleteAPIKeyByID(ctx, auth.Key.ID); err != nil {
-		api.logger.ErrorContext(ctx, "delete session", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error deleting API key.", err)
 		return
 	}
@@ -476,7 +470,6 @@ func (api *API) postUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		api.logger.ErrorContext(ctx, "insert user", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error creating user.", err)
 		return
 	}
@@ -497,7 +490,6 @@ func (api *API) putUserStatus(status database.UserStatus) http.HandlerFunc {
 		}
 		updated, err := api.db.UpdateUserStatus(ctx, database.UpdateUserStatusParams{ID: user.ID, Status: status, UpdatedAt: api.now()})
 		if err != nil {
-			api.logger.ErrorContext(ctx, "update user status", "error", err)
 			httpapi.InternalServerError(w, r, "Internal error updating user status.", err)
 			return
 		}
@@ -533,7 +525,6 @@ func (api *API) putUserRoles(w http.ResponseWriter, r *http.Request) {
 	}
 	updated, err := api.db.UpdateUserRoles(ctx, database.UpdateUserRolesParams{ID: user.ID, RbacRoles: roles})
 	if err != nil {
-		api.logger.ErrorContext(ctx, "update user roles", "error", err)
 		httpapi.InternalServerError(w, r, "Internal error updating roles.", err)
 		return
 	}

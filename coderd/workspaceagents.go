@@ -3,73 +3,49 @@ package coderd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/wgmesh/coder/coderd/convert"
 	"github.com/wgmesh/coder/coderd/httpapi"
+	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/rbac"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
-	"github.com/wgmesh/coder/tunnel"
 )
 
 // maxLogsPerResponse bounds the logs returned (or streamed) at once.
 const maxLogsPerResponse = 1000
 
-// authorizedAgent loads the {workspaceagent} path parameter and checks the
-// caller may read it (connect=false: 404 otherwise) or connect to it
-// (connect=true: 403 otherwise, for any agent the caller may not reach, so
-// nothing about it is revealed).
+// authorizedAgent returns the {workspaceagent} of the route when the caller
+// may read its workspace (connect=false; 404 otherwise) or connect to it
+// (connect=true; 403 otherwise, the answer the route also gives for an
+// agent that does not exist, so nothing about it is revealed).
 func (api *API) authorizedAgent(w http.ResponseWriter, r *http.Request, connect bool) (database.WorkspaceAgent, bool) {
-	ctx := r.Context()
-	deny := func() {
-		if connect {
-			httpapi.Forbidden(w, r)
-		} else {
-			httpapi.ResourceNotFound(w, r)
-		}
-	}
-	id, err := uuid.Parse(chi.URLParam(r, "workspaceagent"))
-	if err != nil {
-		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Invalid workspace agent ID."})
-		return database.WorkspaceAgent{}, false
-	}
-	agent, err := api.db.GetWorkspaceAgentByID(ctx, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		deny()
-		return database.WorkspaceAgent{}, false
-	}
-	if err != nil {
-		httpapi.InternalServerError(w, r, "Internal error getting workspace agent.", err)
-		return database.WorkspaceAgent{}, false
-	}
-	workspace, err := api.db.GetWorkspaceByAgentID(ctx, agent.ID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		deny()
-		return database.WorkspaceAgent{}, false
-	}
-	if err != nil {
-		httpapi.InternalServerError(w, r, "Internal error getting workspace.", err)
-		return database.WorkspaceAgent{}, false
-	}
-	action := rbac.ActionRead
+	ws := httpmw.WorkspaceParam(r)
 	if connect {
-		action = rbac.ActionUpdate
-	}
-	obj := rbac.Object{Type: rbac.ResourceWorkspace, OwnerID: workspace.OwnerID, ID: workspace.ID.String()}
-	if !api.authorize(r, action, obj) {
-		deny()
+		if !api.authorize(r, rbac.ActionUpdate, workspaceObject(ws)) {
+			httpapi.Forbidden(w, r)
+			return database.WorkspaceAgent{}, false
+		}
+	} else if !api.authorize(r, rbac.ActionRead, workspaceObject(ws)) {
+		httpapi.ResourceNotFound(w, r)
 		return database.WorkspaceAgent{}, false
 	}
-	return agent, true
+	return httpmw.WorkspaceAgentParam(r), true
+}
+
+// workspaceAgentParams are the {workspaceagent} middlewares: for routes
+// that read the agent (a missing agent is 404) and for routes that connect
+// to it (403, like an agent the caller may not reach).
+func (api *API) workspaceAgentParams() (read, connect func(http.Handler) http.Handler) {
+	read = httpmw.ExtractWorkspaceAgentParam(httpmw.ParamConfig{DB: api.db})
+	connect = httpmw.ExtractWorkspaceAgentParam(httpmw.ParamConfig{DB: api.db, NotFound: httpapi.Forbidden})
+	return read, connect
 }
 
 // workspaceAgent serves GET /api/v2/workspaceagents/{workspaceagent}.
@@ -79,78 +55,23 @@ func (api *API) workspaceAgent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	out, err := api.convertWorkspaceAgent(r, agent)
+	ids := []uuid.UUID{agent.ID}
+	apps, err := api.db.GetWorkspaceAppsByAgentIDs(ctx, ids)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Internal error getting workspace apps.", err)
+		return
+	}
+	scripts, err := api.db.GetWorkspaceAgentScriptsByAgentIDs(ctx, ids)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Internal error getting agent scripts.", err)
+		return
+	}
+	out, err := convert.Agent(agent, httpmw.WorkspaceParam(r).ID, apps, scripts, api.agentStatus(agent))
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Internal error converting workspace agent.", err)
 		return
 	}
 	httpapi.Write(ctx, w, http.StatusOK, out)
-}
-
-// ConvertWorkspaceAgent turns an agent row into its API shape (status
-// derived at now). It is exported for the handlers that list agents of
-// workspace resources.
-func (api *API) ConvertWorkspaceAgent(r *http.Request, agent database.WorkspaceAgent) (codersdk.WorkspaceAgent, error) {
-	return api.convertWorkspaceAgent(r, agent)
-}
-
-func (api *API) convertWorkspaceAgent(r *http.Request, agent database.WorkspaceAgent) (codersdk.WorkspaceAgent, error) {
-	ctx := r.Context()
-	env, err := agentEnv(agent)
-	if err != nil {
-		return codersdk.WorkspaceAgent{}, err
-	}
-	out := codersdk.WorkspaceAgent{
-		ID: agent.ID, CreatedAt: agent.CreatedAt, UpdatedAt: agent.UpdatedAt,
-		FirstConnectedAt: tsPtr(agent.FirstConnectedAt), LastConnectedAt: tsPtr(agent.LastConnectedAt),
-		DisconnectedAt: tsPtr(agent.DisconnectedAt), StartedAt: tsPtr(agent.StartedAt), ReadyAt: tsPtr(agent.ReadyAt),
-		Status:         AgentStatus(agent, api.opts.Now(), api.agents.opts.InactiveDisconnectTimeout),
-		LifecycleState: codersdk.WorkspaceAgentLifecycle(agent.LifecycleState),
-		Name:           agent.Name, ResourceID: agent.ResourceID,
-		Architecture: agent.Architecture, OperatingSystem: agent.OperatingSystem,
-		Directory: agent.Directory, ExpandedDirectory: agent.ExpandedDirectory,
-		EnvironmentVariables: env, Version: agent.Version, APIVersion: agent.ApiVersion,
-		TailnetIP:                tunnel.IPFromUUID(agent.ID).String(),
-		ConnectionTimeoutSeconds: agent.ConnectionTimeoutSeconds,
-		TroubleshootingURL:       agent.TroubleshootingUrl,
-		LogsLength:               agent.LogsLength, LogsOverflowed: agent.LogsOverflowed,
-		Apps:                  []codersdk.WorkspaceApp{},
-		StartupScriptBehavior: "non-blocking",
-	}
-	if ws, err := api.db.GetWorkspaceByAgentID(ctx, agent.ID); err == nil {
-		out.WorkspaceID = ws.ID
-	}
-	apps, err := api.db.GetWorkspaceAppsByAgentID(ctx, agent.ID)
-	if err != nil {
-		return codersdk.WorkspaceAgent{}, err
-	}
-	for _, a := range apps {
-		app := codersdk.WorkspaceApp{
-			ID: a.ID, Slug: a.Slug, DisplayName: a.DisplayName, Icon: a.Icon, Command: a.Command.String,
-			URL: a.Url.String, External: a.External, Subdomain: a.Subdomain, SharingLevel: string(a.SharingLevel),
-			Health: codersdk.WorkspaceAppHealth(a.Health), Hidden: a.Hidden,
-		}
-		if a.HealthcheckUrl != "" {
-			app.Healthcheck = &codersdk.Healthcheck{URL: a.HealthcheckUrl, Interval: a.HealthcheckInterval, Threshold: a.HealthcheckThreshold}
-		}
-		out.Apps = append(out.Apps, app)
-	}
-	scripts, err := api.db.GetWorkspaceAgentScriptsByAgentIDs(ctx, []uuid.UUID{agent.ID})
-	if err != nil {
-		return codersdk.WorkspaceAgent{}, err
-	}
-	out.Scripts = make([]codersdk.WorkspaceAgentScript, 0, len(scripts))
-	for _, s := range scripts {
-		if s.RunOnStart && s.StartBlocksLogin {
-			out.StartupScriptBehavior = "blocking"
-		}
-		out.Scripts = append(out.Scripts, codersdk.WorkspaceAgentScript{
-			ID: s.ID, LogSourceID: s.LogSourceID, DisplayName: s.DisplayName, Cron: s.Cron,
-			RunOnStart: s.RunOnStart, RunOnStop: s.RunOnStop, StartBlocksLogin: s.StartBlocksLogin,
-			TimeoutSeconds: s.TimeoutSeconds,
-		})
-	}
-	return out, nil
 }
 
 // workspaceAgentMetadata serves GET /api/v2/workspaceagents/{workspaceagent}/metadata:
@@ -166,70 +87,7 @@ func (api *API) workspaceAgentMetadata(w http.ResponseWriter, r *http.Request) {
 		httpapi.InternalServerError(w, r, "Internal error getting agent metadata.", err)
 		return
 	}
-	httpapi.Write(ctx, w, http.StatusOK, convertAgentMetadata(rows))
-}
-
-// convertAgentMetadata turns metadata rows into their API shape; a result
-// never collected (the zero timestamp the column defaults to) has no
-// collected_at.
-func convertAgentMetadata(rows []database.WorkspaceAgentMetadatum) []codersdk.WorkspaceAgentMetadata {
-	out := make([]codersdk.WorkspaceAgentMetadata, 0, len(rows))
-	for _, md := range rows {
-		item := codersdk.WorkspaceAgentMetadata{
-			Description: codersdk.WorkspaceAgentMetadataDescription{
-				Key: md.Key, DisplayName: md.DisplayName, Script: md.Script, Interval: md.Interval, Timeout: md.Timeout,
-			},
-			Result: codersdk.WorkspaceAgentMetadataResult{Value: md.Value, Error: md.Error},
-		}
-		if md.CollectedAt.UTC().Year() > 1 {
-			at := md.CollectedAt
-			item.Result.CollectedAt = &at
-		}
-		out = append(out, item)
-	}
-	return out
-}
-
-func tsPtr(t pgtype.Timestamptz) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	v := t.Time
-	return &v
-}
-
-// AgentStatus derives an agent's connection status at now:
-//   - never connected: "timeout" once connection_timeout_seconds (when
-//     positive) have passed since the agent was created, else "connecting";
-//   - a disconnect recorded after the last connection, or no heartbeat for
-//     longer than inactiveTimeout: "disconnected";
-//   - otherwise "connected".
-func AgentStatus(agent database.WorkspaceAgent, now time.Time, inactiveTimeout time.Duration) codersdk.WorkspaceAgentStatus {
-	if !agent.FirstConnectedAt.Valid {
-		timeout := time.Duration(agent.ConnectionTimeoutSeconds) * time.Second
-		if timeout > 0 && now.Sub(agent.CreatedAt) > timeout {
-			return codersdk.WorkspaceAgentTimeout
-		}
-		return codersdk.WorkspaceAgentConnecting
-	}
-	if agent.DisconnectedAt.Valid && !agent.DisconnectedAt.Time.Before(agent.LastConnectedAt.Time) {
-		return codersdk.WorkspaceAgentDisconnected
-	}
-	if !agent.LastConnectedAt.Valid || now.Sub(agent.LastConnectedAt.Time) > inactiveTimeout {
-		return codersdk.WorkspaceAgentDisconnected
-	}
-	return codersdk.WorkspaceAgentConnected
-}
-
-func convertAgentLogs(logs []database.WorkspaceAgentLog) []codersdk.WorkspaceAgentLog {
-	out := make([]codersdk.WorkspaceAgentLog, 0, len(logs))
-	for _, l := range logs {
-		out = append(out, codersdk.WorkspaceAgentLog{
-			ID: l.ID, CreatedAt: l.CreatedAt, Output: l.Output, Level: codersdk.LogLevel(l.Level),
-			SourceID: l.LogSourceID, AgentID: l.AgentID,
-		})
-	}
-	return out
+	httpapi.Write(ctx, w, http.StatusOK, convert.AgentMetadata(rows))
 }
 
 // workspaceAgentLogs serves GET /api/v2/workspaceagents/{workspaceagent}/logs:
@@ -263,7 +121,7 @@ func (api *API) workspaceAgentLogs(w http.ResponseWriter, r *http.Request) {
 			httpapi.InternalServerError(w, r, "Internal error getting logs.", err)
 			return
 		}
-		httpapi.Write(ctx, w, http.StatusOK, convertAgentLogs(logs))
+		httpapi.Write(ctx, w, http.StatusOK, convert.AgentLogs(logs))
 		return
 	}
 	ws, err := websocket.Accept(w, r, nil)
@@ -286,7 +144,7 @@ func (api *API) workspaceAgentLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(logs) > 0 {
-			data, err := json.Marshal(convertAgentLogs(logs))
+			data, err := json.Marshal(convert.AgentLogs(logs))
 			if err != nil {
 				return
 			}

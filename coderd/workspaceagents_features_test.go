@@ -19,10 +19,10 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/wgmesh/coder/agent"
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/tunnel"
 )
@@ -242,12 +242,12 @@ func TestAgentSpeedtestAndHTTPAPI(t *testing.T) {
 	defer cancel()
 
 	t.Run("speedtest upload", func(t *testing.T) {
-		c, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, agent.SpeedtestPort).String())
+		c, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, agentproto.SpeedtestPort).String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := json.NewEncoder(c).Encode(agent.SpeedtestRequest{Direction: "upload", Duration: 10 * time.Second}); err != nil {
+		if err := json.NewEncoder(c).Encode(agentproto.SpeedtestRequest{Direction: agentproto.SpeedtestUpload, Duration: 10 * time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		const size = 4 << 20
@@ -270,12 +270,12 @@ func TestAgentSpeedtestAndHTTPAPI(t *testing.T) {
 		}
 	})
 	t.Run("speedtest download", func(t *testing.T) {
-		c, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, agent.SpeedtestPort).String())
+		c, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, agentproto.SpeedtestPort).String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := json.NewEncoder(c).Encode(agent.SpeedtestRequest{Direction: "download", Duration: 300 * time.Millisecond}); err != nil {
+		if err := json.NewEncoder(c).Encode(agentproto.SpeedtestRequest{Direction: agentproto.SpeedtestDownload, Duration: 300 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 		// The agent writes for the duration, then closes.
@@ -297,7 +297,7 @@ func TestAgentSpeedtestAndHTTPAPI(t *testing.T) {
 		port := uint16(ln.Addr().(*net.TCPAddr).Port)
 		hc := &http.Client{Transport: &http.Transport{DialContext: conn.DialContext}}
 		defer hc.CloseIdleConnections()
-		base := fmt.Sprintf("http://%s", netip.AddrPortFrom(ip, agent.HTTPAPIPort))
+		base := fmt.Sprintf("http://%s", netip.AddrPortFrom(ip, agentproto.HTTPAPIPort))
 		get := func(path string, out any) {
 			t.Helper()
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
@@ -317,10 +317,8 @@ func TestAgentSpeedtestAndHTTPAPI(t *testing.T) {
 				t.Fatalf("decode %s: %v", path, err)
 			}
 		}
-		var ports struct {
-			Ports []agent.ListeningPort `json:"ports"`
-		}
-		get("/api/v0/listening-ports", &ports)
+		var ports agentproto.ListeningPortsResponse
+		get(agentproto.ListeningPortsPath, &ports)
 		found := false
 		for _, p := range ports.Ports {
 			if p.Port == port && p.Network == "tcp" {
@@ -330,11 +328,9 @@ func TestAgentSpeedtestAndHTTPAPI(t *testing.T) {
 		if !found {
 			t.Fatalf("port %d not listed in %+v", port, ports.Ports)
 		}
-		var life struct {
-			State codersdk.WorkspaceAgentLifecycle `json:"state"`
-		}
-		get("/api/v0/lifecycle", &life)
-		if life.State != codersdk.WorkspaceAgentLifecycleReady {
+		var life agentproto.LifecycleResponse
+		get(agentproto.LifecyclePath, &life)
+		if codersdk.WorkspaceAgentLifecycle(life.State) != codersdk.WorkspaceAgentLifecycleReady {
 			t.Fatalf("lifecycle over the agent API: %q", life.State)
 		}
 	})

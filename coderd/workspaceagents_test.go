@@ -30,6 +30,7 @@ import (
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/database"
@@ -329,7 +330,7 @@ func sshOverTunnel(t testing.TB, conn *tunnel.Conn, agentID uuid.UUID) *gossh.Cl
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nc, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tunnel.IPFromUUID(agentID), agent.SSHPort).String())
+	nc, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tunnel.IPFromUUID(agentID), agentproto.SSHPort).String())
 	if err != nil {
 		t.Fatalf("dial ssh: %v", err)
 	}
@@ -415,14 +416,15 @@ func TestAgentConnectSSHAndLifecycle(t *testing.T) {
 	if got.StartedAt == nil || got.ReadyAt == nil || got.ReadyAt.Before(*got.StartedAt) {
 		t.Fatalf("lifecycle timestamps: started %v ready %v", got.StartedAt, got.ReadyAt)
 	}
-	logs := waitLog(t, owner, agentID, "hello-from-startup")
-	// stdout and stderr share one pipe (agentscripts), in write order.
-	var outputs []string
+	waitLog(t, owner, agentID, "hello-from-startup")
+	logs := waitLog(t, owner, agentID, "oops")
+	// stdout at info, stderr at warn (agentscripts reads them apart).
+	levels := map[string]codersdk.LogLevel{}
 	for _, l := range logs {
-		outputs = append(outputs, l.Output)
+		levels[l.Output] = l.Level
 	}
-	if strings.Join(outputs, "|") != "hello-from-startup|oops" {
-		t.Errorf("logs %q", outputs)
+	if len(logs) != 2 || levels["hello-from-startup"] != codersdk.LogLevelInfo || levels["oops"] != codersdk.LogLevelWarn {
+		t.Errorf("logs %+v", logs)
 	}
 
 	sc := dialAgentSSH(t, owner, e.derpMap, agentID)

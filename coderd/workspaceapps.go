@@ -1,13 +1,20 @@
 package coderd
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/wgmesh/coder/coderd/apikey"
 	"github.com/wgmesh/coder/coderd/httpapi"
+	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/workspaceapps"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
@@ -50,26 +57,205 @@ func newAppsState(api *API) (*appsState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apps mesh: %w", err)
 	}
+	lifetime := api.opts.Apps.AppKeyLifetime
+	if lifetime <= 0 {
+		lifetime = workspaceapps.DefaultAppKeyLifetime
+	}
+	backend := &appsBackend{
+		db:          api.db,
+		auth:        httpmw.NewAuthenticator(httpmw.APIKeyConfig{DB: api.db, Now: api.opts.Now}),
+		now:         api.now,
+		keyLifetime: lifetime,
+		agentConnected: func(a database.WorkspaceAgent) bool {
+			return api.agentStatus(a) == codersdk.WorkspaceAgentConnected
+		},
+	}
 	server, err := workspaceapps.New(workspaceapps.Options{
 		Logger:           api.logger,
-		DB:               api.db,
-		Authorizer:       api.authz,
-		Mesh:             mesh,
+		Authorizer:       &workspaceapps.Policy{Identifier: backend, Apps: backend, RBAC: api.authz},
+		AppKeys:          backend,
+		Dialer:           mesh,
 		AccessURL:        api.opts.AccessURL,
 		WildcardHostname: api.opts.Apps.WildcardAccessURL,
 		DisablePathApps:  api.opts.Apps.DisablePathApps,
-		AppKeyLifetime:   api.opts.Apps.AppKeyLifetime,
 		AuthCacheTTL:     api.opts.Apps.AuthCacheTTL,
 		Now:              api.opts.Now,
-		AgentConnected: func(a database.WorkspaceAgent) bool {
-			return AgentStatus(a, api.opts.Now(), api.agents.opts.InactiveDisconnectTimeout) == codersdk.WorkspaceAgentConnected
-		},
 	})
 	if err != nil {
 		_ = mesh.Close()
 		return nil, fmt.Errorf("workspace apps: %w", err)
 	}
 	return &appsState{mesh: mesh, server: server}, nil
+}
+
+// appsBackend answers the apps proxy's questions from the database: who
+// holds a credential (workspaceapps.Identifier, through the API's one
+// authentication path), what a request names (workspaceapps.AppLookup),
+// and the app keys of the subdomain handshake (workspaceapps.AppKeys).
+type appsBackend struct {
+	db             *database.Store
+	auth           *httpmw.Authenticator
+	now            func() time.Time // UTC, microseconds
+	keyLifetime    time.Duration
+	agentConnected func(database.WorkspaceAgent) bool
+}
+
+var (
+	_ workspaceapps.Identifier = (*appsBackend)(nil)
+	_ workspaceapps.AppLookup  = (*appsBackend)(nil)
+	_ workspaceapps.AppKeys    = (*appsBackend)(nil)
+)
+
+// authenticate validates a credential with httpmw.Authenticator (which
+// also records its use). It returns workspaceapps.ErrUnauthenticated when
+// the credential does not authenticate.
+func (b *appsBackend) authenticate(ctx context.Context, c workspaceapps.Credential) (httpmw.Authorization, error) {
+	var want httpmw.KeyRequirement
+	switch c.Kind {
+	case workspaceapps.CredentialSession:
+		want.Scope = codersdk.APIKeyScopeAll
+	case workspaceapps.CredentialAppKey:
+		want.Scope = codersdk.APIKeyScopeApplicationConnect
+		want.TokenNamePrefix = workspaceapps.AppKeyNamePrefix(c.Host)
+	default:
+		return httpmw.Authorization{}, workspaceapps.ErrUnauthenticated
+	}
+	a, err := b.auth.Authenticate(ctx, c.Token, want)
+	var authErr *httpmw.AuthError
+	if errors.As(err, &authErr) {
+		return httpmw.Authorization{}, workspaceapps.ErrUnauthenticated
+	}
+	return a, err
+}
+
+// Identify implements workspaceapps.Identifier.
+func (b *appsBackend) Identify(ctx context.Context, c workspaceapps.Credential) (*workspaceapps.Identity, error) {
+	if c.Token == "" {
+		return nil, nil
+	}
+	a, err := b.authenticate(ctx, c)
+	if errors.Is(err, workspaceapps.ErrUnauthenticated) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &workspaceapps.Identity{UserID: a.User.ID, Subject: a.Subject, Expires: a.Key.ExpiresAt}, nil
+}
+
+// CheckAppKey implements workspaceapps.AppKeys.
+func (b *appsBackend) CheckAppKey(ctx context.Context, key workspaceapps.Credential) (time.Time, error) {
+	if key.Kind != workspaceapps.CredentialAppKey {
+		return time.Time{}, workspaceapps.ErrUnauthenticated
+	}
+	a, err := b.authenticate(ctx, key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return a.Key.ExpiresAt, nil
+}
+
+// IssueAppKey implements workspaceapps.AppKeys: an application_connect
+// key of the session's user, bound to host, expiring after keyLifetime or
+// with the session, whichever is first.
+func (b *appsBackend) IssueAppKey(ctx context.Context, session workspaceapps.Credential, host string) (string, time.Time, error) {
+	if session.Kind != workspaceapps.CredentialSession {
+		return "", time.Time{}, workspaceapps.ErrUnauthenticated
+	}
+	from, err := b.authenticate(ctx, session)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	key, err := apikey.Generate()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("generate app key: %w", err)
+	}
+	now := b.now()
+	expires := now.Add(b.keyLifetime)
+	if from.Key.ExpiresAt.Before(expires) {
+		expires = from.Key.ExpiresAt.UTC().Truncate(time.Microsecond)
+	}
+	_, err = b.db.InsertAPIKey(ctx, database.InsertAPIKeyParams{
+		ID:              key.ID,
+		HashedSecret:    key.HashedSecret,
+		UserID:          from.User.ID,
+		LastUsed:        now,
+		ExpiresAt:       expires,
+		CreatedAt:       now,
+		UpdatedAt:       now,
+		LoginType:       database.LoginTypePassword,
+		LifetimeSeconds: int64(expires.Sub(now) / time.Second),
+		TokenName:       workspaceapps.AppKeyNamePrefix(host) + strings.ReplaceAll(uuid.NewString(), "-", "")[:12],
+		Scope:           string(codersdk.APIKeyScopeApplicationConnect),
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("insert app key: %w", err)
+	}
+	return key.Token(), expires, nil
+}
+
+// LookupApp implements workspaceapps.AppLookup.
+func (b *appsBackend) LookupApp(ctx context.Context, req workspaceapps.Request) (*workspaceapps.Resolved, error) {
+	db := b.db
+	owner, err := db.GetUserByUsername(ctx, req.Owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, workspaceapps.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get owner: %w", err)
+	}
+	ws, err := db.GetWorkspaceByOwnerIDAndName(ctx, database.GetWorkspaceByOwnerIDAndNameParams{OwnerID: owner.ID, Name: req.Workspace, Deleted: false})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, workspaceapps.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get workspace: %w", err)
+	}
+	res := &workspaceapps.Resolved{Workspace: workspaceapps.Workspace{ID: ws.ID, OwnerID: ws.OwnerID, Name: ws.Name}}
+	agents, err := db.GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx, ws.ID)
+	if err != nil {
+		return nil, fmt.Errorf("get workspace agents: %w", err)
+	}
+	if len(agents) == 0 {
+		build, err := db.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("get latest build: %w", err)
+		}
+		res.Starting = err == nil && build.Transition == database.WorkspaceTransitionStart
+		return res, nil
+	}
+	agent := agents[0]
+	if req.Agent != "" {
+		found := false
+		for _, a := range agents {
+			if strings.EqualFold(a.Name, req.Agent) {
+				agent, found = a, true
+				break
+			}
+		}
+		if !found {
+			return nil, workspaceapps.ErrNotFound
+		}
+	}
+	res.Agent = &workspaceapps.Agent{ID: agent.ID, Name: agent.Name, Connected: b.agentConnected(agent)}
+	if req.App == "" {
+		return res, nil
+	}
+	app, err := db.GetWorkspaceAppByAgentIDAndSlug(ctx, database.GetWorkspaceAppByAgentIDAndSlugParams{AgentID: agent.ID, Slug: strings.ToLower(req.App)})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, workspaceapps.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get app: %w", err)
+	}
+	res.App = &workspaceapps.App{
+		Slug:         app.Slug,
+		URL:          app.Url.String,
+		External:     app.External,
+		SharingLevel: workspaceapps.SharingLevel(app.SharingLevel),
+		Unhealthy:    app.Health == database.WorkspaceAppHealthUnhealthy,
+	}
+	return res, nil
 }
 
 func (s *appsState) close() error { return s.mesh.Close() }
@@ -101,7 +287,8 @@ func (api *API) appRoutes(r chi.Router) {
 func (api *API) appAPIRoutes(r chi.Router, apiKey func(http.Handler) http.Handler) {
 	r.Get("/applications/auth-redirect", api.apps.server.ServeAuthRedirect)
 	r.Get("/applications/host", api.appHost)
-	r.With(apiKey).Get("/workspaceagents/{workspaceagent}/pty", api.workspaceAgentPTY)
+	_, connectAgent := api.workspaceAgentParams()
+	r.With(apiKey, connectAgent).Get("/workspaceagents/{workspaceagent}/pty", api.workspaceAgentPTY)
 }
 
 // appHost serves GET /api/v2/applications/host: the subdomain apps host

@@ -609,3 +609,90 @@ func TestWorkspaceAppsAuthCacheBound(t *testing.T) {
 		t.Fatalf("stopped workspace after %s: %d %q", ttl, got.status, got.body)
 	}
 }
+
+// TestWorkspaceAppsRefreshKeys checks that the apps proxy records the use
+// of the key it authenticates by, as the API does: a session used only to
+// open apps keeps sliding (at most one write a minute), and an app key's
+// last use is recorded while its expiry stays bounded by the session it
+// came from.
+func TestWorkspaceAppsRefreshKeys(t *testing.T) {
+	t.Parallel()
+	clock := &offsetClock{}
+	store := database.NewStore(dbtestutil.NewPoolFor(t, dbtestutil.NewDB(t)))
+	e := startAppsCoderdWith(t, store, coderd.Options{
+		Now:  clock.now,
+		Apps: coderd.AppsOptions{WildcardAccessURL: "*.example.test"},
+		// Moving the clock must not make the agent look disconnected.
+		Agents: coderd.AgentOptions{DERPMap: tunneltest.RunDERP(t), HeartbeatInterval: 500 * time.Millisecond, InactiveDisconnectTimeout: time.Hour},
+	})
+	owner := codersdk.New(e.url)
+	first := coderdtest.CreateFirstUser(t, owner)
+	up := newUpstream(t)
+	agentID, token := insertAgent(t, e.store, uuid.MustParse(first.UserID))
+	insertApps(t, e.store, agentID,
+		testApp{slug: "owner-app", url: fmt.Sprintf("http://127.0.0.1:%d", up.port), share: database.AppSharingLevelOwner},
+		testApp{slug: "sub-app", url: fmt.Sprintf("http://127.0.0.1:%d", up.port), share: database.AppSharingLevelOwner, subdomain: true},
+	)
+	ws := workspaceOfAgent(t, e.store, agentID)
+	runAgent(t, e.url, token)
+	waitAgent(t, owner, agentID, "connected", func(a codersdk.WorkspaceAgent) bool { return a.Status == codersdk.WorkspaceAgentConnected })
+	ownerTok := owner.SessionToken()
+	getKey := func(tok string) database.APIKey {
+		t.Helper()
+		id, _, _ := strings.Cut(tok, "-")
+		k, err := e.store.GetAPIKeyByID(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	pathApp := fmt.Sprintf("%s/@%s/%s/apps/owner-app/", e.url, first.Username, ws.Name)
+
+	// Path app: the dashboard session slides.
+	before := getKey(ownerTok)
+	clock.advance(30 * time.Minute)
+	if got := appGet(t, noRedirect, pathApp, "", withSessionCookie(ownerTok)); got.status != http.StatusOK {
+		t.Fatalf("path app: %d %q", got.status, got.body)
+	}
+	after := getKey(ownerTok)
+	if !after.LastUsed.After(before.LastUsed.Add(29*time.Minute)) || !after.ExpiresAt.After(before.ExpiresAt.Add(29*time.Minute)) {
+		t.Fatalf("path app did not refresh the session: last_used %v -> %v, expires %v -> %v", before.LastUsed, after.LastUsed, before.ExpiresAt, after.ExpiresAt)
+	}
+	user, err := e.store.GetUserByID(context.Background(), uuid.MustParse(first.UserID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !user.LastSeenAt.Equal(after.LastUsed) {
+		t.Fatalf("last_seen_at %v, want %v", user.LastSeenAt, after.LastUsed)
+	}
+	// Used again within the refresh interval (past the grant cache): no write.
+	clock.advance(30 * time.Second)
+	if got := appGet(t, noRedirect, pathApp, "", withSessionCookie(ownerTok)); got.status != http.StatusOK {
+		t.Fatalf("path app again: %d %q", got.status, got.body)
+	}
+	if again := getKey(ownerTok); !again.LastUsed.Equal(after.LastUsed) || !again.ExpiresAt.Equal(after.ExpiresAt) {
+		t.Fatalf("refreshed within the interval: last_used %v -> %v", after.LastUsed, again.LastUsed)
+	}
+
+	// Subdomain app: the app key's use is recorded, its expiry stays.
+	_, port, _ := net.SplitHostPort(e.addr)
+	appHost := "sub-app--main--" + ws.Name + "--" + first.Username + ".example.test:" + port
+	got := appGet(t, noRedirect, e.url.String()+workspaceapps.AuthRedirectPath+"?"+url.Values{workspaceapps.RedirectURIParam: {"http://" + appHost + "/"}}.Encode(), "", withSessionCookie(ownerTok))
+	loc, err := url.Parse(got.location)
+	if got.status != http.StatusSeeOther || err != nil || loc.Query().Get(workspaceapps.AppConnectAPIKeyParam) == "" {
+		t.Fatalf("auth redirect: %d %q", got.status, got.location)
+	}
+	appKey := loc.Query().Get(workspaceapps.AppConnectAPIKeyParam)
+	keyBefore := getKey(appKey)
+	clock.advance(10 * time.Minute)
+	got = appGet(t, noRedirect, e.url.String()+"/", appHost, func(r *http.Request) {
+		r.AddCookie(&http.Cookie{Name: workspaceapps.SubdomainAppSessionTokenCookie, Value: appKey})
+	})
+	if got.status != http.StatusOK {
+		t.Fatalf("subdomain app: %d %q", got.status, got.body)
+	}
+	keyAfter := getKey(appKey)
+	if !keyAfter.LastUsed.After(keyBefore.LastUsed.Add(9*time.Minute)) || !keyAfter.ExpiresAt.Equal(keyBefore.ExpiresAt) {
+		t.Fatalf("app key: last_used %v -> %v, expires %v -> %v", keyBefore.LastUsed, keyAfter.LastUsed, keyBefore.ExpiresAt, keyAfter.ExpiresAt)
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/wgmesh/coder/coderd/convert"
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/rbac"
@@ -13,75 +14,10 @@ import (
 	"github.com/wgmesh/coder/database"
 )
 
-// BuildStatus derives a workspace build's status from its job status and transition.
-func BuildStatus(job codersdk.ProvisionerJobStatus, transition codersdk.WorkspaceTransition) codersdk.WorkspaceStatus {
-	switch job {
-	case codersdk.ProvisionerJobPending:
-		return codersdk.WorkspaceStatusPending
-	case codersdk.ProvisionerJobRunning:
-		switch transition {
-		case codersdk.WorkspaceTransitionStop:
-			return codersdk.WorkspaceStatusStopping
-		case codersdk.WorkspaceTransitionDelete:
-			return codersdk.WorkspaceStatusDeleting
-		default:
-			return codersdk.WorkspaceStatusStarting
-		}
-	case codersdk.ProvisionerJobSucceeded:
-		switch transition {
-		case codersdk.WorkspaceTransitionStop:
-			return codersdk.WorkspaceStatusStopped
-		case codersdk.WorkspaceTransitionDelete:
-			return codersdk.WorkspaceStatusDeleted
-		default:
-			return codersdk.WorkspaceStatusRunning
-		}
-	case codersdk.ProvisionerJobCanceling:
-		return codersdk.WorkspaceStatusCanceling
-	case codersdk.ProvisionerJobCanceled:
-		return codersdk.WorkspaceStatusCanceled
-	default:
-		return codersdk.WorkspaceStatusFailed
-	}
-}
-
-func (api *API) convertBuild(r *http.Request, b database.WorkspaceBuild, ws database.Workspace, owner database.User) (codersdk.WorkspaceBuild, error) {
-	ctx := r.Context()
-	job, err := api.db.GetProvisionerJobByID(ctx, b.JobID)
-	if err != nil {
-		return codersdk.WorkspaceBuild{}, fmt.Errorf("get build job: %w", err)
-	}
-	sdkJob, err := api.convertJob(ctx, job)
-	if err != nil {
-		return codersdk.WorkspaceBuild{}, err
-	}
-	out := codersdk.WorkspaceBuild{
-		ID: b.ID, CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt, WorkspaceID: ws.ID, WorkspaceName: ws.Name,
-		WorkspaceOwnerID: owner.ID, WorkspaceOwnerName: owner.Username, TemplateVersionID: b.TemplateVersionID,
-		BuildNumber: b.BuildNumber, Transition: codersdk.WorkspaceTransition(b.Transition), InitiatorID: b.InitiatorID,
-		Job: sdkJob, Reason: string(b.Reason), DailyCost: b.DailyCost,
-	}
-	out.Status = BuildStatus(sdkJob.Status, out.Transition)
-	if v, err := api.db.GetTemplateVersionByID(ctx, b.TemplateVersionID); err == nil {
-		out.TemplateVersionName = v.Name
-	}
-	if u, err := api.db.GetUserByID(ctx, b.InitiatorID); err == nil {
-		out.InitiatorUsername = u.Username
-	}
-	out.Resources, err = api.jobResources(r, b.JobID)
-	if err != nil {
-		return codersdk.WorkspaceBuild{}, err
-	}
-	if out.Resources == nil {
-		out.Resources = []codersdk.WorkspaceResource{}
-	}
-	return out, nil
-}
-
 // postWorkspaceBuild queues a start, stop or delete of a workspace.
 func (api *API) postWorkspaceBuild(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ws, ok := api.workspaceFromRequest(w, r)
+	ws, ok := api.readableWorkspace(w, r)
 	if !ok {
 		return
 	}
@@ -126,10 +62,10 @@ func (api *API) postWorkspaceBuild(w http.ResponseWriter, r *http.Request) {
 		httpapi.InternalServerError(w, r, "Get latest build job.", err)
 		return
 	}
-	if jobStatus(prevJob).Active() {
+	if convert.JobStatus(prevJob).Active() {
 		httpapi.Write(ctx, w, http.StatusConflict, codersdk.Response{
 			Message: "A workspace build is already active.",
-			Detail:  fmt.Sprintf("Build #%d (%s) is %s; wait for it or cancel it.", prev.BuildNumber, prev.Transition, jobStatus(prevJob)),
+			Detail:  fmt.Sprintf("Build #%d (%s) is %s; wait for it or cancel it.", prev.BuildNumber, prev.Transition, convert.JobStatus(prevJob)),
 		})
 		return
 	}
@@ -174,62 +110,40 @@ func (api *API) postWorkspaceBuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.prov.notifyJobs()
-	owner, err := api.db.GetUserByID(ctx, ws.OwnerID)
-	if err != nil {
-		httpapi.InternalServerError(w, r, "Get owner.", err)
-		return
-	}
-	out, err := api.convertBuild(r, build, ws, owner)
+	out, err := api.convertBuilds(ctx, ws, []database.WorkspaceBuild{build})
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Convert build.", err)
 		return
 	}
-	httpapi.Write(ctx, w, http.StatusCreated, out)
+	httpapi.Write(ctx, w, http.StatusCreated, out[0])
 }
 
-// buildFromRequest loads {workspacebuild} and its workspace, checking read access.
-func (api *API) buildFromRequest(w http.ResponseWriter, r *http.Request) (database.WorkspaceBuild, database.Workspace, bool) {
-	id, ok := paramUUID(w, r, "workspacebuild")
+// readableBuild returns the {workspacebuild} of the route and its workspace
+// when the caller may read the workspace; otherwise it answers 404 and
+// returns false.
+func (api *API) readableBuild(w http.ResponseWriter, r *http.Request) (database.WorkspaceBuild, database.Workspace, bool) {
+	ws, ok := api.readableWorkspace(w, r)
 	if !ok {
 		return database.WorkspaceBuild{}, database.Workspace{}, false
 	}
-	b, err := api.db.GetWorkspaceBuildByID(r.Context(), id)
-	if err != nil {
-		notFoundOr500(w, r, "workspace build", err)
-		return database.WorkspaceBuild{}, database.Workspace{}, false
-	}
-	ws, err := api.db.GetWorkspaceByID(r.Context(), b.WorkspaceID)
-	if err != nil {
-		notFoundOr500(w, r, "workspace", err)
-		return database.WorkspaceBuild{}, database.Workspace{}, false
-	}
-	if !api.authorize(r, rbac.ActionRead, workspaceObject(ws)) {
-		httpapi.ResourceNotFound(w, r)
-		return database.WorkspaceBuild{}, database.Workspace{}, false
-	}
-	return b, ws, true
+	return httpmw.WorkspaceBuildParam(r), ws, true
 }
 
 func (api *API) workspaceBuild(w http.ResponseWriter, r *http.Request) {
-	b, ws, ok := api.buildFromRequest(w, r)
+	b, ws, ok := api.readableBuild(w, r)
 	if !ok {
 		return
 	}
-	owner, err := api.db.GetUserByID(r.Context(), ws.OwnerID)
-	if err != nil {
-		httpapi.InternalServerError(w, r, "Get owner.", err)
-		return
-	}
-	out, err := api.convertBuild(r, b, ws, owner)
+	out, err := api.convertBuilds(r.Context(), ws, []database.WorkspaceBuild{b})
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Convert build.", err)
 		return
 	}
-	httpapi.Write(r.Context(), w, http.StatusOK, out)
+	httpapi.Write(r.Context(), w, http.StatusOK, out[0])
 }
 
 func (api *API) workspaceBuilds(w http.ResponseWriter, r *http.Request) {
-	ws, ok := api.workspaceFromRequest(w, r)
+	ws, ok := api.readableWorkspace(w, r)
 	if !ok {
 		return
 	}
@@ -238,25 +152,16 @@ func (api *API) workspaceBuilds(w http.ResponseWriter, r *http.Request) {
 		httpapi.InternalServerError(w, r, "Get builds.", err)
 		return
 	}
-	owner, err := api.db.GetUserByID(r.Context(), ws.OwnerID)
+	out, err := api.convertBuilds(r.Context(), ws, builds)
 	if err != nil {
-		httpapi.InternalServerError(w, r, "Get owner.", err)
+		httpapi.InternalServerError(w, r, "Convert build.", err)
 		return
-	}
-	out := make([]codersdk.WorkspaceBuild, 0, len(builds))
-	for _, b := range builds {
-		sb, err := api.convertBuild(r, b, ws, owner)
-		if err != nil {
-			httpapi.InternalServerError(w, r, "Convert build.", err)
-			return
-		}
-		out = append(out, sb)
 	}
 	httpapi.Write(r.Context(), w, http.StatusOK, out)
 }
 
 func (api *API) workspaceBuildLogs(w http.ResponseWriter, r *http.Request) {
-	b, _, ok := api.buildFromRequest(w, r)
+	b, _, ok := api.readableBuild(w, r)
 	if !ok {
 		return
 	}
@@ -264,15 +169,16 @@ func (api *API) workspaceBuildLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (api *API) workspaceBuildResources(w http.ResponseWriter, r *http.Request) {
-	b, _, ok := api.buildFromRequest(w, r)
+	b, ws, ok := api.readableBuild(w, r)
 	if !ok {
 		return
 	}
-	out, err := api.jobResources(r, b.JobID)
+	resources, err := api.fetchResources(r.Context(), []uuid.UUID{b.JobID}, map[uuid.UUID]uuid.UUID{b.JobID: ws.ID})
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Get resources.", err)
 		return
 	}
+	out := resources[b.JobID]
 	if out == nil {
 		out = []codersdk.WorkspaceResource{}
 	}
@@ -280,7 +186,7 @@ func (api *API) workspaceBuildResources(w http.ResponseWriter, r *http.Request) 
 }
 
 func (api *API) patchCancelWorkspaceBuild(w http.ResponseWriter, r *http.Request) {
-	b, ws, ok := api.buildFromRequest(w, r)
+	b, ws, ok := api.readableBuild(w, r)
 	if !ok {
 		return
 	}

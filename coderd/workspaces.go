@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/wgmesh/coder/coderd/convert"
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/rbac"
@@ -39,7 +39,7 @@ func (api *API) postWorkspace(w http.ResponseWriter, r *http.Request) {
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
 	}
-	errs := validName("name", req.Name)
+	errs := nameErrors("name", req.Name)
 	if req.TemplateID == uuid.Nil && req.TemplateVersionID == uuid.Nil {
 		errs = append(errs, codersdk.ValidationError{Field: "template_id", Detail: "template_id or template_version_id is required"})
 	}
@@ -124,7 +124,7 @@ func (api *API) postWorkspace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.prov.notifyJobs()
-	out, err := api.convertWorkspace(r, ws)
+	out, err := api.convertWorkspace(ctx, ws)
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Convert workspace.", err)
 		return
@@ -218,7 +218,7 @@ func validateParameterValue(p database.TemplateVersionParameter, value string) e
 }
 
 func checkParameterValue(p database.TemplateVersionParameter, value string) error {
-	opts := convertParameter(p).Options
+	opts := convert.TemplateVersionParameter(p).Options
 	if len(opts) > 0 && p.Type != "list(string)" {
 		valid := slices.ContainsFunc(opts, func(o codersdk.TemplateVersionParameterOption) bool { return o.Value == value })
 		if !valid {
@@ -315,17 +315,11 @@ func (api *API) insertBuild(ctx context.Context, q *database.Queries, ws databas
 	return build, nil
 }
 
-// workspaceFromRequest loads {workspace} and checks read access (404 otherwise).
-func (api *API) workspaceFromRequest(w http.ResponseWriter, r *http.Request) (database.Workspace, bool) {
-	id, ok := paramUUID(w, r, "workspace")
-	if !ok {
-		return database.Workspace{}, false
-	}
-	ws, err := api.db.GetWorkspaceByID(r.Context(), id)
-	if err != nil {
-		notFoundOr500(w, r, "workspace", err)
-		return database.Workspace{}, false
-	}
+// readableWorkspace returns the workspace of the route when the caller may
+// read it; otherwise it answers 404 (the caller may not learn that it
+// exists) and returns false.
+func (api *API) readableWorkspace(w http.ResponseWriter, r *http.Request) (database.Workspace, bool) {
+	ws := httpmw.WorkspaceParam(r)
 	if !api.authorize(r, rbac.ActionRead, workspaceObject(ws)) {
 		httpapi.ResourceNotFound(w, r)
 		return database.Workspace{}, false
@@ -333,44 +327,28 @@ func (api *API) workspaceFromRequest(w http.ResponseWriter, r *http.Request) (da
 	return ws, true
 }
 
+// workspace serves GET /api/v2/workspaces/{workspace}.
 func (api *API) workspace(w http.ResponseWriter, r *http.Request) {
-	ws, ok := api.workspaceFromRequest(w, r)
+	api.writeWorkspace(w, r)
+}
+
+// workspaceByOwnerAndName serves GET /api/v2/users/{user}/workspace/{workspacename}.
+func (api *API) workspaceByOwnerAndName(w http.ResponseWriter, r *http.Request) {
+	api.writeWorkspace(w, r)
+}
+
+// writeWorkspace answers with the workspace of the route, when readable.
+func (api *API) writeWorkspace(w http.ResponseWriter, r *http.Request) {
+	ws, ok := api.readableWorkspace(w, r)
 	if !ok {
 		return
 	}
-	out, err := api.convertWorkspace(r, ws)
+	out, err := api.convertWorkspace(r.Context(), ws)
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Convert workspace.", err)
 		return
 	}
 	httpapi.Write(r.Context(), w, http.StatusOK, out)
-}
-
-func (api *API) workspaceByOwnerAndName(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	owner := httpmw.UserParam(r)
-	ws, err := api.db.GetWorkspaceByOwnerIDAndName(ctx, database.GetWorkspaceByOwnerIDAndNameParams{
-		OwnerID: owner.ID, Name: chi.URLParam(r, "workspacename"),
-	})
-	if err != nil {
-		if database.IsNotFound(err) {
-			// Consult the authorizer anyway: the caller may not learn more
-			// than "not found" about another user's workspaces.
-			_ = api.authorize(r, rbac.ActionRead, rbac.Object{Type: rbac.ResourceWorkspace, OwnerID: owner.ID})
-		}
-		notFoundOr500(w, r, "workspace", err)
-		return
-	}
-	if !api.authorize(r, rbac.ActionRead, workspaceObject(ws)) {
-		httpapi.ResourceNotFound(w, r)
-		return
-	}
-	out, err := api.convertWorkspace(r, ws)
-	if err != nil {
-		httpapi.InternalServerError(w, r, "Convert workspace.", err)
-		return
-	}
-	httpapi.Write(ctx, w, http.StatusOK, out)
 }
 
 // workspaces lists the workspaces the caller may read, optionally of one
@@ -403,56 +381,16 @@ func (api *API) workspaces(w http.ResponseWriter, r *http.Request) {
 	}
 	// Always consult the authorizer, even for an empty list.
 	_ = api.authorize(r, rbac.ActionRead, rbac.Object{Type: rbac.ResourceWorkspace, OwnerID: auth.User.ID})
-	out := codersdk.WorkspacesResponse{Workspaces: []codersdk.Workspace{}}
+	readable := make([]database.Workspace, 0, len(all))
 	for _, ws := range all {
-		if !api.authorize(r, rbac.ActionRead, workspaceObject(ws)) {
-			continue
+		if api.authorize(r, rbac.ActionRead, workspaceObject(ws)) {
+			readable = append(readable, ws)
 		}
-		sw, err := api.convertWorkspace(r, ws)
-		if err != nil {
-			httpapi.InternalServerError(w, r, "Convert workspace.", err)
-			return
-		}
-		out.Workspaces = append(out.Workspaces, sw)
 	}
-	out.Count = len(out.Workspaces)
-	httpapi.Write(ctx, w, http.StatusOK, out)
-}
-
-func (api *API) convertWorkspace(r *http.Request, ws database.Workspace) (codersdk.Workspace, error) {
-	ctx := r.Context()
-	out := codersdk.Workspace{
-		ID: ws.ID, CreatedAt: ws.CreatedAt, UpdatedAt: ws.UpdatedAt, OwnerID: ws.OwnerID, TemplateID: ws.TemplateID,
-		Name: ws.Name, LastUsedAt: ws.LastUsedAt,
-	}
-	if ws.AutostartSchedule.Valid {
-		s := ws.AutostartSchedule.String
-		out.AutostartSchedule = &s
-	}
-	if ws.Ttl.Valid {
-		ms := ws.Ttl.Int64 / 1e6
-		out.TTLMillis = &ms
-	}
-	owner, err := api.db.GetUserByID(ctx, ws.OwnerID)
+	list, err := api.convertWorkspaces(ctx, readable)
 	if err != nil {
-		return out, fmt.Errorf("get owner: %w", err)
+		httpapi.InternalServerError(w, r, "Convert workspace.", err)
+		return
 	}
-	out.OwnerName = owner.Username
-	tmpl, err := api.db.GetTemplateByID(ctx, ws.TemplateID)
-	if err != nil {
-		return out, fmt.Errorf("get template: %w", err)
-	}
-	out.TemplateName, out.TemplateDisplayName, out.TemplateIcon = tmpl.Name, tmpl.DisplayName, tmpl.Icon
-	out.TemplateActiveVersionID = tmpl.ActiveVersionID
-	out.TemplateAllowUserCancelWorkspaceJobs = tmpl.AllowUserCancelWorkspaceJobs
-	build, err := api.db.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
-	if err != nil {
-		return out, fmt.Errorf("get latest build: %w", err)
-	}
-	out.LatestBuild, err = api.convertBuild(r, build, ws, owner)
-	if err != nil {
-		return out, err
-	}
-	out.Outdated = build.TemplateVersionID != tmpl.ActiveVersionID
-	return out, nil
+	httpapi.Write(ctx, w, http.StatusOK, codersdk.WorkspacesResponse{Workspaces: list, Count: len(list)})
 }

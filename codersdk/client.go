@@ -65,6 +65,9 @@ func (c *Client) Request(ctx context.Context, method, path string, body any) (*h
 	if err != nil {
 		return nil, fmt.Errorf("parse path %q: %w", path, err)
 	}
+	if err := checkPathSegments(ref.EscapedPath()); err != nil {
+		return nil, fmt.Errorf("request %s: %w", path, err)
+	}
 	target := c.URL.ResolveReference(ref)
 
 	var reader io.Reader
@@ -95,6 +98,20 @@ func (c *Client) Request(ctx context.Context, method, path string, body any) (*h
 		return nil, fmt.Errorf("%s %s: %w", method, target.Redacted(), err)
 	}
 	return res, nil
+}
+
+// ErrInvalidPathSegment is returned by Request for a path with a "." or
+// ".." segment: resolving it would silently call another endpoint (a
+// workspace named ".." turns /users/me/workspace/.. into /users/me/).
+var ErrInvalidPathSegment = errors.New(`API path has a "." or ".." segment`)
+
+func checkPathSegments(escapedPath string) error {
+	for _, seg := range strings.Split(escapedPath, "/") {
+		if seg == "." || seg == ".." {
+			return ErrInvalidPathSegment
+		}
+	}
+	return nil
 }
 
 // do performs a request, turns a non-expected status into an *Error and

@@ -30,6 +30,47 @@ type UploadResponse struct {
 	ID uuid.UUID `json:"hash"`
 }
 
+// ProvisionerJobType is the kind of work a provisioner job asks for.
+type ProvisionerJobType string
+
+const (
+	// ProvisionerJobTypeTemplateVersionImport parses a template version: its rich
+	// parameters and the resources a start would create.
+	ProvisionerJobTypeTemplateVersionImport ProvisionerJobType = "template_version_import"
+	// ProvisionerJobTypeWorkspaceBuild applies a workspace transition (start, stop, delete).
+	ProvisionerJobTypeWorkspaceBuild ProvisionerJobType = "workspace_build"
+	// ProvisionerJobTypeTemplateVersionDryRun plans a workspace build without applying it.
+	ProvisionerJobTypeTemplateVersionDryRun ProvisionerJobType = "template_version_dry_run"
+)
+
+// WorkspaceTransition is the desired state a workspace build moves the workspace to.
+type WorkspaceTransition string
+
+const (
+	// WorkspaceTransitionStart creates or starts the workspace.
+	WorkspaceTransitionStart WorkspaceTransition = "start"
+	// WorkspaceTransitionStop stops the workspace, keeping persistent resources.
+	WorkspaceTransitionStop WorkspaceTransition = "stop"
+	// WorkspaceTransitionDelete destroys every resource of the workspace.
+	WorkspaceTransitionDelete WorkspaceTransition = "delete"
+)
+
+// LogLevel is the severity of a provisioner log line.
+type LogLevel string
+
+const (
+	// LogLevelTrace is the most verbose level.
+	LogLevelTrace LogLevel = "trace"
+	// LogLevelDebug is for diagnostic detail.
+	LogLevelDebug LogLevel = "debug"
+	// LogLevelInfo is for normal progress messages.
+	LogLevelInfo LogLevel = "info"
+	// LogLevelWarn is for warnings that did not stop the job.
+	LogLevelWarn LogLevel = "warn"
+	// LogLevelError is for errors.
+	LogLevelError LogLevel = "error"
+)
+
 // ProvisionerJobStatus is the state of a provisioner job.
 type ProvisionerJobStatus string
 

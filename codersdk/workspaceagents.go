@@ -168,6 +168,13 @@ type WorkspaceAgentMetadata struct {
 	Result      WorkspaceAgentMetadataResult      `json:"result"`
 }
 
+// Healthcheck is how the agent checks an app is up.
+type Healthcheck struct {
+	URL       string `json:"url"`
+	Interval  int32  `json:"interval"`
+	Threshold int32  `json:"threshold"`
+}
+
 // WorkspaceApp is an app an agent serves.
 type WorkspaceApp struct {
 	ID           uuid.UUID          `json:"id"`

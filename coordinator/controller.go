@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -21,7 +20,11 @@ import (
 // Defaults of ControllerOptions.
 const (
 	DefaultBackoffMin = 100 * time.Millisecond
-	DefaultBackoffMax = 10 * time.Second
+	// DefaultBackoffMax keeps a peer within 2 s of a coderd that comes
+	// back, however long it was gone (the usual outage is a restart). While
+	// coderd is down each peer dials every 1-2 s: a refused connection,
+	// cheap for coderd's host and its load balancer.
+	DefaultBackoffMax = 2 * time.Second
 	// clientReadLimit bounds a frame from the coordinator (DERP maps of many
 	// regions, batches of peer updates).
 	clientReadLimit = 8 << 20
@@ -51,7 +54,9 @@ type ControllerOptions struct {
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// BackoffMin and BackoffMax bound the jittered exponential wait between
-	// reconnection attempts (defaults 100ms and 10s).
+	// failed dials (defaults 100ms and 2s). The backoff starts over once a
+	// connection is established: the first redial after a drop waits at
+	// most BackoffMin, however many outages came before.
 	BackoffMin, BackoffMax time.Duration
 }
 
@@ -62,6 +67,7 @@ type ControllerOptions struct {
 type Controller struct {
 	conn       TunnelConn
 	dial       Dialer
+	sleep      func(ctx context.Context, d time.Duration) bool
 	logger     *slog.Logger
 	backoffMin time.Duration
 	backoffMax time.Duration
@@ -84,6 +90,12 @@ type Controller struct {
 
 // NewController starts a Controller. Stop it with Close.
 func NewController(opts ControllerOptions) (*Controller, error) {
+	return newController(opts, sleepCtx)
+}
+
+// newController is NewController with the wait between dials replaced
+// (tests observe and release the waits instead of sleeping).
+func newController(opts ControllerOptions, sleep func(ctx context.Context, d time.Duration) bool) (*Controller, error) {
 	if opts.Conn == nil {
 		return nil, errors.New("new controller: Conn is required")
 	}
@@ -92,7 +104,7 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 	}
 	logger := opts.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.BackoffMin <= 0 {
 		opts.BackoffMin = DefaultBackoffMin
@@ -104,6 +116,7 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 	c := &Controller{
 		conn:         opts.Conn,
 		dial:         opts.Dial,
+		sleep:        sleep,
 		logger:       logger.With("component", "coordinator-controller"),
 		backoffMin:   opts.BackoffMin,
 		backoffMax:   opts.BackoffMax,
@@ -184,43 +197,78 @@ func (c *Controller) setConnected(v bool) {
 func (c *Controller) run() {
 	defer close(c.done)
 	defer c.conn.SetNodeCallback(nil)
-	backoff := c.backoffMin
+	// failures counts the dials that failed in a row since the last
+	// established connection; it alone drives the backoff, so a short
+	// outage leaves nothing behind once the coordinator answered again.
+	failures := 0
 	for c.ctx.Err() == nil {
 		ws, err := c.dial(c.ctx)
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
 			}
-			c.logger.Warn("dial coordinator failed", "err", err, "retry_in", backoff)
+			failures++
+			c.logger.Warn("dial coordinator failed", "err", err, "attempt", failures)
 		} else {
 			started := time.Now()
 			c.setConnected(true)
 			c.conn.SetCoordinatorConnected(true)
-			err := c.session(ws)
+			answered, err := c.session(ws)
 			c.setConnected(false)
 			if c.ctx.Err() != nil {
 				return
 			}
 			c.conn.SetCoordinatorConnected(false)
 			c.logger.Warn("coordinator connection ended", "err", err)
-			if time.Since(started) > 2*c.backoffMax {
-				backoff = c.backoffMin
+			// The connection counts as established once the coordinator
+			// answered (it sends the DERP map first) or it stayed up for
+			// a while; a coordinator that accepts and drops at once keeps
+			// backing off instead of being redialled in a tight loop.
+			if answered || time.Since(started) >= c.backoffMin {
+				failures = 0
+			} else {
+				failures++
 			}
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		t := time.NewTimer(wait)
-		select {
-		case <-c.ctx.Done():
-			t.Stop()
+		if !c.sleep(c.ctx, c.retryDelay(failures)) {
 			return
-		case <-t.C:
 		}
-		backoff = min(backoff*2, c.backoffMax)
 	}
 }
 
-// session runs one websocket until it fails or the Controller closes.
-func (c *Controller) session(ws *websocket.Conn) error {
+// retryDelay is the wait before the next dial. After an established
+// connection dropped (failures == 0) it is a jitter in [0, BackoffMin]: the
+// redial is immediate in effect, yet a fleet of peers that lost coderd at
+// the same instant does not come back in lockstep. After n failed dials in a
+// row the step is BackoffMin·2^(n-1), capped at BackoffMax, jittered to
+// [step/2, step].
+func (c *Controller) retryDelay(failures int) time.Duration {
+	if failures <= 0 {
+		return rand.N(c.backoffMin + 1)
+	}
+	step := c.backoffMin
+	for i := 1; i < failures && step < c.backoffMax; i++ {
+		step *= 2
+	}
+	step = min(step, c.backoffMax)
+	return step/2 + rand.N(step/2+1)
+}
+
+// sleepCtx waits for d, returning false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// session runs one websocket until it fails or the Controller closes. It
+// reports whether the coordinator sent at least one frame.
+func (c *Controller) session(ws *websocket.Conn) (answered bool, _ error) {
 	ws.SetReadLimit(clientReadLimit)
 	sctx, scancel := context.WithCancel(context.Background())
 	defer scancel()
@@ -306,7 +354,7 @@ func (c *Controller) session(ws *websocket.Conn) error {
 
 	if err := syncState(); err != nil {
 		closeWith(websocket.StatusInternalError, "write failed")
-		return err
+		return answered, err
 	}
 	for {
 		select {
@@ -315,20 +363,21 @@ func (c *Controller) session(ws *websocket.Conn) error {
 			err := writeEnvelope(gctx, ws, &Envelope{Version: ProtocolVersion, Type: TypeDisconnect})
 			gcancel()
 			closeWith(websocket.StatusNormalClosure, "goodbye")
-			return err
+			return answered, err
 		case <-c.nodeSignal:
 		case <-c.tunnelSignal:
 		case f := <-frames:
 			if f.err != nil {
 				closeWith(websocket.StatusGoingAway, "read failed")
-				return fmt.Errorf("read from coordinator: %w", f.err)
+				return answered, fmt.Errorf("read from coordinator: %w", f.err)
 			}
+			answered = true
 			c.apply(f.env)
 			continue
 		}
 		if err := syncState(); err != nil {
 			closeWith(websocket.StatusInternalError, "write failed")
-			return err
+			return answered, err
 		}
 	}
 }

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -77,7 +76,7 @@ func NewInMemory(logger *slog.Logger) *InMemory {
 func NewInMemoryWithOptions(opts InMemoryOptions) *InMemory {
 	logger := opts.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize

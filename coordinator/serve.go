@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -71,7 +70,7 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 	}
 	logger := opts.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("peer", opts.ID, "name", opts.Name)
 	pingInterval := opts.PingInterval

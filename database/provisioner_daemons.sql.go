@@ -13,24 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const countLiveProvisionerDaemonsForTags = `-- name: CountLiveProvisionerDaemonsForTags :one
-SELECT count(*) FROM provisioner_daemons
-WHERE last_seen_at >= $1 AND $2::jsonb <@ tags
-`
-
-type CountLiveProvisionerDaemonsForTagsParams struct {
-	SeenAfter pgtype.Timestamptz `json:"seen_after"`
-	Tags      []byte             `json:"tags"`
-}
-
-// Daemons seen since the given time that could run a job with these tags.
-func (q *Queries) CountLiveProvisionerDaemonsForTags(ctx context.Context, arg CountLiveProvisionerDaemonsForTagsParams) (int64, error) {
-	row := q.db.QueryRow(ctx, countLiveProvisionerDaemonsForTags, arg.SeenAfter, arg.Tags)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
-}
-
 const getProvisionerDaemonByID = `-- name: GetProvisionerDaemonByID :one
 SELECT id, created_at, name, provisioners, tags, version, terraform_version, last_seen_at, key_id FROM provisioner_daemons WHERE id = $1 LIMIT 1
 `

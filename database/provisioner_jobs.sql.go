@@ -150,27 +150,6 @@ func (q *Queries) GetProvisionerJobByID(ctx context.Context, id uuid.UUID) (Prov
 	return i, err
 }
 
-const getProvisionerJobQueuePosition = `-- name: GetProvisionerJobQueuePosition :one
-SELECT
-    (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL
-        AND (p.created_at, p.id) <= (j.created_at, j.id))::bigint AS queue_position,
-    (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL)::bigint AS queue_size
-FROM provisioner_jobs j WHERE j.id = $1
-`
-
-type GetProvisionerJobQueuePositionRow struct {
-	QueuePosition int64 `json:"queue_position"`
-	QueueSize     int64 `json:"queue_size"`
-}
-
-// Position (1-based) of a pending job among pending jobs, and the number of pending jobs.
-func (q *Queries) GetProvisionerJobQueuePosition(ctx context.Context, id uuid.UUID) (GetProvisionerJobQueuePositionRow, error) {
-	row := q.db.QueryRow(ctx, getProvisionerJobQueuePosition, id)
-	var i GetProvisionerJobQueuePositionRow
-	err := row.Scan(&i.QueuePosition, &i.QueueSize)
-	return i, err
-}
-
 const getProvisionerJobsByIDs = `-- name: GetProvisionerJobsByIDs :many
 SELECT id, created_at, updated_at, started_at, canceled_at, completed_at, error, error_code, initiator_id, provisioner, storage_method, type, input, file_id, tags, worker_id, heartbeat_at, trace_metadata FROM provisioner_jobs WHERE id = ANY($1::uuid[])
 `
@@ -203,6 +182,82 @@ func (q *Queries) GetProvisionerJobsByIDs(ctx context.Context, ids []uuid.UUID) 
 			&i.WorkerID,
 			&i.HeartbeatAt,
 			&i.TraceMetadata,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const getProvisionerJobsWithQueueByIDs = `-- name: GetProvisionerJobsWithQueueByIDs :many
+SELECT
+    j.id, j.created_at, j.updated_at, j.started_at, j.canceled_at, j.completed_at, j.error, j.error_code, j.initiator_id, j.provisioner, j.storage_method, j.type, j.input, j.file_id, j.tags, j.worker_id, j.heartbeat_at, j.trace_metadata,
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL
+            AND (p.created_at, p.id) <= (j.created_at, j.id))
+    ELSE 0 END::bigint AS queue_position,
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL)
+    ELSE 0 END::bigint AS queue_size,
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_daemons d WHERE d.last_seen_at >= $1::timestamptz AND j.tags <@ d.tags)
+    ELSE 0 END::bigint AS live_daemons
+FROM provisioner_jobs j
+WHERE j.id = ANY($2::uuid[])
+`
+
+type GetProvisionerJobsWithQueueByIDsParams struct {
+	LiveSince time.Time   `json:"live_since"`
+	Ids       []uuid.UUID `json:"ids"`
+}
+
+type GetProvisionerJobsWithQueueByIDsRow struct {
+	ProvisionerJob ProvisionerJob `json:"provisioner_job"`
+	QueuePosition  int64          `json:"queue_position"`
+	QueueSize      int64          `json:"queue_size"`
+	LiveDaemons    int64          `json:"live_daemons"`
+}
+
+// The given jobs, each with the queue figures of a pending job (zero for
+// every other job): its 1-based position among the jobs not yet started
+// nor canceled, the number of such jobs, and how many provisioner daemons
+// seen since live_since carry all of its tags. GetWorkspaceBuildsWithDetails
+// computes the same figures for build jobs.
+func (q *Queries) GetProvisionerJobsWithQueueByIDs(ctx context.Context, arg GetProvisionerJobsWithQueueByIDsParams) ([]GetProvisionerJobsWithQueueByIDsRow, error) {
+	rows, err := q.db.Query(ctx, getProvisionerJobsWithQueueByIDs, arg.LiveSince, arg.Ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GetProvisionerJobsWithQueueByIDsRow
+	for rows.Next() {
+		var i GetProvisionerJobsWithQueueByIDsRow
+		if err := rows.Scan(
+			&i.ProvisionerJob.ID,
+			&i.ProvisionerJob.CreatedAt,
+			&i.ProvisionerJob.UpdatedAt,
+			&i.ProvisionerJob.StartedAt,
+			&i.ProvisionerJob.CanceledAt,
+			&i.ProvisionerJob.CompletedAt,
+			&i.ProvisionerJob.Error,
+			&i.ProvisionerJob.ErrorCode,
+			&i.ProvisionerJob.InitiatorID,
+			&i.ProvisionerJob.Provisioner,
+			&i.ProvisionerJob.StorageMethod,
+			&i.ProvisionerJob.Type,
+			&i.ProvisionerJob.Input,
+			&i.ProvisionerJob.FileID,
+			&i.ProvisionerJob.Tags,
+			&i.ProvisionerJob.WorkerID,
+			&i.ProvisionerJob.HeartbeatAt,
+			&i.ProvisionerJob.TraceMetadata,
+			&i.QueuePosition,
+			&i.QueueSize,
+			&i.LiveDaemons,
 		); err != nil {
 			return nil, err
 		}

@@ -64,11 +64,23 @@ func TestProvisioningQueries(t *testing.T) {
 	if _, err := acquire(`{"scope":"organization"}`); !database.IsNotFound(err) {
 		t.Fatalf("second acquire: %v, want not found", err)
 	}
-	n, err := store.CountLiveProvisionerDaemonsForTags(ctx, database.CountLiveProvisionerDaemonsForTagsParams{
-		SeenAfter: pgtype.Timestamptz{Time: now.Add(-time.Minute), Valid: true}, Tags: []byte(`{"flavour":"tofu"}`),
+	queued, err := store.GetProvisionerJobsWithQueueByIDs(ctx, database.GetProvisionerJobsWithQueueByIDsParams{
+		LiveSince: now.Add(-time.Minute), Ids: []uuid.UUID{tofuJob.ID, plainJob.ID},
 	})
-	if err != nil || n != 0 {
-		t.Fatalf("live daemons for tofu = %d, %v", n, err)
+	if err != nil || len(queued) != 2 {
+		t.Fatalf("jobs with queue = %+v, %v", queued, err)
+	}
+	for _, q := range queued {
+		switch q.ProvisionerJob.ID {
+		case tofuJob.ID: // pending; the only daemon lacks its flavour tag
+			if q.QueuePosition != 1 || q.QueueSize != 1 || q.LiveDaemons != 0 {
+				t.Fatalf("pending tofu job queue = %+v", q)
+			}
+		case plainJob.ID: // running: no queue figures
+			if q.QueuePosition != 0 || q.QueueSize != 0 || q.LiveDaemons != 0 {
+				t.Fatalf("running job queue = %+v", q)
+			}
+		}
 	}
 	got, err = acquire(`{"scope":"organization","flavour":"tofu","extra":"x"}`)
 	if err != nil || got.ID != tofuJob.ID {

@@ -20,8 +20,6 @@ type Querier interface {
 	// Records batch_seq as the agent's latest stored log batch. Affects no row
 	// when a batch with this or a higher sequence number was stored before.
 	ClaimWorkspaceAgentLogBatch(ctx context.Context, arg ClaimWorkspaceAgentLogBatchParams) (int64, error)
-	// Daemons seen since the given time that could run a job with these tags.
-	CountLiveProvisionerDaemonsForTags(ctx context.Context, arg CountLiveProvisionerDaemonsForTagsParams) (int64, error)
 	DeleteAPIKeyByID(ctx context.Context, id string) error
 	DeleteAPIKeysByUserID(ctx context.Context, userID uuid.UUID) error
 	// Removes keys that expired before the given time.
@@ -39,9 +37,13 @@ type Querier interface {
 	GetProvisionerDaemonByID(ctx context.Context, id uuid.UUID) (ProvisionerDaemon, error)
 	GetProvisionerDaemons(ctx context.Context) ([]ProvisionerDaemon, error)
 	GetProvisionerJobByID(ctx context.Context, id uuid.UUID) (ProvisionerJob, error)
-	// Position (1-based) of a pending job among pending jobs, and the number of pending jobs.
-	GetProvisionerJobQueuePosition(ctx context.Context, id uuid.UUID) (GetProvisionerJobQueuePositionRow, error)
 	GetProvisionerJobsByIDs(ctx context.Context, ids []uuid.UUID) ([]ProvisionerJob, error)
+	// The given jobs, each with the queue figures of a pending job (zero for
+	// every other job): its 1-based position among the jobs not yet started
+	// nor canceled, the number of such jobs, and how many provisioner daemons
+	// seen since live_since carry all of its tags. GetWorkspaceBuildsWithDetails
+	// computes the same figures for build jobs.
+	GetProvisionerJobsWithQueueByIDs(ctx context.Context, arg GetProvisionerJobsWithQueueByIDsParams) ([]GetProvisionerJobsWithQueueByIDsRow, error)
 	GetProvisionerLogsAfterID(ctx context.Context, arg GetProvisionerLogsAfterIDParams) ([]ProvisionerJobLog, error)
 	GetTemplateByID(ctx context.Context, id uuid.UUID) (Template, error)
 	GetTemplateByName(ctx context.Context, name string) (Template, error)
@@ -56,6 +58,7 @@ type Querier interface {
 	GetUserByUsername(ctx context.Context, username string) (User, error)
 	GetUserCount(ctx context.Context) (int64, error)
 	GetUsers(ctx context.Context, arg GetUsersParams) ([]User, error)
+	GetUsersByIDs(ctx context.Context, ids []uuid.UUID) ([]User, error)
 	// The newest agent with this token (a token can outlive a build).
 	GetWorkspaceAgentByAuthTokenHash(ctx context.Context, authTokenHash []byte) (WorkspaceAgent, error)
 	GetWorkspaceAgentByID(ctx context.Context, id uuid.UUID) (WorkspaceAgent, error)
@@ -66,6 +69,10 @@ type Querier interface {
 	GetWorkspaceAgentScriptsByAgentIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceAgentScript, error)
 	GetWorkspaceAgentsByResourceIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceAgent, error)
 	GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx context.Context, workspaceID uuid.UUID) ([]WorkspaceAgent, error)
+	// The agents of the given resources, one row per script (script columns
+	// NULL for an agent without any), ordered like GetWorkspaceAgentsByResourceIDs
+	// and GetWorkspaceAgentScriptsByAgentIDs.
+	GetWorkspaceAgentsWithScriptsByResourceIDs(ctx context.Context, resourceIds []uuid.UUID) ([]GetWorkspaceAgentsWithScriptsByResourceIDsRow, error)
 	GetWorkspaceAppByAgentIDAndSlug(ctx context.Context, arg GetWorkspaceAppByAgentIDAndSlugParams) (WorkspaceApp, error)
 	GetWorkspaceAppsByAgentID(ctx context.Context, agentID uuid.UUID) ([]WorkspaceApp, error)
 	GetWorkspaceAppsByAgentIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceApp, error)
@@ -73,13 +80,24 @@ type Querier interface {
 	GetWorkspaceBuildByJobID(ctx context.Context, jobID uuid.UUID) (WorkspaceBuild, error)
 	GetWorkspaceBuildParameters(ctx context.Context, workspaceBuildID uuid.UUID) ([]WorkspaceBuildParameter, error)
 	GetWorkspaceBuildsByWorkspaceID(ctx context.Context, workspaceID uuid.UUID) ([]WorkspaceBuild, error)
+	// The builds named by build_ids plus the latest build of each workspace in
+	// latest_of, each with what its API shape needs besides resources: its job
+	// with the queue figures of GetProvisionerJobsWithQueueByIDs, its template
+	// version's name, its initiator's and its workspace owner's usernames, and
+	// its workspace's template. Names of rows since deleted are empty.
+	GetWorkspaceBuildsWithDetails(ctx context.Context, arg GetWorkspaceBuildsWithDetailsParams) ([]GetWorkspaceBuildsWithDetailsRow, error)
 	GetWorkspaceByAgentID(ctx context.Context, agentID uuid.UUID) (Workspace, error)
 	GetWorkspaceByID(ctx context.Context, id uuid.UUID) (Workspace, error)
 	GetWorkspaceByOwnerIDAndName(ctx context.Context, arg GetWorkspaceByOwnerIDAndNameParams) (Workspace, error)
-	GetWorkspaceCountByTemplateID(ctx context.Context, templateID uuid.UUID) (int64, error)
+	// The number of workspaces not deleted of each given template that has any.
+	GetWorkspaceCountsByTemplateIDs(ctx context.Context, templateIds []uuid.UUID) ([]GetWorkspaceCountsByTemplateIDsRow, error)
 	GetWorkspaceResourceByID(ctx context.Context, id uuid.UUID) (WorkspaceResource, error)
 	GetWorkspaceResourceMetadataByResourceIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceResourceMetadatum, error)
 	GetWorkspaceResourcesByJobID(ctx context.Context, jobID uuid.UUID) ([]WorkspaceResource, error)
+	// The resources of the given jobs, one row per metadata item (metadata
+	// columns NULL for a resource without any), ordered by type, name and
+	// metadata ID.
+	GetWorkspaceResourcesWithMetadataByJobIDs(ctx context.Context, jobIds []uuid.UUID) ([]GetWorkspaceResourcesWithMetadataByJobIDsRow, error)
 	// Workspaces not deleted, optionally filtered by owner (uuid.Nil = all) and template (uuid.Nil = all).
 	GetWorkspaces(ctx context.Context, arg GetWorkspacesParams) ([]Workspace, error)
 	InsertAPIKey(ctx context.Context, arg InsertAPIKeyParams) (APIKey, error)

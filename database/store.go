@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -13,6 +15,11 @@ import (
 // DefaultTxAttempts is how many times Store.InTx runs a transaction that
 // keeps failing with a serialization failure or deadlock.
 const DefaultTxAttempts = 5
+
+// txRetryBase is the first pause before a retried transaction; each further
+// retry doubles it (with jitter). Retrying at once tends to collide again with
+// the transaction that won, which may not have committed yet.
+const txRetryBase = 10 * time.Millisecond
 
 // Store is the database handle coderd uses: every generated query (through
 // the embedded *Queries, running on the pool) plus transactions.
@@ -66,6 +73,11 @@ func (s *Store) InTxOpts(ctx context.Context, opts TxOptions, fn func(*Queries) 
 	}
 	var err error
 	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			if werr := sleepCtx(ctx, retryPause(i)); werr != nil {
+				return fmt.Errorf("transaction retry: %w (last error: %w)", werr, err)
+			}
+		}
 		err = s.runTx(ctx, txOpts, fn)
 		if err == nil || !IsRetryableTxError(err) || ctx.Err() != nil {
 			return err
@@ -153,3 +165,22 @@ const (
 
 // IsNotFound reports whether err means a :one query matched no row.
 func IsNotFound(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// retryPause is the pause before retry number n (n >= 1): txRetryBase·2^(n-1),
+// scaled by a random factor in [0.5, 1.5) so that colliding transactions part.
+func retryPause(n int) time.Duration {
+	d := txRetryBase << (n - 1)
+	return time.Duration(float64(d) * (0.5 + rand.Float64()))
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -356,6 +356,107 @@ func (q *Queries) GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx context.Conte
 	return items, nil
 }
 
+const getWorkspaceAgentsWithScriptsByResourceIDs = `-- name: GetWorkspaceAgentsWithScriptsByResourceIDs :many
+SELECT
+    a.id, a.created_at, a.updated_at, a.name, a.resource_id, a.auth_token_hash, a.auth_instance_id, a.architecture, a.operating_system, a.directory, a.expanded_directory, a.environment_variables, a.instance_metadata, a.resource_metadata, a.version, a.api_version, a.connection_timeout_seconds, a.troubleshooting_url, a.motd_file, a.first_connected_at, a.last_connected_at, a.disconnected_at, a.last_connected_replica_id, a.lifecycle_state, a.started_at, a.ready_at, a.subsystems, a.display_apps, a.display_order, a.logs_length, a.logs_overflowed,
+    s.id AS script_id,
+    s.log_source_id AS script_log_source_id,
+    s.log_path AS script_log_path,
+    s.created_at AS script_created_at,
+    s.script AS script_script,
+    s.cron AS script_cron,
+    s.start_blocks_login AS script_start_blocks_login,
+    s.run_on_start AS script_run_on_start,
+    s.run_on_stop AS script_run_on_stop,
+    s.timeout_seconds AS script_timeout_seconds,
+    s.display_name AS script_display_name
+FROM workspace_agents a
+LEFT JOIN workspace_agent_scripts s ON s.workspace_agent_id = a.id
+WHERE a.resource_id = ANY($1::uuid[])
+ORDER BY a.display_order ASC, a.name ASC, a.id ASC, s.created_at ASC, s.id ASC
+`
+
+type GetWorkspaceAgentsWithScriptsByResourceIDsRow struct {
+	WorkspaceAgent         WorkspaceAgent     `json:"workspace_agent"`
+	ScriptID               uuid.NullUUID      `json:"script_id"`
+	ScriptLogSourceID      uuid.NullUUID      `json:"script_log_source_id"`
+	ScriptLogPath          pgtype.Text        `json:"script_log_path"`
+	ScriptCreatedAt        pgtype.Timestamptz `json:"script_created_at"`
+	ScriptScript           pgtype.Text        `json:"script_script"`
+	ScriptCron             pgtype.Text        `json:"script_cron"`
+	ScriptStartBlocksLogin pgtype.Bool        `json:"script_start_blocks_login"`
+	ScriptRunOnStart       pgtype.Bool        `json:"script_run_on_start"`
+	ScriptRunOnStop        pgtype.Bool        `json:"script_run_on_stop"`
+	ScriptTimeoutSeconds   pgtype.Int4        `json:"script_timeout_seconds"`
+	ScriptDisplayName      pgtype.Text        `json:"script_display_name"`
+}
+
+// The agents of the given resources, one row per script (script columns
+// NULL for an agent without any), ordered like GetWorkspaceAgentsByResourceIDs
+// and GetWorkspaceAgentScriptsByAgentIDs.
+func (q *Queries) GetWorkspaceAgentsWithScriptsByResourceIDs(ctx context.Context, resourceIds []uuid.UUID) ([]GetWorkspaceAgentsWithScriptsByResourceIDsRow, error) {
+	rows, err := q.db.Query(ctx, getWorkspaceAgentsWithScriptsByResourceIDs, resourceIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GetWorkspaceAgentsWithScriptsByResourceIDsRow
+	for rows.Next() {
+		var i GetWorkspaceAgentsWithScriptsByResourceIDsRow
+		if err := rows.Scan(
+			&i.WorkspaceAgent.ID,
+			&i.WorkspaceAgent.CreatedAt,
+			&i.WorkspaceAgent.UpdatedAt,
+			&i.WorkspaceAgent.Name,
+			&i.WorkspaceAgent.ResourceID,
+			&i.WorkspaceAgent.AuthTokenHash,
+			&i.WorkspaceAgent.AuthInstanceID,
+			&i.WorkspaceAgent.Architecture,
+			&i.WorkspaceAgent.OperatingSystem,
+			&i.WorkspaceAgent.Directory,
+			&i.WorkspaceAgent.ExpandedDirectory,
+			&i.WorkspaceAgent.EnvironmentVariables,
+			&i.WorkspaceAgent.InstanceMetadata,
+			&i.WorkspaceAgent.ResourceMetadata,
+			&i.WorkspaceAgent.Version,
+			&i.WorkspaceAgent.ApiVersion,
+			&i.WorkspaceAgent.ConnectionTimeoutSeconds,
+			&i.WorkspaceAgent.TroubleshootingUrl,
+			&i.WorkspaceAgent.MotdFile,
+			&i.WorkspaceAgent.FirstConnectedAt,
+			&i.WorkspaceAgent.LastConnectedAt,
+			&i.WorkspaceAgent.DisconnectedAt,
+			&i.WorkspaceAgent.LastConnectedReplicaID,
+			&i.WorkspaceAgent.LifecycleState,
+			&i.WorkspaceAgent.StartedAt,
+			&i.WorkspaceAgent.ReadyAt,
+			&i.WorkspaceAgent.Subsystems,
+			&i.WorkspaceAgent.DisplayApps,
+			&i.WorkspaceAgent.DisplayOrder,
+			&i.WorkspaceAgent.LogsLength,
+			&i.WorkspaceAgent.LogsOverflowed,
+			&i.ScriptID,
+			&i.ScriptLogSourceID,
+			&i.ScriptLogPath,
+			&i.ScriptCreatedAt,
+			&i.ScriptScript,
+			&i.ScriptCron,
+			&i.ScriptStartBlocksLogin,
+			&i.ScriptRunOnStart,
+			&i.ScriptRunOnStop,
+			&i.ScriptTimeoutSeconds,
+			&i.ScriptDisplayName,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const insertWorkspaceAgent = `-- name: InsertWorkspaceAgent :one
 INSERT INTO workspace_agents (
     id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id,

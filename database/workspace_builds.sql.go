@@ -194,6 +194,135 @@ func (q *Queries) GetWorkspaceBuildsByWorkspaceID(ctx context.Context, workspace
 	return items, nil
 }
 
+const getWorkspaceBuildsWithDetails = `-- name: GetWorkspaceBuildsWithDetails :many
+SELECT
+    b.id, b.created_at, b.updated_at, b.workspace_id, b.template_version_id, b.build_number, b.transition, b.initiator_id, b.provisioner_state, b.job_id, b.deadline, b.max_deadline, b.reason, b.daily_cost,
+    j.id, j.created_at, j.updated_at, j.started_at, j.canceled_at, j.completed_at, j.error, j.error_code, j.initiator_id, j.provisioner, j.storage_method, j.type, j.input, j.file_id, j.tags, j.worker_id, j.heartbeat_at, j.trace_metadata,
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL
+            AND (p.created_at, p.id) <= (j.created_at, j.id))
+    ELSE 0 END::bigint AS queue_position,
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL)
+    ELSE 0 END::bigint AS queue_size,
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_daemons d WHERE d.last_seen_at >= $1::timestamptz AND j.tags <@ d.tags)
+    ELSE 0 END::bigint AS live_daemons,
+    COALESCE(tv.name, '')::text AS template_version_name,
+    COALESCE(initiator.username, '')::text AS initiator_username,
+    COALESCE(owner.username, '')::text AS owner_username,
+    t.id, t.created_at, t.updated_at, t.deleted, t.name, t.display_name, t.description, t.icon, t.provisioner, t.active_version_id, t.created_by, t.default_ttl, t.allow_user_cancel_workspace_jobs
+FROM workspace_builds b
+JOIN provisioner_jobs j ON j.id = b.job_id
+JOIN workspaces w ON w.id = b.workspace_id
+JOIN templates t ON t.id = w.template_id
+LEFT JOIN template_versions tv ON tv.id = b.template_version_id
+LEFT JOIN users initiator ON initiator.id = b.initiator_id
+LEFT JOIN users owner ON owner.id = w.owner_id
+WHERE b.id = ANY($2::uuid[])
+   OR b.id IN (
+       SELECT DISTINCT ON (l.workspace_id) l.id FROM workspace_builds l
+       WHERE l.workspace_id = ANY($3::uuid[])
+       ORDER BY l.workspace_id, l.build_number DESC
+   )
+ORDER BY b.workspace_id, b.build_number DESC
+`
+
+type GetWorkspaceBuildsWithDetailsParams struct {
+	LiveSince time.Time   `json:"live_since"`
+	BuildIds  []uuid.UUID `json:"build_ids"`
+	LatestOf  []uuid.UUID `json:"latest_of"`
+}
+
+type GetWorkspaceBuildsWithDetailsRow struct {
+	WorkspaceBuild      WorkspaceBuild `json:"workspace_build"`
+	ProvisionerJob      ProvisionerJob `json:"provisioner_job"`
+	QueuePosition       int64          `json:"queue_position"`
+	QueueSize           int64          `json:"queue_size"`
+	LiveDaemons         int64          `json:"live_daemons"`
+	TemplateVersionName string         `json:"template_version_name"`
+	InitiatorUsername   string         `json:"initiator_username"`
+	OwnerUsername       string         `json:"owner_username"`
+	Template            Template       `json:"template"`
+}
+
+// The builds named by build_ids plus the latest build of each workspace in
+// latest_of, each with what its API shape needs besides resources: its job
+// with the queue figures of GetProvisionerJobsWithQueueByIDs, its template
+// version's name, its initiator's and its workspace owner's usernames, and
+// its workspace's template. Names of rows since deleted are empty.
+func (q *Queries) GetWorkspaceBuildsWithDetails(ctx context.Context, arg GetWorkspaceBuildsWithDetailsParams) ([]GetWorkspaceBuildsWithDetailsRow, error) {
+	rows, err := q.db.Query(ctx, getWorkspaceBuildsWithDetails, arg.LiveSince, arg.BuildIds, arg.LatestOf)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GetWorkspaceBuildsWithDetailsRow
+	for rows.Next() {
+		var i GetWorkspaceBuildsWithDetailsRow
+		if err := rows.Scan(
+			&i.WorkspaceBuild.ID,
+			&i.WorkspaceBuild.CreatedAt,
+			&i.WorkspaceBuild.UpdatedAt,
+			&i.WorkspaceBuild.WorkspaceID,
+			&i.WorkspaceBuild.TemplateVersionID,
+			&i.WorkspaceBuild.BuildNumber,
+			&i.WorkspaceBuild.Transition,
+			&i.WorkspaceBuild.InitiatorID,
+			&i.WorkspaceBuild.ProvisionerState,
+			&i.WorkspaceBuild.JobID,
+			&i.WorkspaceBuild.Deadline,
+			&i.WorkspaceBuild.MaxDeadline,
+			&i.WorkspaceBuild.Reason,
+			&i.WorkspaceBuild.DailyCost,
+			&i.ProvisionerJob.ID,
+			&i.ProvisionerJob.CreatedAt,
+			&i.ProvisionerJob.UpdatedAt,
+			&i.ProvisionerJob.StartedAt,
+			&i.ProvisionerJob.CanceledAt,
+			&i.ProvisionerJob.CompletedAt,
+			&i.ProvisionerJob.Error,
+			&i.ProvisionerJob.ErrorCode,
+			&i.ProvisionerJob.InitiatorID,
+			&i.ProvisionerJob.Provisioner,
+			&i.ProvisionerJob.StorageMethod,
+			&i.ProvisionerJob.Type,
+			&i.ProvisionerJob.Input,
+			&i.ProvisionerJob.FileID,
+			&i.ProvisionerJob.Tags,
+			&i.ProvisionerJob.WorkerID,
+			&i.ProvisionerJob.HeartbeatAt,
+			&i.ProvisionerJob.TraceMetadata,
+			&i.QueuePosition,
+			&i.QueueSize,
+			&i.LiveDaemons,
+			&i.TemplateVersionName,
+			&i.InitiatorUsername,
+			&i.OwnerUsername,
+			&i.Template.ID,
+			&i.Template.CreatedAt,
+			&i.Template.UpdatedAt,
+			&i.Template.Deleted,
+			&i.Template.Name,
+			&i.Template.DisplayName,
+			&i.Template.Description,
+			&i.Template.Icon,
+			&i.Template.Provisioner,
+			&i.Template.ActiveVersionID,
+			&i.Template.CreatedBy,
+			&i.Template.DefaultTtl,
+			&i.Template.AllowUserCancelWorkspaceJobs,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const insertWorkspaceBuild = `-- name: InsertWorkspaceBuild :one
 INSERT INTO workspace_builds (
     id, created_at, updated_at, workspace_id, template_version_id, build_number, transition,

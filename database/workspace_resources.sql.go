@@ -100,6 +100,65 @@ func (q *Queries) GetWorkspaceResourcesByJobID(ctx context.Context, jobID uuid.U
 	return items, nil
 }
 
+const getWorkspaceResourcesWithMetadataByJobIDs = `-- name: GetWorkspaceResourcesWithMetadataByJobIDs :many
+SELECT
+    r.id, r.created_at, r.job_id, r.transition, r.type, r.name, r.hide, r.icon, r.instance_type, r.daily_cost,
+    m.id AS metadata_id,
+    m.key AS metadata_key,
+    m.value AS metadata_value,
+    m.sensitive AS metadata_sensitive
+FROM workspace_resources r
+LEFT JOIN workspace_resource_metadata m ON m.workspace_resource_id = r.id
+WHERE r.job_id = ANY($1::uuid[])
+ORDER BY r.type ASC, r.name ASC, r.id ASC, m.id ASC
+`
+
+type GetWorkspaceResourcesWithMetadataByJobIDsRow struct {
+	WorkspaceResource WorkspaceResource `json:"workspace_resource"`
+	MetadataID        pgtype.Int8       `json:"metadata_id"`
+	MetadataKey       pgtype.Text       `json:"metadata_key"`
+	MetadataValue     pgtype.Text       `json:"metadata_value"`
+	MetadataSensitive pgtype.Bool       `json:"metadata_sensitive"`
+}
+
+// The resources of the given jobs, one row per metadata item (metadata
+// columns NULL for a resource without any), ordered by type, name and
+// metadata ID.
+func (q *Queries) GetWorkspaceResourcesWithMetadataByJobIDs(ctx context.Context, jobIds []uuid.UUID) ([]GetWorkspaceResourcesWithMetadataByJobIDsRow, error) {
+	rows, err := q.db.Query(ctx, getWorkspaceResourcesWithMetadataByJobIDs, jobIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GetWorkspaceResourcesWithMetadataByJobIDsRow
+	for rows.Next() {
+		var i GetWorkspaceResourcesWithMetadataByJobIDsRow
+		if err := rows.Scan(
+			&i.WorkspaceResource.ID,
+			&i.WorkspaceResource.CreatedAt,
+			&i.WorkspaceResource.JobID,
+			&i.WorkspaceResource.Transition,
+			&i.WorkspaceResource.Type,
+			&i.WorkspaceResource.Name,
+			&i.WorkspaceResource.Hide,
+			&i.WorkspaceResource.Icon,
+			&i.WorkspaceResource.InstanceType,
+			&i.WorkspaceResource.DailyCost,
+			&i.MetadataID,
+			&i.MetadataKey,
+			&i.MetadataValue,
+			&i.MetadataSensitive,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const insertWorkspaceResource = `-- name: InsertWorkspaceResource :one
 INSERT INTO workspace_resources (id, created_at, job_id, transition, type, name, hide, icon, instance_type, daily_cost)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)

@@ -99,15 +99,36 @@ func (q *Queries) GetWorkspaceByOwnerIDAndName(ctx context.Context, arg GetWorks
 	return i, err
 }
 
-const getWorkspaceCountByTemplateID = `-- name: GetWorkspaceCountByTemplateID :one
-SELECT count(*) FROM workspaces WHERE template_id = $1 AND deleted = false
+const getWorkspaceCountsByTemplateIDs = `-- name: GetWorkspaceCountsByTemplateIDs :many
+SELECT template_id, count(*) AS workspace_count FROM workspaces
+WHERE template_id = ANY($1::uuid[]) AND deleted = false
+GROUP BY template_id
 `
 
-func (q *Queries) GetWorkspaceCountByTemplateID(ctx context.Context, templateID uuid.UUID) (int64, error) {
-	row := q.db.QueryRow(ctx, getWorkspaceCountByTemplateID, templateID)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
+type GetWorkspaceCountsByTemplateIDsRow struct {
+	TemplateID     uuid.UUID `json:"template_id"`
+	WorkspaceCount int64     `json:"workspace_count"`
+}
+
+// The number of workspaces not deleted of each given template that has any.
+func (q *Queries) GetWorkspaceCountsByTemplateIDs(ctx context.Context, templateIds []uuid.UUID) ([]GetWorkspaceCountsByTemplateIDsRow, error) {
+	rows, err := q.db.Query(ctx, getWorkspaceCountsByTemplateIDs, templateIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GetWorkspaceCountsByTemplateIDsRow
+	for rows.Next() {
+		var i GetWorkspaceCountsByTemplateIDsRow
+		if err := rows.Scan(&i.TemplateID, &i.WorkspaceCount); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const getWorkspaces = `-- name: GetWorkspaces :many

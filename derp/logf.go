@@ -3,7 +3,6 @@ package derp
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 
@@ -13,7 +12,7 @@ import (
 // discardLogger returns l, or a logger that drops everything when l is nil.
 func discardLogger(l *slog.Logger) *slog.Logger {
 	if l == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return slog.New(slog.DiscardHandler)
 	}
 	return l
 }

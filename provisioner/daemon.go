@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner/terraform"
 )
 
@@ -22,7 +24,7 @@ import (
 // context ends (a running job is interrupted and reported failed).
 type Daemon struct {
 	// Client talks to coderd with the pre-shared key.
-	Client *codersdk.ProvisionerDaemonClient
+	Client *provisionersdk.Client
 	// Name identifies the daemon (unique per deployment).
 	Name string
 	// Tags are the daemon's tags; a job runs here only if its tags are a subset.
@@ -34,7 +36,12 @@ type Daemon struct {
 	// Logger receives operational logs; nil discards.
 	Logger *slog.Logger
 	// RetryInterval is the pause after a failed API call; 0 means one second.
+	// It doubles with each failure in a row (jittered), up to
+	// MaxRetryInterval, so a daemon does not hammer a coderd whose database
+	// is down.
 	RetryInterval time.Duration
+	// MaxRetryInterval caps the backoff; 0 means ten seconds.
+	MaxRetryInterval time.Duration
 }
 
 func (d *Daemon) logger() *slog.Logger {
@@ -51,13 +58,28 @@ func (d *Daemon) runner() *terraform.Runner {
 	return d.Runner
 }
 
-// sleep waits for the retry interval or the end of ctx.
-func (d *Daemon) sleep(ctx context.Context) {
-	iv := d.RetryInterval
-	if iv <= 0 {
-		iv = time.Second
+// retryDelay is the wait after the attempt-th failed call in a row:
+// RetryInterval doubled per failure up to MaxRetryInterval, jittered to
+// [step/2, step].
+func (d *Daemon) retryDelay(attempt int) time.Duration {
+	step := d.RetryInterval
+	if step <= 0 {
+		step = time.Second
 	}
-	t := time.NewTimer(iv)
+	limit := d.MaxRetryInterval
+	if limit <= 0 {
+		limit = 10 * time.Second
+	}
+	for i := 1; i < attempt && step < limit; i++ {
+		step *= 2
+	}
+	step = min(step, limit)
+	return step/2 + rand.N(step/2+1)
+}
+
+// sleep waits for the retry delay or the end of ctx.
+func (d *Daemon) sleep(ctx context.Context, wait time.Duration) {
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -82,12 +104,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("provisioner daemon %s: %w", d.Name, err)
 	}
-	req := codersdk.ProvisionerDaemonRegisterRequest{
+	req := provisionersdk.RegisterRequest{
 		Name: d.Name, Tags: d.Tags, Provisioners: []string{"terraform"}, Version: d.Version,
 		TerraformFlavor: version.Flavor, TerraformVersion: version.Version,
 	}
-	var reg codersdk.ProvisionerDaemonRegisterResponse
-	for {
+	var reg provisionersdk.RegisterResponse
+	for failures := 1; ; failures++ {
 		reg, err = d.Client.Register(ctx, req)
 		if err == nil {
 			break
@@ -98,15 +120,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if isUnauthorized(err) {
 			return fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
-		log.Warn("register provisioner daemon", "error", err)
-		d.sleep(ctx)
+		wait := d.retryDelay(failures)
+		log.Warn("register provisioner daemon", "error", err, "attempt", failures, "retry_in", wait)
+		d.sleep(ctx, wait)
 	}
 	log.Info("provisioner daemon registered", "id", reg.ID, "name", d.Name, "tags", reg.Tags,
 		"terraform", version.Flavor+" "+version.Version)
 	heartbeat := time.Duration(reg.HeartbeatIntervalMillis) * time.Millisecond
 	if heartbeat <= 0 {
-		heartbeat = codersdk.DefaultProvisionerHeartbeatInterval
+		heartbeat = provisionersdk.DefaultHeartbeatInterval
 	}
+	failures := 0
 	for ctx.Err() == nil {
 		job, err := d.Client.AcquireJob(ctx, reg.ID)
 		if err != nil {
@@ -116,10 +140,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if isUnauthorized(err) {
 				return fmt.Errorf("%w: %v", ErrUnauthorized, err)
 			}
-			log.Warn("acquire job", "error", err)
-			d.sleep(ctx)
+			failures++
+			wait := d.retryDelay(failures)
+			log.Warn("acquire job", "error", err, "attempt", failures, "retry_in", wait)
+			d.sleep(ctx, wait)
 			continue
 		}
+		failures = 0
 		if job == nil {
 			continue
 		}
@@ -130,20 +157,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // logBatcher sends job logs to coderd in batches from its own goroutine.
 type logBatcher struct {
-	ch   chan codersdk.ProvisionerLog
+	ch   chan provisionersdk.Log
 	done chan struct{}
 }
 
 func (d *Daemon) startLogs(ctx context.Context, daemonID, jobID uuid.UUID) *logBatcher {
-	b := &logBatcher{ch: make(chan codersdk.ProvisionerLog, 256), done: make(chan struct{})}
+	b := &logBatcher{ch: make(chan provisionersdk.Log, 256), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		var batch []codersdk.ProvisionerLog
+		var batch []provisionersdk.Log
 		flush := func() {
 			if len(batch) == 0 {
 				return
 			}
-			if err := d.Client.SendLogs(ctx, daemonID, codersdk.ProvisionerLogsRequest{JobID: jobID, Logs: batch}); err != nil {
+			if err := d.Client.SendLogs(ctx, daemonID, provisionersdk.LogsRequest{JobID: jobID, Logs: batch}); err != nil {
 				d.logger().Warn("send job logs", "job_id", jobID, "error", err)
 			}
 			batch = nil
@@ -169,7 +196,7 @@ func (d *Daemon) startLogs(ctx context.Context, daemonID, jobID uuid.UUID) *logB
 	return b
 }
 
-func (b *logBatcher) log(l codersdk.ProvisionerLog) { b.ch <- l }
+func (b *logBatcher) log(l provisionersdk.Log) { b.ch <- l }
 
 func (b *logBatcher) close() {
 	close(b.ch)
@@ -178,7 +205,7 @@ func (b *logBatcher) close() {
 
 // runJob runs one job: logs stream while it runs, a heartbeat keeps it alive
 // and watches for cancelation, then the result is reported.
-func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *codersdk.AcquiredJob, heartbeat time.Duration) {
+func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *provisionersdk.AcquiredJob, heartbeat time.Duration) {
 	log := d.logger().With("job_id", job.JobID, "type", job.Type)
 	log.Info("running job")
 	// Reports use a context that outlives a daemon shutdown, bounded in time.
@@ -227,7 +254,7 @@ func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *codersdk.A
 	}()
 
 	logs := d.startLogs(reportCtx, daemonID, job.JobID)
-	logFn := func(l codersdk.ProvisionerLog) {
+	logFn := func(l provisionersdk.Log) {
 		if l.CreatedAt.IsZero() {
 			l.CreatedAt = time.Now()
 		}
@@ -235,7 +262,7 @@ func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *codersdk.A
 	}
 	completed, runErr := d.execute(jobCtx, job, logFn)
 	if runErr != nil && ctx.Err() != nil {
-		logFn(codersdk.ProvisionerLog{Level: codersdk.LogLevelError, Stage: "Cleaning up", Output: "provisioner daemon shutting down: job interrupted"})
+		logFn(provisionersdk.Log{Level: codersdk.LogLevelError, Stage: "Cleaning up", Output: "provisioner daemon shutting down: job interrupted"})
 	}
 	logs.close()
 	close(hbStop)
@@ -253,7 +280,7 @@ func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *codersdk.A
 		case ctx.Err() != nil:
 			msg = "provisioner daemon shut down while running the job: " + msg
 		}
-		fail := codersdk.FailedJob{JobID: job.JobID, Error: msg, ErrorCode: code}
+		fail := provisionersdk.FailedJob{JobID: job.JobID, Error: msg, ErrorCode: code}
 		if completed != nil {
 			fail.State = completed.State
 		}
@@ -272,7 +299,7 @@ func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *codersdk.A
 
 // execute runs the job with terraform. On a failed build it may return a
 // CompletedJob carrying the state terraform left, alongside the error.
-func (d *Daemon) execute(ctx context.Context, job *codersdk.AcquiredJob, logs terraform.LogFunc) (*codersdk.CompletedJob, error) {
+func (d *Daemon) execute(ctx context.Context, job *provisionersdk.AcquiredJob, logs terraform.LogFunc) (*provisionersdk.CompletedJob, error) {
 	r := d.runner()
 	switch job.Type {
 	case codersdk.ProvisionerJobTypeTemplateVersionImport:
@@ -283,7 +310,7 @@ func (d *Daemon) execute(ctx context.Context, job *codersdk.AcquiredJob, logs te
 		if err != nil {
 			return nil, err
 		}
-		return &codersdk.CompletedJob{JobID: job.JobID, Resources: res.Resources, StopResources: res.StopResources, Parameters: res.Parameters}, nil
+		return &provisionersdk.CompletedJob{JobID: job.JobID, Resources: res.Resources, StopResources: res.StopResources, Parameters: res.Parameters}, nil
 	case codersdk.ProvisionerJobTypeTemplateVersionDryRun:
 		if job.TemplateDryRun == nil {
 			return nil, errors.New("dry-run job without dry-run payload")
@@ -292,7 +319,7 @@ func (d *Daemon) execute(ctx context.Context, job *codersdk.AcquiredJob, logs te
 		if err != nil {
 			return nil, err
 		}
-		return &codersdk.CompletedJob{JobID: job.JobID, Resources: res}, nil
+		return &provisionersdk.CompletedJob{JobID: job.JobID, Resources: res}, nil
 	case codersdk.ProvisionerJobTypeWorkspaceBuild:
 		if job.WorkspaceBuild == nil {
 			return nil, errors.New("build job without build payload")
@@ -303,11 +330,11 @@ func (d *Daemon) execute(ctx context.Context, job *codersdk.AcquiredJob, logs te
 		res, err := r.Build(ctx, job.TemplateSourceArchive, wb.State, md, job.ParameterValues, logs)
 		if err != nil {
 			if res != nil {
-				return &codersdk.CompletedJob{JobID: job.JobID, State: res.State}, err
+				return &provisionersdk.CompletedJob{JobID: job.JobID, State: res.State}, err
 			}
 			return nil, err
 		}
-		return &codersdk.CompletedJob{JobID: job.JobID, State: res.State, Resources: res.Resources}, nil
+		return &provisionersdk.CompletedJob{JobID: job.JobID, State: res.State, Resources: res.Resources}, nil
 	default:
 		return nil, fmt.Errorf("unsupported job type %q", job.Type)
 	}

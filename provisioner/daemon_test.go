@@ -12,8 +12,10 @@ import (
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner"
 	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
 // slowTemplate starts a workspace with a local-exec that runs long enough
@@ -60,6 +62,7 @@ func TestDaemonRunsAndCancelsBuilds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const psk = "daemon-test-psk"
+	deps := terraformtest.Find(t)
 	client, _ := coderdtest.New(t, &coderdtest.Options{API: coderd.Options{Provisioning: coderd.ProvisioningOptions{
 		PSK: psk, HeartbeatTimeout: 3 * time.Second, AcquireWait: time.Second,
 	}}})
@@ -69,9 +72,12 @@ func TestDaemonRunsAndCancelsBuilds(t *testing.T) {
 	var wg sync.WaitGroup
 	var runErr error
 	d := &provisioner.Daemon{
-		Client: &codersdk.ProvisionerDaemonClient{URL: client.URL, PSK: psk},
+		Client: &provisionersdk.Client{URL: client.URL, PSK: psk},
 		Name:   "in-test",
-		Runner: &terraform.Runner{WorkDir: t.TempDir(), InterruptGrace: 30 * time.Second},
+		Runner: &terraform.Runner{
+			TerraformPath: deps.Terraform, CLIConfigPath: deps.CLIConfig,
+			WorkDir: t.TempDir(), InterruptGrace: 30 * time.Second,
+		},
 	}
 	wg.Add(1)
 	go func() {

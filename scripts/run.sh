@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Starts coderd for local use: embedded PostgreSQL (unless CODER_PG_CONNECTION_URL is set),
 # reachable at http://127.0.0.1:3000. Data lives in CODER_CONFIG_DIR (default ~/.config/coderv2).
+# The built-in provisioner daemons run the terraform and provider mirror that scripts/deps.sh
+# installed into CODER_CACHE_DIR (default <repo>/.cache), named explicitly through the
+# environment twins of --terraform-path and --terraform-cli-config (set them, or
+# TF_CLI_CONFIG_FILE, to override).
 #
 # Docker workspaces (examples/templates/docker): the Docker daemon is started when it is not
 # running, and coderd also listens on the Docker bridge's address (docker0, usually
@@ -11,9 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${CODER_CACHE_DIR:-$PWD/.cache}"
-# Terraform and the provider mirror installed by scripts/deps.sh.
-export PATH="$cache/bin:$PATH"
-export TF_CLI_CONFIG_FILE="${TF_CLI_CONFIG_FILE:-$cache/terraformrc}"
+export CODER_TERRAFORM_PATH="${CODER_TERRAFORM_PATH:-$cache/bin/terraform}"
+export CODER_TERRAFORM_CLI_CONFIG="${CODER_TERRAFORM_CLI_CONFIG:-${TF_CLI_CONFIG_FILE:-$cache/terraformrc}}"
 
 port=3000
 if command -v dockerd >/dev/null 2>&1 && [[ "${CODER_RUN_SKIP_DOCKER:-}" != "1" ]]; then

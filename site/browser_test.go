@@ -25,7 +25,8 @@ import (
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
-	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 	"github.com/wgmesh/coder/tunnel/tunneltest"
 )
 
@@ -206,7 +207,9 @@ func TestMain(m *testing.M) {
 func startDaemon(t *testing.T, bin, coderURL, psk, home string) {
 	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(bin, "provisioner", "start", "--url", coderURL, "--psk", psk, "--name", "browser-test")
+	deps := terraformtest.Find(t)
+	cmd := exec.Command(bin, "provisioner", "start", "--url", coderURL, "--psk", psk, "--name", "browser-test",
+		"--terraform-path", deps.Terraform, "--terraform-cli-config", deps.CLIConfig)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + os.TempDir()}
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -225,7 +228,7 @@ func startDaemon(t *testing.T, bin, coderURL, psk, home string) {
 func pushLocalTemplate(t *testing.T, client *codersdk.Client) {
 	t.Helper()
 	ctx := context.Background()
-	archive, err := terraform.TarDir("../examples/templates/local")
+	archive, err := templatearchive.Create("../examples/templates/local")
 	if err != nil {
 		t.Fatal(err)
 	}

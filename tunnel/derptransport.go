@@ -41,3 +41,8 @@ func configureDERPTransport(plainHTTP, websockets bool) error {
 	}
 	return nil
 }
+
+// UseDERPPlainHTTP turns on plain HTTP for every DERP client of the process
+// (see Options.DERPPlainHTTP), for DERP clients created outside a Conn
+// (coderd's health check of its relay on an http:// access URL).
+func UseDERPPlainHTTP() { enableDERPPlainHTTP() }

@@ -3,8 +3,10 @@
 // scripts.
 //
 // Each script runs as `shell -c script` in Runner.Dir with Runner.Env, in its
-// own process group. Its stdout and stderr share one pipe, so their lines
-// reach LogSink in the order the script wrote them; lines longer than
+// own process group. Its stdout and stderr are read from separate pipes:
+// stdout lines reach LogSink at info level, stderr lines at warn level, each
+// Log naming its stream. Lines of one stream keep their order; lines of the
+// two streams are interleaved as they are read. Lines longer than
 // MaxLineBytes are split. A script that exits non-zero has failed; a script
 // that outlives its Timeout has its whole process group killed and is
 // reported as timed out. The Result tells the agent which lifecycle state to
@@ -40,10 +42,18 @@ const DefaultMaxLineBytes = 64 << 10
 // its result is returned; the rest still reaches LogSink later.
 const outputDrain = time.Second
 
-// Log levels of script logs.
+// Log levels of script logs: stdout is info, stderr warn, and the runner's
+// own report of a failed, timed out or unstartable script error.
 const (
 	LevelInfo  = "info"
+	LevelWarn  = "warn"
 	LevelError = "error"
+)
+
+// Streams a Log can come from; the runner's own lines have none.
+const (
+	StreamStdout = "stdout"
+	StreamStderr = "stderr"
 )
 
 // Script is one script of the agent manifest.
@@ -66,7 +76,10 @@ type Script struct {
 type Log struct {
 	CreatedAt time.Time
 	Level     string
-	Output    string
+	// Stream is StreamStdout or StreamStderr for script output, empty for
+	// the runner's own lines.
+	Stream string
+	Output string
 }
 
 // Outcome summarises a set of script runs.
@@ -190,9 +203,9 @@ func (r *Runner) Run(ctx context.Context, s Script) ScriptResult {
 	start := time.Now()
 	res := ScriptResult{Script: s, ExitCode: -1}
 	logger := r.logger().With("script_id", s.ID.String(), "display_name", s.DisplayName)
-	sink := func(level, line string) {
+	sink := func(level, stream, line string) {
 		if r.LogSink != nil {
-			r.LogSink(ctx, s.LogSourceID, Log{CreatedAt: time.Now(), Level: level, Output: line})
+			r.LogSink(ctx, s.LogSourceID, Log{CreatedAt: time.Now(), Level: level, Stream: stream, Output: line})
 		}
 	}
 	finish := func(err error) ScriptResult {
@@ -206,14 +219,27 @@ func (r *Runner) Run(ctx context.Context, s Script) ScriptResult {
 		return res
 	}
 
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return finish(fmt.Errorf("output pipe: %w", err))
+	type stream struct {
+		name, level string
+		r, w        *os.File
 	}
-	if !r.addReader(pr) {
-		pr.Close()
-		pw.Close()
-		return finish(errors.New("runner closed"))
+	streams := []*stream{{name: StreamStdout, level: LevelInfo}, {name: StreamStderr, level: LevelWarn}}
+	for i, st := range streams {
+		var err error
+		st.r, st.w, err = os.Pipe()
+		if err == nil && !r.addReader(st.r) {
+			st.r.Close()
+			st.w.Close()
+			err = errors.New("runner closed")
+		}
+		if err != nil {
+			for _, prev := range streams[:i] {
+				prev.w.Close()
+				r.removeReader(prev.r)
+				r.wg.Done()
+			}
+			return finish(fmt.Errorf("output pipe: %w", err))
+		}
 	}
 	shell := r.Shell
 	if shell == "" {
@@ -222,23 +248,33 @@ func (r *Runner) Run(ctx context.Context, s Script) ScriptResult {
 	cmd := exec.Command(shell, "-c", s.Script)
 	cmd.Dir = r.Dir
 	cmd.Env = r.Env
-	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.Stdout, cmd.Stderr = streams[0].w, streams[1].w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logger.Info("running script", "timeout", s.Timeout)
-	err = cmd.Start()
-	pw.Close()
+	err := cmd.Start()
+	var readers sync.WaitGroup
+	for _, st := range streams {
+		st.w.Close()
+		readers.Add(1)
+		go func() { // owned by the runner: ends at EOF or Close
+			defer r.wg.Done()
+			defer readers.Done()
+			defer r.removeReader(st.r)
+			r.readLines(st.r, func(line string) { sink(st.level, st.name, line) })
+		}()
+	}
 	outDone := make(chan struct{})
-	go func() { // owned by the runner: ends at EOF or Close
-		defer r.wg.Done()
-		defer close(outDone)
-		defer r.removeReader(pr)
-		r.readLines(pr, func(line string) { sink(LevelInfo, line) })
+	go func() {
+		readers.Wait()
+		close(outDone)
 	}()
 	if err != nil {
-		pr.Close()
+		for _, st := range streams {
+			st.r.Close()
+		}
 		<-outDone
 		err = fmt.Errorf("start %s: %w", shell, err)
-		sink(LevelError, err.Error())
+		sink(LevelError, "", err.Error())
 		return finish(err)
 	}
 
@@ -277,7 +313,7 @@ func (r *Runner) Run(ctx context.Context, s Script) ScriptResult {
 		err = fmt.Errorf("script exited: %w", err)
 	}
 	if err != nil {
-		sink(LevelError, fmt.Sprintf("%s: %v", displayName(s), err))
+		sink(LevelError, "", fmt.Sprintf("%s: %v", displayName(s), err))
 	}
 	return finish(err)
 }

@@ -42,6 +42,12 @@ func (l *logs) lines(id uuid.UUID, level string) []string {
 	return out
 }
 
+func (l *logs) logs(id uuid.UUID) []Log {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Log(nil), l.got[id]...)
+}
+
 func newScript(body string) Script {
 	return Script{ID: uuid.New(), LogSourceID: uuid.New(), DisplayName: "test", Script: body, RunOnStart: true}
 }
@@ -67,11 +73,12 @@ func TestRunStartOutcomes(t *testing.T) {
 		outcome  Outcome
 		exitCode int
 		output   []string
+		stderr   []string
 	}{
-		{"success in order", "echo one; echo two >&2; echo three", 0, OutcomeOK, 0, []string{"one", "two", "three"}},
-		{"failure", "echo failing; exit 3", 0, OutcomeFailed, 3, []string{"failing"}},
-		{"timeout", "echo started; sleep 600", 200 * time.Millisecond, OutcomeTimedOut, -1, []string{"started"}},
-		{"partial last line", "printf 'a\\nb'", 0, OutcomeOK, 0, []string{"a", "b"}},
+		{"success in order", "echo one; echo two >&2; echo three; echo four >&2", 0, OutcomeOK, 0, []string{"one", "three"}, []string{"two", "four"}},
+		{"failure", "echo failing; echo why >&2; exit 3", 0, OutcomeFailed, 3, []string{"failing"}, []string{"why"}},
+		{"timeout", "echo started; sleep 600", 200 * time.Millisecond, OutcomeTimedOut, -1, []string{"started"}, nil},
+		{"partial last line", "printf 'a\\nb'; printf 'c' >&2", 0, OutcomeOK, 0, []string{"a", "b"}, []string{"c"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,6 +95,16 @@ func TestRunStartOutcomes(t *testing.T) {
 			}
 			if got := l.lines(s.LogSourceID, LevelInfo); strings.Join(got, "|") != strings.Join(tt.output, "|") {
 				t.Errorf("output = %q, want %q", got, tt.output)
+			}
+			// stderr is logged at warn, naming its stream.
+			if got := l.lines(s.LogSourceID, LevelWarn); strings.Join(got, "|") != strings.Join(tt.stderr, "|") {
+				t.Errorf("stderr = %q, want %q", got, tt.stderr)
+			}
+			for _, log := range l.logs(s.LogSourceID) {
+				want := map[string]string{LevelInfo: StreamStdout, LevelWarn: StreamStderr, LevelError: ""}[log.Level]
+				if log.Stream != want {
+					t.Errorf("%s line %q from stream %q, want %q", log.Level, log.Output, log.Stream, want)
+				}
 			}
 			if tt.outcome == OutcomeTimedOut && !errors.Is(res.Scripts[0].Err, ErrTimeout) {
 				t.Errorf("err = %v, want ErrTimeout", res.Scripts[0].Err)
@@ -163,8 +180,11 @@ func TestConcurrentScriptsKeepOrder(t *testing.T) {
 	if res.Outcome != OutcomeOK || len(res.Scripts) != 2 {
 		t.Fatalf("RunStart = %+v", res)
 	}
-	for _, s := range []Script{a, b} {
-		got := l.lines(s.LogSourceID, LevelInfo)
+	for _, s := range []struct {
+		Script
+		level string
+	}{{a, LevelInfo}, {b, LevelWarn}} {
+		got := l.lines(s.LogSourceID, s.level)
 		if len(got) != 500 {
 			t.Fatalf("%d lines", len(got))
 		}

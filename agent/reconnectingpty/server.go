@@ -16,6 +16,8 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/google/uuid"
+
+	"github.com/wgmesh/coder/codersdk/agentproto"
 )
 
 // Defaults for Server fields.
@@ -196,12 +198,12 @@ func (s *Server) Handle(conn net.Conn) error {
 		s.mu.Unlock()
 	}()
 
-	typ, payload, err := readFrame(conn)
+	typ, payload, err := agentproto.ReadPTYFrame(conn)
 	if err != nil {
 		return fmt.Errorf("read init frame: %w", err)
 	}
-	var req InitRequest
-	if typ != FrameInit {
+	var req agentproto.PTYInit
+	if typ != agentproto.PTYFrameInit {
 		err = fmt.Errorf("first frame has type %d, want init", typ)
 	} else if err = json.Unmarshal(payload, &req); err != nil {
 		err = fmt.Errorf("decode init frame: %w", err)
@@ -209,19 +211,19 @@ func (s *Server) Handle(conn net.Conn) error {
 		err = errors.New("init frame without id")
 	}
 	if err != nil {
-		_ = writeFrame(conn, FrameError, []byte(err.Error()))
+		_ = agentproto.WritePTYFrame(conn, agentproto.PTYFrameError, []byte(err.Error()))
 		return err
 	}
 	p, err := s.session(req)
 	if err != nil {
-		_ = writeFrame(conn, FrameError, []byte(err.Error()))
+		_ = agentproto.WritePTYFrame(conn, agentproto.PTYFrameError, []byte(err.Error()))
 		return err
 	}
 	return p.serve(conn, req)
 }
 
 // session returns the PTY with req.ID, starting it when it does not exist.
-func (s *Server) session(req InitRequest) (*session, error) {
+func (s *Server) session(req agentproto.PTYInit) (*session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -242,7 +244,7 @@ func (s *Server) session(req InitRequest) (*session, error) {
 }
 
 // start launches a new PTY; s.mu is held.
-func (s *Server) start(req InitRequest) (*session, error) {
+func (s *Server) start(req agentproto.PTYInit) (*session, error) {
 	shell := s.Shell
 	if shell == "" {
 		shell = "/bin/sh"
@@ -381,10 +383,10 @@ func (p *session) run() {
 	if p.idle != nil {
 		p.idle.Stop()
 	}
-	exit, _ := json.Marshal(Exit{ExitCode: code})
+	exit, _ := json.Marshal(agentproto.PTYExit{ExitCode: code})
 	for c := range p.clients {
 		select {
-		case c.out <- append([]byte{FrameExit}, exit...):
+		case c.out <- append([]byte{agentproto.PTYFrameExit}, exit...):
 		default:
 		}
 		c.close()
@@ -400,7 +402,7 @@ func (p *session) broadcast(b []byte) {
 	defer p.mu.Unlock()
 	p.scroll.Write(b)
 	for c := range p.clients {
-		chunk := append([]byte{FrameData}, b...)
+		chunk := append([]byte{agentproto.PTYFrameData}, b...)
 		select {
 		case c.out <- chunk:
 		default:
@@ -443,16 +445,16 @@ func (p *session) kill() {
 }
 
 // serve attaches conn to the PTY until either ends.
-func (p *session) serve(conn net.Conn, req InitRequest) error {
+func (p *session) serve(conn net.Conn, req agentproto.PTYInit) error {
 	c := &client{conn: conn, out: make(chan []byte, clientQueue)}
 	p.mu.Lock()
 	if p.ended {
 		p.mu.Unlock()
-		exit, _ := json.Marshal(Exit{ExitCode: p.exitCode})
-		return writeFrame(conn, FrameExit, exit)
+		exit, _ := json.Marshal(agentproto.PTYExit{ExitCode: p.exitCode})
+		return agentproto.WritePTYFrame(conn, agentproto.PTYFrameExit, exit)
 	}
 	if sb := p.scroll.Bytes(); len(sb) > 0 {
-		c.out <- append([]byte{FrameData}, sb...)
+		c.out <- append([]byte{agentproto.PTYFrameData}, sb...)
 	}
 	p.clients[c] = struct{}{}
 	if p.idle != nil {
@@ -465,7 +467,7 @@ func (p *session) serve(conn net.Conn, req InitRequest) error {
 	go func() { // owned by serve: ends when c.out closes or a write fails
 		defer close(writerDone)
 		for chunk := range c.out {
-			if err := writeFrame(conn, chunk[0], chunk[1:]); err != nil {
+			if err := agentproto.WritePTYFrame(conn, chunk[0], chunk[1:]); err != nil {
 				_ = conn.Close()
 				for range c.out { // drain until detached
 				}
@@ -493,17 +495,17 @@ func (p *session) serve(conn net.Conn, req InitRequest) error {
 // readInput applies client frames to the PTY until the connection ends.
 func (p *session) readInput(conn net.Conn) error {
 	for {
-		typ, payload, err := readFrame(conn)
+		typ, payload, err := agentproto.ReadPTYFrame(conn)
 		if err != nil {
 			return err
 		}
 		switch typ {
-		case FrameData:
+		case agentproto.PTYFrameData:
 			if _, err := p.ptmx.Write(payload); err != nil {
 				return fmt.Errorf("write pty: %w", err)
 			}
-		case FrameResize:
-			var r Resize
+		case agentproto.PTYFrameResize:
+			var r agentproto.PTYResize
 			if err := json.Unmarshal(payload, &r); err != nil {
 				return fmt.Errorf("decode resize: %w", err)
 			}

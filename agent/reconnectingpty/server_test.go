@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/wgmesh/coder/codersdk/agentproto"
 )
 
 func startServer(t *testing.T, s *Server) string {
@@ -43,23 +45,23 @@ func startServer(t *testing.T, s *Server) string {
 
 // term is an attached test client collecting output.
 type term struct {
-	*Conn
+	*agentproto.PTYConn
 	mu   sync.Mutex
 	out  bytes.Buffer
 	done chan struct{}
 }
 
-func attach(t *testing.T, addr string, req InitRequest) *term {
+func attach(t *testing.T, addr string, req agentproto.PTYInit) *term {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Dial(nc, req)
+	c, err := agentproto.AttachPTY(nc, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm := &term{Conn: c, done: make(chan struct{})}
+	tm := &term{PTYConn: c, done: make(chan struct{})}
 	go func() {
 		defer close(tm.done)
 		buf := make([]byte, 4096)
@@ -115,7 +117,7 @@ func TestReconnectReplaysScrollback(t *testing.T) {
 	s := &Server{}
 	addr := startServer(t, s)
 	id := uuid.New()
-	first := attach(t, addr, InitRequest{ID: id, Height: 24, Width: 80})
+	first := attach(t, addr, agentproto.PTYInit{ID: id, Height: 24, Width: 80})
 	fmt.Fprint(first, "echo hello-$RANDOM\n")
 	hello := first.waitMatch(t, regexp.MustCompile(`hello-\d+`))[0]
 	first.detach(t)
@@ -124,7 +126,7 @@ func TestReconnectReplaysScrollback(t *testing.T) {
 		t.Fatalf("stats after detach = %+v, want the PTY alive", st)
 	}
 
-	second := attach(t, addr, InitRequest{ID: id, Height: 24, Width: 80})
+	second := attach(t, addr, agentproto.PTYInit{ID: id, Height: 24, Width: 80})
 	second.waitMatch(t, regexp.MustCompile(regexp.QuoteMeta(hello)))
 	fmt.Fprint(second, "echo live-$((40+2))\n")
 	second.waitMatch(t, regexp.MustCompile(`live-42`))
@@ -135,8 +137,8 @@ func TestSeveralClients(t *testing.T) {
 	s := &Server{}
 	addr := startServer(t, s)
 	id := uuid.New()
-	a := attach(t, addr, InitRequest{ID: id})
-	b := attach(t, addr, InitRequest{ID: id})
+	a := attach(t, addr, agentproto.PTYInit{ID: id})
+	b := attach(t, addr, agentproto.PTYInit{ID: id})
 	eventually(t, "two clients", func() bool { return s.Stats().Clients == 2 })
 	fmt.Fprint(a, "echo both-$((1+1))\n")
 	a.waitMatch(t, regexp.MustCompile(`both-2`))
@@ -146,7 +148,7 @@ func TestSeveralClients(t *testing.T) {
 func TestResize(t *testing.T) {
 	t.Parallel()
 	addr := startServer(t, &Server{})
-	tm := attach(t, addr, InitRequest{ID: uuid.New(), Height: 30, Width: 100})
+	tm := attach(t, addr, agentproto.PTYInit{ID: uuid.New(), Height: 30, Width: 100})
 	fmt.Fprint(tm, "stty size\n")
 	tm.waitMatch(t, regexp.MustCompile(`30 100\r\n`))
 	if err := tm.Resize(40, 120); err != nil {
@@ -161,7 +163,7 @@ func TestIdleReap(t *testing.T) {
 	s := &Server{Timeout: 200 * time.Millisecond}
 	addr := startServer(t, s)
 	id := uuid.New()
-	tm := attach(t, addr, InitRequest{ID: id})
+	tm := attach(t, addr, agentproto.PTYInit{ID: id})
 	fmt.Fprint(tm, "echo pid=$$\n")
 	pid, err := strconv.Atoi(tm.waitMatch(t, regexp.MustCompile(`pid=(\d+)`))[1])
 	if err != nil {
@@ -173,7 +175,7 @@ func TestIdleReap(t *testing.T) {
 		t.Errorf("shell %d still exists after reaping: %v", pid, err)
 	}
 	// The same ID now starts a fresh PTY without the old scrollback.
-	again := attach(t, addr, InitRequest{ID: id, Command: "echo fresh; sleep 600"})
+	again := attach(t, addr, agentproto.PTYInit{ID: id, Command: "echo fresh; sleep 600"})
 	again.waitMatch(t, regexp.MustCompile(`fresh`))
 	if regexp.MustCompile(`pid=\d+`).MatchString(again.output()) {
 		t.Error("old scrollback replayed after reaping")
@@ -184,7 +186,7 @@ func TestProcessExitClosesClients(t *testing.T) {
 	t.Parallel()
 	s := &Server{}
 	addr := startServer(t, s)
-	tm := attach(t, addr, InitRequest{ID: uuid.New(), Command: "echo bye; exit 3"})
+	tm := attach(t, addr, agentproto.PTYInit{ID: uuid.New(), Command: "echo bye; exit 3"})
 	select {
 	case <-tm.done:
 	case <-time.After(30 * time.Second):
@@ -207,14 +209,14 @@ func TestBadInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if err := writeFrame(nc, FrameData, []byte("hi")); err != nil {
+	if err := agentproto.WritePTYFrame(nc, agentproto.PTYFrameData, []byte("hi")); err != nil {
 		t.Fatal(err)
 	}
-	typ, payload, err := readFrame(nc)
-	if err != nil || typ != FrameError {
+	typ, payload, err := agentproto.ReadPTYFrame(nc)
+	if err != nil || typ != agentproto.PTYFrameError {
 		t.Fatalf("got frame %d %q %v, want error frame", typ, payload, err)
 	}
-	if _, _, err := readFrame(nc); !errors.Is(err, io.EOF) {
+	if _, _, err := agentproto.ReadPTYFrame(nc); !errors.Is(err, io.EOF) {
 		t.Errorf("connection not closed: %v", err)
 	}
 }

@@ -1,6 +1,8 @@
-// Package apikey generates and parses API keys. A key is "<id>-<secret>":
-// a 10-character ID (the database primary key) and a 22-character secret,
-// both random. Only the SHA-256 of the secret is stored.
+// Package apikey generates and parses API keys and finds them in
+// requests. A key is "<id>-<secret>": a 10-character ID (the database
+// primary key) and a 22-character secret, both random. Only the SHA-256 of
+// the secret is stored. It needs no database, so the workspace apps proxy
+// can use it too.
 package apikey
 
 import (
@@ -8,7 +10,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"net/http"
 	"strings"
+
+	"github.com/wgmesh/coder/codersdk"
 )
 
 const (
@@ -77,6 +82,11 @@ func HashSecret(secret string) []byte {
 	return sum[:]
 }
 
+// HashAgentToken returns the stored form of a workspace agent token (the
+// coder_agent resource's token): its SHA-256, the same as HashSecret. coderd
+// stores it when a build completes and looks agents up by it.
+func HashAgentToken(token string) []byte { return HashSecret(token) }
+
 // Parse splits a key string into ID and secret, checking their shape.
 func Parse(token string) (id, secret string, err error) {
 	id, secret, ok := strings.Cut(token, "-")
@@ -95,4 +105,19 @@ func Parse(token string) (id, secret string, err error) {
 // SecretMatches compares secret with a stored hash in constant time.
 func SecretMatches(secret string, hashed []byte) bool {
 	return subtle.ConstantTimeCompare(HashSecret(secret), hashed) == 1
+}
+
+// FromRequest returns the API key a request carries, or "": the
+// Coder-Session-Token header first, then the session cookie. These are
+// the only places a user's key is read from; it is never taken from the
+// URL, where it would end up in logs and Referer headers (browsers send
+// the cookie on websocket upgrades too).
+func FromRequest(r *http.Request) string {
+	if v := strings.TrimSpace(r.Header.Get(codersdk.SessionTokenHeader)); v != "" {
+		return v
+	}
+	if c, err := r.Cookie(codersdk.SessionTokenCookie); err == nil && c.Value != "" {
+		return c.Value
+	}
+	return ""
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/apikey"
 	"github.com/wgmesh/coder/codersdk"
@@ -21,6 +23,9 @@ import (
 type Options struct {
 	// API options; Database and AccessURL are filled in.
 	API coderd.Options
+	// QueryTracer, when set, traces every query of the server's database
+	// pool (e.g. a QueryRecorder).
+	QueryTracer pgx.QueryTracer
 }
 
 // Server is a running test coderd.
@@ -40,8 +45,7 @@ func New(t testing.TB, opts *Options) (*codersdk.Client, *Server) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	pool := dbtestutil.NewPool(t)
-	store := database.NewStore(pool)
+	store := database.NewStore(newPool(t, opts.QueryTracer))
 
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
@@ -62,6 +66,27 @@ func New(t testing.TB, opts *Options) (*codersdk.Client, *Server) {
 	t.Cleanup(func() { _ = api.Close() })
 	srv.Config.Handler = api.Handler()
 	return codersdk.New(serverURL), &Server{API: api, URL: serverURL, DB: store}
+}
+
+// newPool opens a pool on a fresh database, traced by tracer when it is
+// set; both are closed/dropped when the test ends.
+func newPool(t testing.TB, tracer pgx.QueryTracer) *pgxpool.Pool {
+	t.Helper()
+	if tracer == nil {
+		return dbtestutil.NewPool(t)
+	}
+	cfg, err := pgxpool.ParseConfig(dbtestutil.NewDB(t))
+	if err != nil {
+		t.Fatalf("parse test database url: %v", err)
+	}
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open traced pool: %v", err)
+	}
+	// Registered after the database's drop, so it runs before it.
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // FirstUserPassword is the password of users created by this package.

@@ -14,10 +14,29 @@ import (
 	"strings"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/database"
 )
 
 // maxBodyBytes bounds request bodies.
 const maxBodyBytes = 1 << 20
+
+type loggerContextKey struct{}
+
+// WithLogger returns ctx carrying the request's logger. httpmw.Logger puts
+// one, tagged with the request's method and path, in every request.
+func WithLogger(ctx context.Context, logger *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerContextKey{}, logger)
+}
+
+// Logger returns the request's logger (see WithLogger), or slog.Default()
+// when the request did not pass through httpmw.Logger, so that errors are
+// never dropped silently.
+func Logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerContextKey{}).(*slog.Logger); ok && l != nil {
+		return l
+	}
+	return slog.Default()
+}
 
 // Write writes v as a JSON response with the given status.
 func Write(ctx context.Context, w http.ResponseWriter, status int, v any) {
@@ -25,7 +44,7 @@ func Write(ctx context.Context, w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(true)
 	if err := enc.Encode(v); err != nil {
-		slog.Default().ErrorContext(ctx, "encode response", "error", err)
+		Logger(ctx).ErrorContext(ctx, "encode response", "error", err)
 		http.Error(w, "encode response: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -85,15 +104,35 @@ func Forbidden(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// InternalServerError writes a 500 whose detail names the failed step. The
-// error itself is logged by the caller; it is included as detail so
-// operators can debug.
+// InternalServerError logs err with the request's logger (see Logger) and
+// writes a 500 whose message names the failed step; the error is included
+// as detail so operators can debug. Callers do not log it themselves. When
+// err means the database cannot be reached it writes DatabaseUnavailable's
+// 503 instead (logged at warn): the request was fine, the client may retry,
+// and the driver's text is not the client's business.
 func InternalServerError(w http.ResponseWriter, r *http.Request, message string, err error) {
+	ctx := r.Context()
+	if database.IsUnavailable(err) {
+		Logger(ctx).WarnContext(ctx, "database unavailable", "message", message, "error", err)
+		DatabaseUnavailable(w, r)
+		return
+	}
+	Logger(ctx).ErrorContext(ctx, "internal server error", "message", message, "error", err)
 	resp := codersdk.Response{Message: message}
 	if err != nil {
 		resp.Detail = err.Error()
 	}
-	Write(r.Context(), w, http.StatusInternalServerError, resp)
+	Write(ctx, w, http.StatusInternalServerError, resp)
+}
+
+// DatabaseUnavailable writes a 503 (with Retry-After) for a request that
+// failed only because the database cannot be reached.
+func DatabaseUnavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	Write(r.Context(), w, http.StatusServiceUnavailable, codersdk.Response{
+		Message: "The database is unavailable.",
+		Detail:  "coderd cannot reach its database right now; try again shortly.",
+	})
 }
 
 // NotFoundHandler answers unknown routes with the error shape.

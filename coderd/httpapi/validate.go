@@ -2,27 +2,19 @@ package httpapi
 
 import (
 	"net/mail"
-	"regexp"
-	"strings"
+
+	"github.com/wgmesh/coder/codersdk"
 )
 
-var usernameRe = regexp.MustCompile(`^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$`)
+// NameValid reports why name is not a valid name of a user, template or
+// workspace, or "" when it is valid (codersdk.NameValid: the rule the CLI
+// checks arguments with).
+func NameValid(name string) string { return codersdk.NameValid(name) }
 
 // UsernameValid reports why a username is invalid, or "" when it is valid:
-// 1-32 characters, letters, digits and single inner hyphens.
-func UsernameValid(name string) string {
-	switch {
-	case name == "":
-		return "is required"
-	case len(name) > 32:
-		return "must be at most 32 characters"
-	case !usernameRe.MatchString(name):
-		return "must be alphanumeric with single hyphens between characters"
-	case strings.EqualFold(name, "me"):
-		return `"me" is reserved`
-	}
-	return ""
-}
+// 1-32 characters, letters, digits and single inner hyphens, not "me". The
+// rule lives in codersdk so the CLI checks arguments with the same rule.
+func UsernameValid(name string) string { return codersdk.UsernameValid(name) }
 
 // EmailValid reports why an email address is invalid, or "" when valid.
 func EmailValid(email string) string {

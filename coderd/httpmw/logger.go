@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/wgmesh/coder/coderd/httpapi"
 )
 
 // StatusRecorder wraps a ResponseWriter and remembers the status written.
@@ -49,7 +51,10 @@ func RoutePattern(r *http.Request) string {
 	return "unknown"
 }
 
-// Logger logs one structured line per request.
+// Logger logs one structured line per request and puts the logger, tagged
+// with the request's method and path, in the request context for
+// handlers (httpapi.Logger; httpapi.InternalServerError logs with it).
+// A nil logger discards.
 func Logger(logger *slog.Logger) func(http.Handler) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -58,13 +63,18 @@ func Logger(logger *slog.Logger) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			rec := &StatusRecorder{ResponseWriter: w}
-			next.ServeHTTP(rec, r)
+			reqLogger := logger.With("method", r.Method, "path", r.URL.Path)
+			next.ServeHTTP(rec, r.WithContext(httpapi.WithLogger(r.Context(), reqLogger)))
 			status := rec.Status
 			if status == 0 {
 				status = http.StatusOK
 			}
 			level := slog.LevelDebug
-			if status >= 500 {
+			switch {
+			case status == http.StatusServiceUnavailable:
+				// The database is down: logged where it is detected.
+				level = slog.LevelWarn
+			case status >= 500:
 				level = slog.LevelError
 			}
 			attrs := []slog.Attr{

@@ -3,7 +3,6 @@ package httpmw
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -49,10 +48,7 @@ func LookupUser(ctx context.Context, db *database.Store, self database.User, par
 // ExtractUserParam resolves the {user} path parameter ("me", a UUID or a
 // username). Unknown users get 404. It must run behind ExtractAPIKey.
 // Whether the caller may see the user is the handler's decision.
-func ExtractUserParam(db *database.Store, logger *slog.Logger) func(http.Handler) http.Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+func ExtractUserParam(db *database.Store) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
@@ -66,7 +62,6 @@ func ExtractUserParam(db *database.Store, logger *slog.Logger) func(http.Handler
 				return
 			}
 			if err != nil {
-				logger.ErrorContext(ctx, "get user param", "error", err)
 				httpapi.InternalServerError(w, r, "Internal error fetching user.", err)
 				return
 			}

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/wgmesh/coder/codersdk"
 )
 
 // DefaultAuthCacheTTL is how long a granted app request is remembered.
@@ -19,15 +17,6 @@ const DefaultAuthCacheTTL = 5 * time.Second
 // DefaultAuthCacheSize bounds the number of remembered decisions.
 const DefaultAuthCacheSize = 10000
 
-// credential is what an app request authenticates with: a token (empty
-// for an anonymous request), the scope the token must have, and for
-// application_connect keys the app origin host the key must be bound to.
-type credential struct {
-	token string
-	scope codersdk.APIKeyScope
-	host  string
-}
-
 // decisionKey identifies a cached decision: a hash of the credential (the
 // token itself is never kept in memory longer than the request) and the
 // app the request names.
@@ -36,13 +25,13 @@ type decisionKey struct {
 	req  Request
 }
 
-func newDecisionKey(c credential, req Request) decisionKey {
+func newDecisionKey(c Credential, req Request) decisionKey {
 	h := sha256.New()
-	h.Write([]byte(c.scope))
+	h.Write([]byte(c.Kind))
 	h.Write([]byte{0})
-	h.Write([]byte(strings.ToLower(hostOnly(c.host))))
+	h.Write([]byte(strings.ToLower(hostOnly(c.Host))))
 	h.Write([]byte{0})
-	h.Write([]byte(c.token))
+	h.Write([]byte(c.Token))
 	var k decisionKey
 	h.Sum(k.cred[:0])
 	k.req = req
@@ -54,8 +43,8 @@ type decision struct {
 	expires time.Time
 }
 
-// decisionCache remembers granted app requests (resolved workspace, agent
-// and upstream) until they expire. Entries expire on time only; there is
+// decisionCache remembers granted app requests (the Grant and its parsed
+// upstream) until they expire. Entries expire on time only; there is
 // no invalidation. It holds at most max entries: when full, expired
 // entries are swept, and if it is still full the new decision is not
 // remembered. It starts no goroutine.
@@ -94,7 +83,8 @@ func (c *decisionCache) get(k decisionKey, now time.Time) *target {
 }
 
 // put remembers a granted target from now until now+ttl, or until
-// notAfter when that is earlier (the expiry of the key that was used).
+// notAfter when that is earlier (the grant's expiry: that of the key that
+// was used).
 func (c *decisionCache) put(k decisionKey, t *target, now, notAfter time.Time) {
 	if c.ttl <= 0 {
 		return

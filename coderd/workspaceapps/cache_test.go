@@ -4,8 +4,6 @@ import (
 	"net/url"
 	"testing"
 	"time"
-
-	"github.com/wgmesh/coder/codersdk"
 )
 
 func TestDecisionCache(t *testing.T) {
@@ -13,7 +11,7 @@ func TestDecisionCache(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tgt := &target{upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:8080"}}
 	req := Request{Owner: "alice", Workspace: "dev", App: "code"}
-	key := newDecisionKey(credential{token: "tok", scope: codersdk.APIKeyScopeAll}, req)
+	key := newDecisionKey(Credential{Kind: CredentialSession, Token: "tok"}, req)
 
 	tests := []struct {
 		name     string
@@ -48,16 +46,16 @@ func TestDecisionCache(t *testing.T) {
 func TestDecisionKeySeparatesCredentials(t *testing.T) {
 	t.Parallel()
 	req := Request{Owner: "alice", Workspace: "dev", App: "code"}
-	base := credential{token: "tok", scope: codersdk.APIKeyScopeApplicationConnect, host: "code--main--dev--alice.apps.test:3000"}
-	same := credential{token: "tok", scope: codersdk.APIKeyScopeApplicationConnect, host: "CODE--main--dev--alice.apps.test"}
+	base := Credential{Kind: CredentialAppKey, Token: "tok", Host: "code--main--dev--alice.apps.test:3000"}
+	same := Credential{Kind: CredentialAppKey, Token: "tok", Host: "CODE--main--dev--alice.apps.test"}
 	if newDecisionKey(base, req) != newDecisionKey(same, req) {
 		t.Fatal("the port or case of the host changed the key")
 	}
-	others := map[string]credential{
-		"token":     {token: "other", scope: base.scope, host: base.host},
-		"anonymous": {scope: base.scope, host: base.host},
-		"scope":     {token: base.token, scope: codersdk.APIKeyScopeAll, host: base.host},
-		"host":      {token: base.token, scope: base.scope, host: "other--main--dev--alice.apps.test"},
+	others := map[string]Credential{
+		"token":     {Kind: base.Kind, Token: "other", Host: base.Host},
+		"anonymous": {Kind: base.Kind, Host: base.Host},
+		"kind":      {Kind: CredentialSession, Token: base.Token, Host: base.Host},
+		"host":      {Kind: base.Kind, Token: base.Token, Host: "other--main--dev--alice.apps.test"},
 	}
 	for name, c := range others {
 		if newDecisionKey(c, req) == newDecisionKey(base, req) {
@@ -75,7 +73,7 @@ func TestDecisionCacheBounded(t *testing.T) {
 	tgt := &target{}
 	c := newDecisionCache(time.Second, 2)
 	k := func(tok string) decisionKey {
-		return newDecisionKey(credential{token: tok, scope: codersdk.APIKeyScopeAll}, Request{App: "a"})
+		return newDecisionKey(Credential{Kind: CredentialSession, Token: tok}, Request{App: "a"})
 	}
 	c.put(k("1"), tgt, t0, time.Time{})
 	c.put(k("2"), tgt, t0, time.Time{})

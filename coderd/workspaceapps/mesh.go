@@ -1,9 +1,12 @@
-// Package workspaceapps is coderd's workspace apps proxy (dev URLs): it
-// resolves path-based (/@owner/workspace[.agent]/apps/slug/...) and
-// subdomain-based (slug--agent--workspace--owner.apps.example.com) requests
-// to an app or port inside a workspace, authorizes them by the app's share
-// level, and reverse-proxies HTTP, websockets and server-sent events to the
-// workspace through coderd's own mesh connection (Mesh).
+// Package workspaceapps is the workspace apps proxy (dev URLs): it parses
+// path-based (/@owner/workspace[.agent]/apps/slug/...) and subdomain-based
+// (slug--agent--workspace--owner.apps.example.com) requests for an app or
+// port inside a workspace, has them decided by an Authorizer (cached for a
+// few seconds), and reverse-proxies HTTP, websockets and server-sent events
+// to the workspace through an AgentDialer (coderd's own mesh connection,
+// Mesh). It never touches the database: coderd implements its interfaces
+// (Policy applies the share levels over an Identifier and an AppLookup),
+// and a regional proxy can implement them with decisions signed by coderd.
 package workspaceapps
 
 import (
@@ -24,15 +27,9 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"tailscale.com/tailcfg"
 
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/tunnel"
-)
-
-// Ports of the agent's tailnet services (mirrors agent.SSHPort and
-// agent.ReconnectingPTYPort; coderd may not import agent).
-const (
-	AgentSSHPort             = 1
-	AgentReconnectingPTYPort = 2
 )
 
 // DefaultReachTimeout bounds the wait for an agent to answer over the mesh.
@@ -375,7 +372,7 @@ func convertUpdates(logger *slog.Logger, in []coordinator.PeerUpdate) []*tunnel.
 }
 
 // DialTailnet opens a TCP connection to one of the agent's own tailnet
-// services (for example AgentReconnectingPTYPort).
+// services (for example agentproto.ReconnectingPTYPort).
 func (m *Mesh) DialTailnet(ctx context.Context, agentID uuid.UUID, port uint16) (net.Conn, error) {
 	conn, err := m.tunnelConn(agentID)
 	if err != nil {
@@ -482,7 +479,7 @@ func (m *Mesh) forget(agentID uuid.UUID, a *agentClient) {
 }
 
 func (m *Mesh) connectSSH(ctx context.Context, agentID uuid.UUID) (*gossh.Client, error) {
-	nc, err := m.DialTailnet(ctx, agentID, AgentSSHPort)
+	nc, err := m.DialTailnet(ctx, agentID, agentproto.SSHPort)
 	if err != nil {
 		return nil, err
 	}

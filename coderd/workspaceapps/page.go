@@ -31,14 +31,14 @@ p{line-height:1.5;margin:0 0 .5rem}
 `))
 
 // writePage answers with a small HTML page explaining d.
-func writePage(w http.ResponseWriter, d *denial) {
+func writePage(w http.ResponseWriter, d *Denial) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	w.WriteHeader(d.status)
+	w.WriteHeader(d.Status)
 	_ = pageTemplate.Execute(w, struct {
 		Title, Detail, Status string
-	}{d.title, d.detail, strconv.Itoa(d.status)})
+	}{d.Title, d.Detail, strconv.Itoa(d.Status)})
 }

@@ -12,24 +12,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/wgmesh/coder/coderd/rbac"
-	"github.com/wgmesh/coder/codersdk"
-	"github.com/wgmesh/coder/database"
 )
 
 // Options configures New.
 type Options struct {
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// DB is coderd's store. Required.
-	DB *database.Store
-	// Authorizer decides owner-level access. Required.
-	Authorizer rbac.Authorizer
-	// Mesh carries requests to agents. Required.
-	Mesh *Mesh
+	// Authorizer decides the requests the proxy has not decided recently
+	// (coderd: a Policy on its database). Required.
+	Authorizer Authorizer
+	// AppKeys runs the subdomain cookie handshake. Required.
+	AppKeys AppKeys
+	// Dialer carries requests to agents (coderd: its Mesh). Required.
+	Dialer AgentDialer
 	// AccessURL is the dashboard origin. Required.
 	AccessURL *url.URL
 	// WildcardHostname is the subdomain apps pattern, e.g.
@@ -39,15 +34,10 @@ type Options struct {
 	// DisablePathApps refuses path-based apps (they share the dashboard
 	// origin).
 	DisablePathApps bool
-	// AgentConnected reports whether an agent is connected to coderd.
-	// Required.
-	AgentConnected func(database.WorkspaceAgent) bool
-	// AppKeyLifetime bounds app-scoped keys (default DefaultAppKeyLifetime).
-	AppKeyLifetime time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// AuthCacheTTL is how long a granted request (credential + app) is
-	// remembered without asking the database again: the staleness bound
+	// remembered without asking the Authorizer again: the staleness bound
 	// of authorization decisions (default DefaultAuthCacheTTL; negative
 	// disables the cache).
 	AuthCacheTTL time.Duration
@@ -65,25 +55,20 @@ type Server struct {
 // New returns a Server.
 func New(opts Options) (*Server, error) {
 	switch {
-	case opts.DB == nil:
-		return nil, errors.New("workspace apps: DB is required")
 	case opts.Authorizer == nil:
 		return nil, errors.New("workspace apps: Authorizer is required")
-	case opts.Mesh == nil:
-		return nil, errors.New("workspace apps: Mesh is required")
+	case opts.AppKeys == nil:
+		return nil, errors.New("workspace apps: AppKeys is required")
+	case opts.Dialer == nil:
+		return nil, errors.New("workspace apps: Dialer is required")
 	case opts.AccessURL == nil:
 		return nil, errors.New("workspace apps: AccessURL is required")
-	case opts.AgentConnected == nil:
-		return nil, errors.New("workspace apps: AgentConnected is required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.AppKeyLifetime <= 0 {
-		opts.AppKeyLifetime = DefaultAppKeyLifetime
 	}
 	if opts.AuthCacheTTL == 0 {
 		opts.AuthCacheTTL = DefaultAuthCacheTTL
@@ -121,15 +106,15 @@ func (s *Server) WildcardHostname() string { return s.opts.WildcardHostname }
 // Request names what an app request asks for.
 type Request struct {
 	// Owner is the workspace owner's username.
-	Owner string
+	Owner string `json:"owner"`
 	// Workspace is the workspace name.
-	Workspace string
+	Workspace string `json:"workspace"`
 	// Agent is the agent name ("" picks the workspace's only/first agent).
-	Agent string
+	Agent string `json:"agent,omitempty"`
 	// App is the app slug; empty for a port request.
-	App string
+	App string `json:"app,omitempty"`
 	// Port is the port for a port request.
-	Port uint16
+	Port uint16 `json:"port,omitempty"`
 }
 
 // ParsePathApp parses /@OWNER/WORKSPACE[.AGENT]/apps/APP/REST or
@@ -250,164 +235,39 @@ func (s *Server) subdomainRequest(r *http.Request) (Request, bool) {
 	return ParseSubdomain(label)
 }
 
-// target is a resolved and authorized app request.
+// target is a granted app request, ready to proxy.
 type target struct {
-	workspace database.Workspace
-	agent     database.WorkspaceAgent
-	upstream  *url.URL
+	grant    *Grant
+	upstream *url.URL
 }
 
-// denial is why a request is not proxied: an HTTP status and a page.
-type denial struct {
-	status int
-	title  string
-	detail string
-	// login asks the caller to authenticate (no identity yet).
-	login bool
-}
-
-var notFound = &denial{status: http.StatusNotFound, title: "Application not found", detail: "There is no such application, or you may not open it."}
-
-// resolve looks the request up and applies its share level. id is nil for
-// an anonymous request.
-func (s *Server) resolve(ctx context.Context, req Request, id *identity) (*target, *denial, error) {
-	db := s.opts.DB
-	owner, err := db.GetUserByUsername(ctx, req.Owner)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("get owner: %w", err)
-	}
-	ws, err := db.GetWorkspaceByOwnerIDAndName(ctx, database.GetWorkspaceByOwnerIDAndNameParams{OwnerID: owner.ID, Name: req.Workspace, Deleted: false})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("get workspace: %w", err)
-	}
-	wsObj := rbac.Object{Type: rbac.ResourceWorkspace, OwnerID: ws.OwnerID, ID: ws.ID.String()}
-	mayConnect := func() bool {
-		return id != nil && s.opts.Authorizer.Authorize(ctx, id.subject, rbac.ActionUpdate, wsObj) == nil
-	}
-	ownerOnly := func() *denial {
-		if id == nil {
-			return &denial{status: http.StatusUnauthorized, title: "Sign in required", detail: "Sign in to open this application.", login: true}
-		}
-		if !mayConnect() {
-			return notFound
-		}
-		return nil
-	}
-
-	agents, err := db.GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx, ws.ID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("get workspace agents: %w", err)
-	}
-	if len(agents) == 0 {
-		// Nothing to reach: only those who may connect learn why.
-		if d := ownerOnly(); d != nil {
-			return nil, d, nil
-		}
-		build, err := db.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return nil, nil, fmt.Errorf("get latest build: %w", err)
-		}
-		if err == nil && build.Transition == database.WorkspaceTransitionStart {
-			return nil, &denial{status: http.StatusServiceUnavailable, title: "Workspace is starting", detail: fmt.Sprintf("Workspace %q has no running agent yet. Wait for it to start and reload.", ws.Name)}, nil
-		}
-		return nil, &denial{status: http.StatusServiceUnavailable, title: "Workspace is stopped", detail: fmt.Sprintf("Workspace %q is not running. Start it, then reload this page.", ws.Name)}, nil
-	}
-	agent := agents[0]
-	if req.Agent != "" {
-		found := false
-		for _, a := range agents {
-			if strings.EqualFold(a.Name, req.Agent) {
-				agent, found = a, true
-				break
-			}
-		}
-		if !found {
-			return nil, notFound, nil
-		}
-	}
-
-	var upstream *url.URL
-	var unhealthy bool
-	if req.App != "" {
-		app, err := db.GetWorkspaceAppByAgentIDAndSlug(ctx, database.GetWorkspaceAppByAgentIDAndSlugParams{AgentID: agent.ID, Slug: strings.ToLower(req.App)})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, notFound, nil
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("get app: %w", err)
-		}
-		switch app.SharingLevel {
-		case database.AppSharingLevelPublic:
-		case database.AppSharingLevelAuthenticated:
-			if id == nil {
-				return nil, &denial{status: http.StatusUnauthorized, title: "Sign in required", detail: "Sign in to open this application.", login: true}, nil
-			}
-		default:
-			if d := ownerOnly(); d != nil {
-				return nil, d, nil
-			}
-		}
-		if !app.Url.Valid || app.Url.String == "" || app.External {
-			return nil, &denial{status: http.StatusNotFound, title: "Not a web application", detail: fmt.Sprintf("App %q has no URL to proxy to.", app.Slug)}, nil
-		}
-		upstream, err = url.Parse(app.Url.String)
-		if err != nil || (upstream.Scheme != "http" && upstream.Scheme != "https") || upstream.Host == "" {
-			return nil, &denial{status: http.StatusBadGateway, title: "Invalid application URL", detail: fmt.Sprintf("App %q has an invalid URL.", app.Slug)}, nil
-		}
-		if upstream.Port() == "" {
-			port := "80"
-			if upstream.Scheme == "https" {
-				port = "443"
-			}
-			upstream.Host = net.JoinHostPort(upstream.Hostname(), port)
-		}
-		unhealthy = app.Health == database.WorkspaceAppHealthUnhealthy
-	} else {
-		// Ports are the owner's.
-		if d := ownerOnly(); d != nil {
-			return nil, d, nil
-		}
-		upstream = &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(req.Port)))}
-	}
-	if !s.opts.AgentConnected(agent) {
-		return nil, &denial{status: http.StatusBadGateway, title: "Agent disconnected", detail: fmt.Sprintf("Agent %q of workspace %q is not connected. The workspace may be stopping or its agent may have crashed.", agent.Name, ws.Name)}, nil
-	}
-	if unhealthy {
-		return nil, &denial{status: http.StatusBadGateway, title: "Application unhealthy", detail: fmt.Sprintf("App %q is failing its health check. Check the app inside the workspace.", req.App)}, nil
-	}
-	return &target{workspace: ws, agent: agent, upstream: upstream}, nil, nil
-}
-
-// authorize authenticates the credential and resolves the request, or
-// answers from the decision cache: a granted request is remembered for
-// AuthCacheTTL (never beyond its key's expiry), so a stream of requests
-// to an app costs no database round trip. Denials are not cached. An
-// invalid or missing credential is an anonymous request.
-func (s *Server) authorize(ctx context.Context, c credential, req Request) (*target, *denial, error) {
+// authorize decides the request, from the decision cache when it was
+// granted within AuthCacheTTL (never beyond the grant's expiry), so a
+// stream of requests to an app costs no round trip to the Authorizer.
+// Denials are not cached. An invalid or missing credential is an
+// anonymous request.
+func (s *Server) authorize(ctx context.Context, c Credential, req Request) (*target, *Denial, error) {
 	key := newDecisionKey(c, req)
 	now := s.opts.Now()
 	if t := s.cache.get(key, now); t != nil {
 		return t, nil, nil
 	}
-	id, err := s.validateKey(ctx, c.token, c.scope, c.host)
-	if err != nil && !errors.Is(err, errNoKey) {
+	d, err := s.opts.Authorizer.Authorize(ctx, AccessRequest{Credential: c, App: req})
+	if err != nil {
 		return nil, nil, err
 	}
-	t, d, err := s.resolve(ctx, req, id)
-	if err != nil || d != nil {
-		return nil, d, err
+	if d.Denial != nil {
+		return nil, d.Denial, nil
 	}
-	var notAfter time.Time
-	if id != nil {
-		notAfter = id.key.ExpiresAt
+	if d.Grant == nil {
+		return nil, nil, errors.New("authorizer returned an empty decision")
 	}
-	s.cache.put(key, t, now, notAfter)
+	upstream, err := url.Parse(d.Grant.Upstream)
+	if err != nil || (upstream.Scheme != "http" && upstream.Scheme != "https") || upstream.Port() == "" {
+		return nil, nil, fmt.Errorf("granted upstream %q is not an http(s) URL with a port", d.Grant.Upstream)
+	}
+	t := &target{grant: d.Grant, upstream: upstream}
+	s.cache.put(key, t, now, d.Grant.Expires)
 	return t, nil, nil
 }
 
@@ -422,10 +282,10 @@ func (s *Server) ServePathApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.opts.DisablePathApps {
-		d := &denial{status: http.StatusNotFound, title: "Path-based apps are disabled", detail: "This deployment only serves apps on their own subdomain."}
+		d := &Denial{Status: http.StatusNotFound, Title: "Path-based apps are disabled", Detail: "This deployment only serves apps on their own subdomain."}
 		if s.wildcardSuffix != "" {
 			if u, err := SubdomainAppURL(s.opts.AccessURL, s.opts.WildcardHostname, req); err == nil && req.Agent != "" {
-				d.detail += " Open " + u.String()
+				d.Detail += " Open " + u.String()
 			}
 		}
 		writePage(w, d)
@@ -444,7 +304,7 @@ func (s *Server) ServePathApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if d != nil {
-		if d.login && isBrowserNavigation(r) {
+		if d.Login && isBrowserNavigation(r) {
 			http.Redirect(w, r, s.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
@@ -471,9 +331,9 @@ func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req R
 	ctx := r.Context()
 	// Step 2 of the handshake: the dashboard sent us a key in the URL.
 	if token := r.URL.Query().Get(AppConnectAPIKeyParam); token != "" {
-		id, err := s.validateKey(ctx, token, codersdk.APIKeyScopeApplicationConnect, r.Host)
-		if errors.Is(err, errNoKey) {
-			writePage(w, &denial{status: http.StatusUnauthorized, title: "Invalid application key", detail: "The sign-in link is invalid or expired. Reload the application to sign in again."})
+		expires, err := s.opts.AppKeys.CheckAppKey(ctx, Credential{Kind: CredentialAppKey, Token: token, Host: r.Host})
+		if errors.Is(err, ErrUnauthenticated) {
+			writePage(w, &Denial{Status: http.StatusUnauthorized, Title: "Invalid application key", Detail: "The sign-in link is invalid or expired. Reload the application to sign in again."})
 			return
 		}
 		if err != nil {
@@ -484,7 +344,7 @@ func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req R
 			Name:     SubdomainAppSessionTokenCookie,
 			Value:    token,
 			Path:     "/",
-			Expires:  id.key.ExpiresAt,
+			Expires:  expires,
 			HttpOnly: true,
 			SameSite: http.SameSiteLaxMode,
 			Secure:   s.opts.AccessURL.Scheme == "https",
@@ -502,7 +362,7 @@ func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req R
 		return
 	}
 	if d != nil {
-		if d.login && isBrowserNavigation(r) {
+		if d.Login && isBrowserNavigation(r) {
 			// Step 1: ask the dashboard origin for an app key.
 			self := url.URL{Scheme: s.opts.AccessURL.Scheme, Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
 			u := *s.opts.AccessURL
@@ -525,29 +385,24 @@ func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req R
 func (s *Server) ServeAuthRedirect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if s.wildcardSuffix == "" {
-		writePage(w, &denial{status: http.StatusNotFound, title: "Subdomain apps are disabled", detail: "This deployment has no wildcard access URL."})
+		writePage(w, &Denial{Status: http.StatusNotFound, Title: "Subdomain apps are disabled", Detail: "This deployment has no wildcard access URL."})
 		return
 	}
 	raw := r.URL.Query().Get(RedirectURIParam)
 	dest, err := url.Parse(raw)
 	if err != nil || dest.Host == "" || (dest.Scheme != "http" && dest.Scheme != "https") {
-		writePage(w, &denial{status: http.StatusBadRequest, title: "Invalid redirect", detail: "redirect_uri must be an absolute application URL."})
+		writePage(w, &Denial{Status: http.StatusBadRequest, Title: "Invalid redirect", Detail: "redirect_uri must be an absolute application URL."})
 		return
 	}
 	if _, ok := s.subdomainRequest(&http.Request{Host: dest.Host}); !ok {
-		writePage(w, &denial{status: http.StatusBadRequest, title: "Invalid redirect", detail: "redirect_uri is not an application of this deployment."})
+		writePage(w, &Denial{Status: http.StatusBadRequest, Title: "Invalid redirect", Detail: "redirect_uri is not an application of this deployment."})
 		return
 	}
-	id, err := s.pathIdentity(r)
-	if errors.Is(err, errNoKey) {
+	token, _, err := s.opts.AppKeys.IssueAppKey(ctx, pathCredential(r), dest.Host)
+	if errors.Is(err, ErrUnauthenticated) {
 		http.Redirect(w, r, s.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
-	if err != nil {
-		s.internalError(w, r, err)
-		return
-	}
-	token, _, err := s.issueAppKey(ctx, id, dest.Host)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
@@ -594,22 +449,22 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, t *target, rest s
 			pr.Out.Host = ""
 			pr.SetXForwarded()
 		},
-		Transport:     s.opts.Mesh.Transport(t.agent.ID),
+		Transport:     s.opts.Dialer.Transport(t.grant.AgentID),
 		FlushInterval: -1,
 		BufferPool:    s.buffers,
 		ErrorLog:      nil,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.logger.DebugContext(r.Context(), "proxy to workspace app failed", "agent_id", t.agent.ID, "upstream", t.upstream.Host, "error", err)
+			s.logger.DebugContext(r.Context(), "proxy to workspace app failed", "agent_id", t.grant.AgentID, "upstream", t.upstream.Host, "error", err)
 			var pe *PortError
 			switch {
 			case errors.As(err, &pe):
-				writePage(w, &denial{status: http.StatusBadGateway, title: "Port not listening", detail: fmt.Sprintf("Nothing in workspace %q is listening on %s. Start the application and reload.", t.workspace.Name, t.upstream.Host)})
+				writePage(w, &Denial{Status: http.StatusBadGateway, Title: "Port not listening", Detail: fmt.Sprintf("Nothing in workspace %q is listening on %s. Start the application and reload.", t.grant.WorkspaceName, t.upstream.Host)})
 			case errors.Is(err, ErrAgentUnreachable):
-				writePage(w, &denial{status: http.StatusBadGateway, title: "Agent unreachable", detail: fmt.Sprintf("coderd could not reach agent %q over the mesh.", t.agent.Name)})
+				writePage(w, &Denial{Status: http.StatusBadGateway, Title: "Agent unreachable", Detail: fmt.Sprintf("coderd could not reach agent %q over the mesh.", t.grant.AgentName)})
 			case errors.Is(err, context.Canceled):
 				w.WriteHeader(499)
 			default:
-				writePage(w, &denial{status: http.StatusBadGateway, title: "Application error", detail: "The application did not answer: " + err.Error()})
+				writePage(w, &Denial{Status: http.StatusBadGateway, Title: "Application error", Detail: "The application did not answer: " + err.Error()})
 			}
 		},
 	}
@@ -618,5 +473,5 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, t *target, rest s
 
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
 	s.logger.ErrorContext(r.Context(), "workspace app request", "error", err, "path", r.URL.Path)
-	writePage(w, &denial{status: http.StatusInternalServerError, title: "Internal error", detail: "Something went wrong serving this application."})
+	writePage(w, &Denial{Status: http.StatusInternalServerError, Title: "Internal error", Detail: "Something went wrong serving this application."})
 }

@@ -2,11 +2,10 @@
 // agent: a userspace WireGuard tunnel (tunnel.Conn) kept in sync with the
 // coordinator through coderd, and typed access to the agent's services on
 // its mesh address (SSH, port forwarding, reconnecting PTY, speed test,
-// HTTP API).
+// HTTP API). The wire formats of those services are codersdk/agentproto.
 package workspacesdk
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -25,9 +24,8 @@ import (
 	"github.com/google/uuid"
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/wgmesh/coder/agent"
-	"github.com/wgmesh/coder/agent/reconnectingpty"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/tunnel"
 )
@@ -86,7 +84,7 @@ func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, 
 	}
 	logger := opts.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
 	info := opts.ConnectionInfo
 	if info == nil {
@@ -171,7 +169,7 @@ func (c *AgentConn) dialPort(ctx context.Context, port int) (net.Conn, error) {
 // SSH opens a raw TCP connection to the agent's SSH server: the bytes are
 // the SSH protocol (what `coder ssh --stdio` pipes to OpenSSH).
 func (c *AgentConn) SSH(ctx context.Context) (net.Conn, error) {
-	return c.dialPort(ctx, agent.SSHPort)
+	return c.dialPort(ctx, agentproto.SSHPort)
 }
 
 // NewSSHClient opens a new SSH client connection to the agent. The mesh
@@ -265,18 +263,18 @@ func (c *AgentConn) DialContext(ctx context.Context, network, addr string) (net.
 // the agent. The returned connection carries datagrams: each Write sends
 // one, each Read returns one (truncated when the buffer is too small).
 // idleTimeout asks the agent to end the relay after that long without a
-// datagram (0: agent.DefaultUDPRelayIdleTimeout). Closing the connection
-// ends the relay.
-func (c *AgentConn) DialUDP(ctx context.Context, port int, idleTimeout time.Duration) (*agent.UDPFrameConn, error) {
+// datagram (0: agentproto.DefaultUDPRelayIdleTimeout). Closing the
+// connection ends the relay.
+func (c *AgentConn) DialUDP(ctx context.Context, port int, idleTimeout time.Duration) (*agentproto.UDPFrameConn, error) {
 	if port < 1 || port > 65535 {
 		return nil, fmt.Errorf("dial udp in workspace: bad port %d", port)
 	}
 	target := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
-	nc, err := c.dialPort(ctx, agent.UDPRelayPort)
+	nc, err := c.dialPort(ctx, agentproto.UDPRelayPort)
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*agent.UDPFrameConn, error) {
+	fail := func(err error) (*agentproto.UDPFrameConn, error) {
 		_ = nc.Close()
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
@@ -285,51 +283,30 @@ func (c *AgentConn) DialUDP(ctx context.Context, port int, idleTimeout time.Dura
 	}
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	defer stop()
-	hdr, err := json.Marshal(agent.UDPRelayRequest{Target: target.String(), IdleTimeout: idleTimeout})
+	fc, err := agentproto.OpenUDPRelay(nc, agentproto.UDPRelayRequest{Target: target.String(), IdleTimeout: idleTimeout})
 	if err != nil {
-		return fail(fmt.Errorf("encode relay request: %w", err))
-	}
-	if _, err := nc.Write(append(hdr, '\n')); err != nil {
-		return fail(fmt.Errorf("send relay request: %w", err))
-	}
-	br := bufio.NewReaderSize(nc, 64<<10)
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		return fail(fmt.Errorf("read relay response: %w", err))
-	}
-	var res agent.UDPRelayResponse
-	if err := json.Unmarshal(line, &res); err != nil {
-		return fail(fmt.Errorf("decode relay response: %w", err))
-	}
-	if res.Error != "" {
-		return fail(fmt.Errorf("agent refused: %s", res.Error))
+		return fail(err)
 	}
 	if !stop() {
 		return fail(errors.New("connection closed"))
 	}
-	return agent.NewUDPFrameConn(nc, br, net.UDPAddrFromAddrPort(target)), nil
+	return fc, nil
 }
 
-// ReconnectingPTY attaches to (or creates) the reconnecting PTY session id
-// of the agent, as the web terminal does.
-func (c *AgentConn) ReconnectingPTY(ctx context.Context, req reconnectingpty.InitRequest) (*reconnectingpty.Conn, error) {
-	nc, err := c.dialPort(ctx, agent.ReconnectingPTYPort)
+// ReconnectingPTY attaches to (or creates) the reconnecting PTY session
+// req.ID of the agent, as the web terminal does.
+func (c *AgentConn) ReconnectingPTY(ctx context.Context, req agentproto.PTYInit) (*agentproto.PTYConn, error) {
+	nc, err := c.dialPort(ctx, agentproto.ReconnectingPTYPort)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := reconnectingpty.Dial(nc, req)
+	rc, err := agentproto.AttachPTY(nc, req)
 	if err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("attach reconnecting pty: %w", err)
 	}
 	return rc, nil
 }
-
-// Speedtest directions.
-const (
-	SpeedtestUpload   = "upload"
-	SpeedtestDownload = "download"
-)
 
 // SpeedtestInterval is the throughput of one interval of a speed test.
 type SpeedtestInterval struct {
@@ -358,26 +335,27 @@ type SpeedtestResult struct {
 }
 
 // Speedtest measures throughput through the tunnel to the agent for
-// duration in direction (SpeedtestUpload or SpeedtestDownload), reporting
-// each interval to onInterval (may be nil) as it completes.
+// duration in direction (agentproto.SpeedtestUpload or
+// agentproto.SpeedtestDownload), reporting each interval to onInterval
+// (may be nil) as it completes.
 func (c *AgentConn) Speedtest(ctx context.Context, direction string, duration, interval time.Duration, onInterval func(SpeedtestInterval)) (SpeedtestResult, error) {
-	if direction != SpeedtestUpload && direction != SpeedtestDownload {
-		return SpeedtestResult{}, fmt.Errorf("speedtest: direction %q: want %s or %s", direction, SpeedtestUpload, SpeedtestDownload)
+	if direction != agentproto.SpeedtestUpload && direction != agentproto.SpeedtestDownload {
+		return SpeedtestResult{}, fmt.Errorf("speedtest: direction %q: want %s or %s", direction, agentproto.SpeedtestUpload, agentproto.SpeedtestDownload)
 	}
-	if duration <= 0 || duration > agent.MaxSpeedtestDuration {
-		return SpeedtestResult{}, fmt.Errorf("speedtest: duration %s must be in (0, %s]", duration, agent.MaxSpeedtestDuration)
+	if duration <= 0 || duration > agentproto.MaxSpeedtestDuration {
+		return SpeedtestResult{}, fmt.Errorf("speedtest: duration %s must be in (0, %s]", duration, agentproto.MaxSpeedtestDuration)
 	}
 	if interval <= 0 {
 		interval = time.Second
 	}
-	nc, err := c.dialPort(ctx, agent.SpeedtestPort)
+	nc, err := c.dialPort(ctx, agentproto.SpeedtestPort)
 	if err != nil {
 		return SpeedtestResult{}, err
 	}
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	defer stop()
-	hdr, err := json.Marshal(agent.SpeedtestRequest{Direction: direction, Duration: duration})
+	hdr, err := json.Marshal(agentproto.SpeedtestRequest{Direction: direction, Duration: duration})
 	if err != nil {
 		return SpeedtestResult{}, fmt.Errorf("encode speedtest request: %w", err)
 	}
@@ -429,7 +407,7 @@ func (c *AgentConn) Speedtest(ctx context.Context, direction string, duration, i
 	buf := make([]byte, 32<<10)
 	var runErr error
 	switch direction {
-	case SpeedtestDownload:
+	case agentproto.SpeedtestDownload:
 		for {
 			n, err := nc.Read(buf)
 			mu.Lock()
@@ -442,7 +420,7 @@ func (c *AgentConn) Speedtest(ctx context.Context, direction string, duration, i
 				break
 			}
 		}
-	case SpeedtestUpload:
+	case agentproto.SpeedtestUpload:
 		end := start.Add(duration)
 		for time.Now().Before(end) {
 			n, err := nc.Write(buf)
@@ -485,15 +463,15 @@ func (c *AgentConn) Speedtest(ctx context.Context, direction string, duration, i
 func (c *AgentConn) httpClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return c.dialPort(ctx, agent.HTTPAPIPort)
+			return c.dialPort(ctx, agentproto.HTTPAPIPort)
 		},
 		DisableKeepAlives: true,
 	}}
 }
 
 // ListeningPorts lists the TCP ports listening inside the workspace.
-func (c *AgentConn) ListeningPorts(ctx context.Context) ([]agent.ListeningPort, error) {
-	u := "http://" + net.JoinHostPort(c.ip.String(), strconv.Itoa(agent.HTTPAPIPort)) + "/api/v0/listening-ports"
+func (c *AgentConn) ListeningPorts(ctx context.Context) ([]agentproto.ListeningPort, error) {
+	u := "http://" + net.JoinHostPort(c.ip.String(), strconv.Itoa(agentproto.HTTPAPIPort)) + agentproto.ListeningPortsPath
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("listening ports: %w", err)
@@ -507,9 +485,7 @@ func (c *AgentConn) ListeningPorts(ctx context.Context) ([]agent.ListeningPort, 
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
 		return nil, fmt.Errorf("listening ports: status %d: %s", res.StatusCode, body)
 	}
-	var out struct {
-		Ports []agent.ListeningPort `json:"ports"`
-	}
+	var out agentproto.ListeningPortsResponse
 	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
 		return nil, fmt.Errorf("decode listening ports: %w", err)
 	}

@@ -83,6 +83,15 @@ type Cluster struct {
 	// unlock releases the Exclusive owner lock; nil when not held.
 	unlock func()
 	url    string
+	// adminURL is the URL of the "postgres" database.
+	adminURL string
+	// listenPort is the port the URL names, fixed once Start returns (port
+	// changes while the supervisor restarts the server).
+	listenPort int
+	// noSync is Options.NoSync, kept for restarts.
+	noSync bool
+	// sup is the running supervisor (supervise.go); nil when none.
+	sup *supervisor
 }
 
 // Start creates the cluster on first use, starts the server (or adopts one
@@ -112,6 +121,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		bins:    bins,
 		dataDir: dataDir,
 		pgdata:  filepath.Join(dataDir, "pgdata"),
+		noSync:  opts.NoSync,
 	}
 	if err := c.prepareUser(opts.RunAs); err != nil {
 		return nil, err
@@ -164,6 +174,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		return nil, err
 	}
 	c.url = c.urlFor(DatabaseName)
+	c.adminURL = c.urlFor("postgres")
+	c.listenPort = c.port
 	logger.Info("embedded postgres ready", slog.String("data_dir", dataDir), slog.Int("port", c.port), slog.String("bin_dir", bins.Dir))
 	return c, nil
 }
@@ -172,10 +184,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 func (c *Cluster) URL() string { return c.url }
 
 // AdminURL is the connection URL of the "postgres" maintenance database.
-func (c *Cluster) AdminURL() string { return c.urlFor("postgres") }
+func (c *Cluster) AdminURL() string { return c.adminURL }
 
 // Port is the TCP port the server listens on (127.0.0.1).
-func (c *Cluster) Port() int { return c.port }
+func (c *Cluster) Port() int { return c.listenPort }
 
 // DataDir is the directory holding the cluster.
 func (c *Cluster) DataDir() string { return c.dataDir }
@@ -184,6 +196,7 @@ func (c *Cluster) DataDir() string { return c.dataDir }
 // back, clients disconnected) and waits until it exited.
 func (c *Cluster) Stop(ctx context.Context) error {
 	defer c.releaseOwner()
+	c.stopSupervisor()
 	out, err := c.run(ctx, c.bins.PgCtl(), "stop", "-D", c.pgdata, "-m", "fast", "-w", "-t", "60")
 	if err != nil {
 		return fmt.Errorf("stop embedded postgres: %w: %s", err, tail(out))
@@ -408,7 +421,37 @@ func (c *Cluster) adoptOrClearStale(ctx context.Context) (bool, error) {
 	if err := os.Remove(pidFile); err != nil {
 		return false, fmt.Errorf("remove stale postmaster.pid: %w", err)
 	}
-	return false, nil
+	return false, c.clearStaleSocketLocks()
+}
+
+// clearStaleSocketLocks removes the unix socket lock files (and sockets) of
+// a dead postmaster. PostgreSQL removes them itself only when the PID they
+// name is gone, and a killed postmaster stays a zombie until its parent
+// (init, which in a container may reap late) collects it: until then the
+// server refuses to start with "lock file ... already exists".
+func (c *Cluster) clearStaleSocketLocks() error {
+	locks, err := filepath.Glob(filepath.Join(c.dataDir, "run", ".s.PGSQL.*.lock"))
+	if err != nil {
+		return fmt.Errorf("find socket lock files: %w", err)
+	}
+	for _, lock := range locks {
+		b, err := os.ReadFile(lock)
+		if err != nil {
+			continue
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		pid, err := strconv.Atoi(strings.TrimSpace(first))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		c.logger.Warn("removing stale socket lock file", slog.String("path", lock), slog.Int("dead_pid", pid))
+		for _, p := range []string{lock, strings.TrimSuffix(lock, ".lock")} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove stale %s: %w", p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // ownsServer reports whether 127.0.0.1:c.port is a server running on this

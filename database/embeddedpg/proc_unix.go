@@ -3,8 +3,11 @@
 package embeddedpg
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 )
 
@@ -24,4 +27,27 @@ func ownerOf(fi os.FileInfo) (uid, gid int, ok bool) {
 		return 0, 0, false
 	}
 	return int(st.Uid), int(st.Gid), true
+}
+
+// processAlive reports whether pid runs (a zombie does not count: an
+// orphaned postmaster is reaped by init, but a container's init may not).
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		// No procfs (macOS): the signal answered.
+		return !errors.Is(err, os.ErrNotExist) || !procfsMounted()
+	}
+	// The state follows the command name in parentheses.
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
+}
+
+func procfsMounted() bool {
+	_, err := os.Stat("/proc/self/stat")
+	return err == nil
 }

@@ -17,8 +17,3 @@ SELECT * FROM provisioner_daemons WHERE id = @id LIMIT 1;
 
 -- name: UpdateProvisionerDaemonLastSeenAt :exec
 UPDATE provisioner_daemons SET last_seen_at = @last_seen_at WHERE id = @id;
-
--- name: CountLiveProvisionerDaemonsForTags :one
--- Daemons seen since the given time that could run a job with these tags.
-SELECT count(*) FROM provisioner_daemons
-WHERE last_seen_at >= @seen_after AND @tags::jsonb <@ tags;

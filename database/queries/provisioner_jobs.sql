@@ -57,13 +57,26 @@ SELECT * FROM provisioner_jobs
 WHERE started_at IS NOT NULL AND completed_at IS NULL AND heartbeat_at < @lapsed_before
 FOR UPDATE SKIP LOCKED;
 
--- name: GetProvisionerJobQueuePosition :one
--- Position (1-based) of a pending job among pending jobs, and the number of pending jobs.
+-- name: GetProvisionerJobsWithQueueByIDs :many
+-- The given jobs, each with the queue figures of a pending job (zero for
+-- every other job): its 1-based position among the jobs not yet started
+-- nor canceled, the number of such jobs, and how many provisioner daemons
+-- seen since live_since carry all of its tags. GetWorkspaceBuildsWithDetails
+-- computes the same figures for build jobs.
 SELECT
-    (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL
-        AND (p.created_at, p.id) <= (j.created_at, j.id))::bigint AS queue_position,
-    (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL)::bigint AS queue_size
-FROM provisioner_jobs j WHERE j.id = @id;
+    sqlc.embed(j),
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL
+            AND (p.created_at, p.id) <= (j.created_at, j.id))
+    ELSE 0 END::bigint AS queue_position,
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_jobs p WHERE p.started_at IS NULL AND p.canceled_at IS NULL)
+    ELSE 0 END::bigint AS queue_size,
+    CASE WHEN j.started_at IS NULL AND j.canceled_at IS NULL AND j.completed_at IS NULL THEN
+        (SELECT count(*) FROM provisioner_daemons d WHERE d.last_seen_at >= @live_since::timestamptz AND j.tags <@ d.tags)
+    ELSE 0 END::bigint AS live_daemons
+FROM provisioner_jobs j
+WHERE j.id = ANY(@ids::uuid[]);
 
 -- name: InsertProvisionerJobLogs :many
 INSERT INTO provisioner_job_logs (job_id, created_at, source, level, stage, output)

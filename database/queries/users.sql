@@ -20,6 +20,9 @@ INSERT INTO users (
 -- name: GetUserByID :one
 SELECT * FROM users WHERE id = @id LIMIT 1;
 
+-- name: GetUsersByIDs :many
+SELECT * FROM users WHERE id = ANY(@ids::uuid[]);
+
 -- name: GetUserByUsername :one
 SELECT * FROM users
 WHERE lower(username) = lower(@username::text) AND deleted = false

@@ -19,6 +19,28 @@ SELECT * FROM workspace_agents WHERE auth_token_hash = @auth_token_hash ORDER BY
 -- name: GetWorkspaceAgentsByResourceIDs :many
 SELECT * FROM workspace_agents WHERE resource_id = ANY(@ids::uuid[]) ORDER BY display_order ASC, name ASC;
 
+-- name: GetWorkspaceAgentsWithScriptsByResourceIDs :many
+-- The agents of the given resources, one row per script (script columns
+-- NULL for an agent without any), ordered like GetWorkspaceAgentsByResourceIDs
+-- and GetWorkspaceAgentScriptsByAgentIDs.
+SELECT
+    sqlc.embed(a),
+    s.id AS script_id,
+    s.log_source_id AS script_log_source_id,
+    s.log_path AS script_log_path,
+    s.created_at AS script_created_at,
+    s.script AS script_script,
+    s.cron AS script_cron,
+    s.start_blocks_login AS script_start_blocks_login,
+    s.run_on_start AS script_run_on_start,
+    s.run_on_stop AS script_run_on_stop,
+    s.timeout_seconds AS script_timeout_seconds,
+    s.display_name AS script_display_name
+FROM workspace_agents a
+LEFT JOIN workspace_agent_scripts s ON s.workspace_agent_id = a.id
+WHERE a.resource_id = ANY(@resource_ids::uuid[])
+ORDER BY a.display_order ASC, a.name ASC, a.id ASC, s.created_at ASC, s.id ASC;
+
 -- name: GetWorkspaceAgentsInLatestBuildByWorkspaceID :many
 SELECT a.* FROM workspace_agents a
 JOIN workspace_resources r ON r.id = a.resource_id

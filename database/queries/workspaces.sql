@@ -17,8 +17,11 @@ WHERE deleted = false
   AND (@template_id::uuid = '00000000-0000-0000-0000-000000000000'::uuid OR template_id = @template_id)
 ORDER BY lower(name) ASC, id ASC;
 
--- name: GetWorkspaceCountByTemplateID :one
-SELECT count(*) FROM workspaces WHERE template_id = @template_id AND deleted = false;
+-- name: GetWorkspaceCountsByTemplateIDs :many
+-- The number of workspaces not deleted of each given template that has any.
+SELECT template_id, count(*) AS workspace_count FROM workspaces
+WHERE template_id = ANY(@template_ids::uuid[]) AND deleted = false
+GROUP BY template_id;
 
 -- name: UpdateWorkspaceDeletedByID :exec
 UPDATE workspaces SET deleted = @deleted, updated_at = @updated_at WHERE id = @id;

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/wgmesh/coder/codersdk"
-	"github.com/wgmesh/coder/provisioner/terraform"
 )
 
 // TestCoderDockerTemplateCompat runs testdata/coder-docker — the shape of
@@ -26,11 +25,7 @@ func TestCoderDockerTemplateCompat(t *testing.T) {
 	s := startServer(t)
 	dc := newDockerCleanup(t)
 	owner := s.cliFor(s.Client, s.Owner.Username)
-	tofu := terraform.CachedBinary("tofu")
-	if tofu == "" {
-		t.Fatal("OpenTofu is not in the dependency cache: run make deps")
-	}
-	s.startDaemon(t, "tofu-1", "--tag", "flavour=tofu", "--terraform-path", tofu)
+	s.startDaemon(t, "tofu-1", "--tag", "flavour=tofu", "--terraform-path", deps(t).Tofu)
 	baseID, err := docker(context.Background(), "image", "inspect", "-f", "{{.Id}}", baseImage)
 	if err != nil {
 		t.Fatal(err)

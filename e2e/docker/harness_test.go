@@ -30,7 +30,7 @@ import (
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database/dbtestutil"
-	"github.com/wgmesh/coder/provisioner/terraform"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
 // baseImage is the image scripts/workspace-image.sh builds.
@@ -189,18 +189,18 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// cacheDir is where scripts/deps.sh put terraform and the provider mirror.
-func cacheDir(t testing.TB) string {
+// deps are terraform, OpenTofu and the provider mirror from scripts/deps.sh.
+func deps(t testing.TB) terraformtest.Deps {
 	t.Helper()
-	dir := terraform.CacheDir()
-	if dir == "" || terraform.CachedCLIConfig() == "" {
-		t.Fatal("no terraform cache (run make deps)")
+	d := terraformtest.Find(t)
+	for _, p := range []*string{&d.CacheDir, &d.Terraform, &d.Tofu, &d.CLIConfig} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*p = abs
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
+	return d
 }
 
 // startServer runs `coder server` the way scripts/run.sh does for docker
@@ -210,6 +210,7 @@ func cacheDir(t testing.TB) string {
 func startServer(t testing.TB) *server {
 	t.Helper()
 	bin := coderBinary(t)
+	d := deps(t)
 	bridge := bridgeAddr(t)
 	port := freePortOn(t, "127.0.0.1", bridge)
 	dbURL := dbtestutil.NewDB(t)
@@ -225,13 +226,14 @@ func startServer(t testing.TB) *server {
 		"--provisioner-daemons", "3",
 		"--derp-server-stun-addresses", bridge+":0",
 		"--provisioner-daemon-psk", daemonPSK,
+		"--terraform-path", d.Terraform,
+		"--terraform-cli-config", d.CLIConfig,
 		"--verbose",
 	)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + home,
 		"TMPDIR=" + os.TempDir(),
-		"CODER_CACHE_DIR=" + cacheDir(t),
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -549,12 +551,14 @@ func scanLines(s string) []string {
 }
 
 // startDaemon runs an external `coder provisioner start` (e.g. with OpenTofu)
-// until cleanup.
+// with the deps' provider mirror until cleanup.
 func (s *server) startDaemon(t testing.TB, name string, args ...string) {
 	t.Helper()
 	log := &syncBuffer{}
-	cmd := exec.Command(s.bin, append([]string{"provisioner", "start", "--url", s.URL.String(), "--psk", daemonPSK, "--name", name}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TMPDIR=" + os.TempDir(), "CODER_CACHE_DIR=" + cacheDir(t)}
+	args = append([]string{"provisioner", "start", "--url", s.URL.String(), "--psk", daemonPSK, "--name", name,
+		"--terraform-cli-config", deps(t).CLIConfig}, args...)
+	cmd := exec.Command(s.bin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TMPDIR=" + os.TempDir()}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start provisioner daemon: %v", err)

@@ -4,5 +4,5 @@
 // into the resources, agents, apps and parameters coderd stores.
 //
 // The package never imports the database; it talks to coderd only through the types
-// in codersdk/provisionerd.go.
+// in codersdk/provisionersdk; template archives are read with provisioner/templatearchive.
 package terraform

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 )
 
 // ParameterEnvName is the environment variable through which the Coder provider
@@ -21,7 +22,7 @@ func ParameterEnvName(name string) string {
 // ContractEnv returns the template contract for a job as environment variables: the
 // CODER_* values read by the Coder provider, the agent init scripts and the
 // parameter values.
-func ContractEnv(md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue) map[string]string {
+func ContractEnv(md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter) map[string]string {
 	env := map[string]string{
 		"CODER_AGENT_URL":                         md.CoderURL,
 		"CODER_WORKSPACE_TRANSITION":              string(md.WorkspaceTransition),

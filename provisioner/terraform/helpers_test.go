@@ -14,16 +14,19 @@ import (
 	"time"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
-// testRunner returns a Runner for the cached binary name ("terraform" or "tofu")
-// installed by scripts/deps.sh. It fails the test when the cache is missing.
+// testRunner returns a Runner for binary ("terraform" or "tofu") installed by
+// scripts/deps.sh, with the provider mirror configuration. It fails the test
+// when the deps are missing.
 func testRunner(t *testing.T, binary string) *Runner {
 	t.Helper()
-	bin := CachedBinary(binary)
-	rc := CachedCLIConfig()
-	if bin == "" || rc == "" {
-		t.Fatalf("%s or the provider mirror is missing from the cache %q: run make deps", binary, CacheDir())
+	deps := terraformtest.Find(t)
+	bin, rc := deps.Terraform, deps.CLIConfig
+	if binary == "tofu" {
+		bin = deps.Tofu
 	}
 	home := t.TempDir()
 	return &Runner{
@@ -62,10 +65,10 @@ func tarFiles(t *testing.T, files map[string]string) []byte {
 // logSink collects provisioner logs safely.
 type logSink struct {
 	mu   sync.Mutex
-	logs []codersdk.ProvisionerLog
+	logs []provisionersdk.Log
 }
 
-func (s *logSink) add(l codersdk.ProvisionerLog) {
+func (s *logSink) add(l provisionersdk.Log) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.logs = append(s.logs, l)
@@ -121,8 +124,8 @@ func readPID(t *testing.T, path string) int {
 	return pid
 }
 
-func testMetadata(transition codersdk.WorkspaceTransition, coderURL string) codersdk.ProvisionerMetadata {
-	return codersdk.ProvisionerMetadata{
+func testMetadata(transition codersdk.WorkspaceTransition, coderURL string) provisionersdk.Metadata {
+	return provisionersdk.Metadata{
 		CoderURL:            coderURL,
 		WorkspaceTransition: transition,
 		WorkspaceName:       "dev",

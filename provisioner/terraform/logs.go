@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 )
 
 // LogFunc receives the log lines of a job as they are produced. It may be nil.
-type LogFunc func(codersdk.ProvisionerLog)
+type LogFunc func(provisionersdk.Log)
 
 // Stages used in provisioner logs.
 const (
@@ -121,7 +122,7 @@ func (w *logWriter) line(line string) {
 		}
 	}
 	if w.emit != nil {
-		w.emit(codersdk.ProvisionerLog{
+		w.emit(provisionersdk.Log{
 			CreatedAt: time.Now().UTC(),
 			Level:     level,
 			Stage:     w.stage,

@@ -17,6 +17,8 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
 )
 
 // Flavor names of the infrastructure-as-code tool a Runner drives.
@@ -30,16 +32,19 @@ const (
 const DefaultInterruptGrace = 30 * time.Second
 
 // Runner runs template jobs with a terraform or OpenTofu binary. The zero value is
-// usable: it finds terraform in the cache installed by scripts/deps.sh, then in PATH.
-// A Runner holds no per-job state and may run several jobs concurrently.
+// usable: it runs terraform (else tofu) found on PATH with terraform's default CLI
+// configuration. A Runner holds no per-job state and may run several jobs
+// concurrently.
 type Runner struct {
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
-	// TerraformPath is the terraform (or tofu) binary. Default: <cache>/bin/terraform,
-	// then "terraform" in PATH.
+	// TerraformPath is the terraform (or tofu) binary. Default: "terraform" on
+	// PATH, else "tofu" on PATH.
 	TerraformPath string
-	// CLIConfigPath is the terraform CLI configuration (TF_CLI_CONFIG_FILE), normally
-	// the provider mirror configuration. Default: <cache>/terraformrc when it exists.
+	// CLIConfigPath is the terraform CLI configuration file, passed to terraform as
+	// TF_CLI_CONFIG_FILE (typically a provider mirror configuration). Empty means
+	// terraform's own default (~/.terraformrc): the runner's TF_* environment is
+	// never inherited, so TF_CLI_CONFIG_FILE must be passed here to count.
 	CLIConfigPath string
 	// WorkDir is the directory under which each job gets a private working directory,
 	// removed when the job ends. Default: os.TempDir().
@@ -68,11 +73,11 @@ type VersionInfo struct {
 // ImportResult is what a template import finds in a template.
 type ImportResult struct {
 	// Parameters are the template's rich parameters (data.coder_parameter).
-	Parameters []codersdk.RichParameter
+	Parameters []provisionersdk.RichParameter
 	// Resources are the resources a start would create.
-	Resources []codersdk.Resource
+	Resources []provisionersdk.Resource
 	// StopResources are the resources that exist while a workspace is stopped.
-	StopResources []codersdk.Resource
+	StopResources []provisionersdk.Resource
 }
 
 // BuildResult is the outcome of a workspace build.
@@ -80,7 +85,7 @@ type BuildResult struct {
 	// State is the Terraform state after the build; nil after a successful delete.
 	State []byte
 	// Resources are the workspace's resources after the build.
-	Resources []codersdk.Resource
+	Resources []provisionersdk.Resource
 }
 
 func (r *Runner) logger() *slog.Logger {
@@ -94,22 +99,19 @@ func (r *Runner) binaryPath() (string, error) {
 	if r.TerraformPath != "" {
 		return r.TerraformPath, nil
 	}
-	if p := CachedBinary("terraform"); p != "" {
-		return p, nil
+	for _, name := range []string{"terraform", "tofu"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
 	}
-	p, err := exec.LookPath("terraform")
-	if err != nil {
-		return "", fmt.Errorf("find terraform (run make deps): %w", err)
-	}
-	return p, nil
+	return "", fmt.Errorf("find terraform: %w", ErrNoBinary)
 }
 
-func (r *Runner) cliConfigPath() string {
-	if r.CLIConfigPath != "" {
-		return r.CLIConfigPath
-	}
-	return CachedCLIConfig()
-}
+// ErrNoBinary is returned (wrapped) when a Runner without TerraformPath finds
+// neither terraform nor tofu on PATH.
+var ErrNoBinary = errors.New("neither terraform nor tofu is on PATH")
+
+func (r *Runner) cliConfigPath() string { return r.CLIConfigPath }
 
 var versionLine = regexp.MustCompile(`^(Terraform|OpenTofu) v(\S+)`)
 
@@ -170,7 +172,7 @@ func (r *Runner) newJob(archive []byte, env map[string]string, logs LogFunc) (*j
 		return nil, fmt.Errorf("create job dir: %w", err)
 	}
 	j := &job{r: r, dir: dir, logs: logs, diags: &diagnostics{}}
-	if err := ExtractTar(archive, dir); err != nil {
+	if err := templatearchive.Extract(archive, dir); err != nil {
 		j.close()
 		return nil, err
 	}
@@ -222,7 +224,7 @@ func (j *job) close() {
 
 func (j *job) log(stage string, level codersdk.LogLevel, output string) {
 	if j.logs != nil {
-		j.logs(codersdk.ProvisionerLog{CreatedAt: time.Now().UTC(), Level: level, Stage: stage, Output: output})
+		j.logs(provisionersdk.Log{CreatedAt: time.Now().UTC(), Level: level, Stage: stage, Output: output})
 	}
 }
 
@@ -240,6 +242,12 @@ func (j *job) fail(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("terraform %s interrupted: %w", what, errors.Join(ctx.Err(), err))
 	}
 	if msg := j.diags.String(); msg != "" {
+		// terraform-exec appends terraform's whole stderr to the exit
+		// error; the diagnostics already say it, so keep only the status.
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			err = exitErr
+		}
 		return fmt.Errorf("terraform %s: %s: %w", what, msg, err)
 	}
 	return fmt.Errorf("terraform %s: %w", what, err)
@@ -301,7 +309,7 @@ func (j *job) statePath() string { return filepath.Join(j.dir, "terraform.tfstat
 
 // Import parses a template: it plans a start (and a stop) without applying anything
 // and returns the rich parameters and the resources each transition would have.
-func (r *Runner) Import(ctx context.Context, archive []byte, md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue, logs LogFunc) (*ImportResult, error) {
+func (r *Runner) Import(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*ImportResult, error) {
 	if md.CoderURL == "" {
 		// Never contacted: an import only plans.
 		md.CoderURL = "http://127.0.0.1/"
@@ -329,7 +337,7 @@ func (r *Runner) Import(ctx context.Context, archive []byte, md codersdk.Provisi
 
 // DryRun plans a workspace build (start by default) without applying it and returns
 // the resources it would produce.
-func (r *Runner) DryRun(ctx context.Context, archive []byte, md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue, logs LogFunc) ([]codersdk.Resource, error) {
+func (r *Runner) DryRun(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) ([]provisionersdk.Resource, error) {
 	if md.WorkspaceTransition == "" {
 		md.WorkspaceTransition = codersdk.WorkspaceTransitionStart
 	}
@@ -344,7 +352,7 @@ func (r *Runner) DryRun(ctx context.Context, archive []byte, md codersdk.Provisi
 	return conv.Resources, nil
 }
 
-func (r *Runner) planOnly(ctx context.Context, archive []byte, md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue, logs LogFunc) (*tfjson.Plan, error) {
+func (r *Runner) planOnly(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*tfjson.Plan, error) {
 	j, err := r.newJob(archive, ContractEnv(md, params), logs)
 	if err != nil {
 		return nil, err
@@ -363,7 +371,7 @@ func (r *Runner) planOnly(ctx context.Context, archive []byte, md codersdk.Provi
 // BuildResult (non-nil) carries the state terraform left, so it is not lost.
 // Canceling ctx interrupts terraform (SIGINT) and waits for it to stop gracefully
 // (up to InterruptGrace).
-func (r *Runner) Build(ctx context.Context, archive, state []byte, md codersdk.ProvisionerMetadata, params []codersdk.ParameterValue, logs LogFunc) (*BuildResult, error) {
+func (r *Runner) Build(ctx context.Context, archive, state []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*BuildResult, error) {
 	var stage string
 	switch md.WorkspaceTransition {
 	case codersdk.WorkspaceTransitionStart:

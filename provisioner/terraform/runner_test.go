@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 )
 
 // lifecycleTemplate has a persistent peripheral resource, a computational resource
@@ -137,7 +138,7 @@ output "cpus" {
 }
 `
 
-func findResource(t *testing.T, resources []codersdk.Resource, typ, name string) codersdk.Resource {
+func findResource(t *testing.T, resources []provisionersdk.Resource, typ, name string) provisionersdk.Resource {
 	t.Helper()
 	for _, r := range resources {
 		if r.Type == typ && r.Name == name {
@@ -145,7 +146,7 @@ func findResource(t *testing.T, resources []codersdk.Resource, typ, name string)
 		}
 	}
 	t.Fatalf("resource %s.%s not found in %+v", typ, name, resources)
-	return codersdk.Resource{}
+	return provisionersdk.Resource{}
 }
 
 func TestVersion(t *testing.T) {
@@ -179,7 +180,7 @@ func TestImport(t *testing.T) {
 	r := testRunner(t, "terraform")
 	archive := tarFiles(t, map[string]string{"main.tf": lifecycleTemplate})
 	var logs logSink
-	res, err := r.Import(testContext(t), archive, codersdk.ProvisionerMetadata{}, nil, logs.add)
+	res, err := r.Import(testContext(t), archive, provisionersdk.Metadata{}, nil, logs.add)
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, logs.text())
 	}
@@ -229,7 +230,7 @@ func TestBuildLifecycle(t *testing.T) {
 	r := testRunner(t, "terraform")
 	ctx := testContext(t)
 	archive := tarFiles(t, map[string]string{"main.tf": lifecycleTemplate})
-	params := []codersdk.ParameterValue{{Name: "region", Value: "us"}, {Name: "cpus", Value: "4"}}
+	params := []codersdk.WorkspaceBuildParameter{{Name: "region", Value: "us"}, {Name: "cpus", Value: "4"}}
 
 	// Start.
 	var logs logSink
@@ -266,7 +267,7 @@ func TestBuildLifecycle(t *testing.T) {
 	if agent.DisplayApps == nil || !agent.DisplayApps.WebTerminal {
 		t.Errorf("display apps = %+v", agent.DisplayApps)
 	}
-	scripts := map[string]codersdk.AgentScript{}
+	scripts := map[string]provisionersdk.AgentScript{}
 	for _, s := range agent.Scripts {
 		scripts[s.DisplayName] = s
 	}
@@ -279,15 +280,15 @@ func TestBuildLifecycle(t *testing.T) {
 	if s := scripts["Backup"]; s.Cron != "0 0 * * * *" {
 		t.Errorf("cron script = %+v", s)
 	}
-	apps := map[string]codersdk.App{}
+	apps := map[string]provisionersdk.App{}
 	for _, a := range agent.Apps {
 		apps[a.Slug] = a
 	}
-	if a := apps["web"]; a.URL != "http://localhost:8080" || a.SharingLevel != codersdk.AppSharingLevelAuthenticated ||
+	if a := apps["web"]; a.URL != "http://localhost:8080" || a.SharingLevel != provisionersdk.AppSharingLevelAuthenticated ||
 		a.Healthcheck == nil || a.Healthcheck.Threshold != 5 {
 		t.Errorf("web app = %+v", a)
 	}
-	if a := apps["shell"]; a.Command != "bash -l" || a.SharingLevel != codersdk.AppSharingLevelOwner {
+	if a := apps["shell"]; a.Command != "bash -l" || a.SharingLevel != provisionersdk.AppSharingLevelOwner {
 		t.Errorf("shell app = %+v", a)
 	}
 	disk := findResource(t, start.Resources, "terraform_data", "disk")
@@ -405,7 +406,7 @@ func TestOpenTofu(t *testing.T) {
 	r := testRunner(t, "tofu")
 	ctx := testContext(t)
 	archive := tarFiles(t, map[string]string{"main.tf": lifecycleTemplate})
-	res, err := r.Import(ctx, archive, codersdk.ProvisionerMetadata{}, nil, nil)
+	res, err := r.Import(ctx, archive, provisionersdk.Metadata{}, nil, nil)
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}

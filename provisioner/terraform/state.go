@@ -10,12 +10,13 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
 )
 
 // Converted is what a plan or state says about a workspace.
 type Converted struct {
-	Resources  []codersdk.Resource
-	Parameters []codersdk.RichParameter
+	Resources  []provisionersdk.Resource
+	Parameters []provisionersdk.RichParameter
 }
 
 // resource is one resource instance found in a plan or state.
@@ -241,9 +242,9 @@ func convert(all []resource, refs map[string][]string) (*Converted, error) {
 		}
 	}
 
-	out := &Converted{Resources: make([]codersdk.Resource, len(infra))}
+	out := &Converted{Resources: make([]provisionersdk.Resource, len(infra))}
 	for i, r := range infra {
-		out.Resources[i] = codersdk.Resource{Name: r.name, Type: r.typ}
+		out.Resources[i] = provisionersdk.Resource{Name: r.name, Type: r.typ}
 	}
 
 	// deps(r) reports whether resource r depends on config address addr, and whether
@@ -330,11 +331,13 @@ func convert(all []resource, refs map[string][]string) (*Converted, error) {
 			res.Icon = str(m.values, "icon")
 			res.DailyCost = int32(integer(m.values, "daily_cost"))
 			for _, item := range blocks(m.values, "item") {
-				res.Metadata = append(res.Metadata, codersdk.ResourceMetadata{
-					Key:       str(item, "key"),
-					Value:     str(item, "value"),
-					Sensitive: boolean(item, "sensitive"),
-					IsNull:    boolean(item, "is_null"),
+				res.Metadata = append(res.Metadata, provisionersdk.ResourceMetadata{
+					WorkspaceResourceMetadata: codersdk.WorkspaceResourceMetadata{
+						Key:       str(item, "key"),
+						Value:     str(item, "value"),
+						Sensitive: boolean(item, "sensitive"),
+					},
+					IsNull: boolean(item, "is_null"),
 				})
 			}
 			break
@@ -350,7 +353,7 @@ func convert(all []resource, refs map[string][]string) (*Converted, error) {
 	}
 	sort.SliceStable(out.Parameters, func(i, j int) bool { return out.Parameters[i].Order < out.Parameters[j].Order })
 	if out.Resources == nil {
-		out.Resources = []codersdk.Resource{}
+		out.Resources = []provisionersdk.Resource{}
 	}
 	return out, nil
 }
@@ -366,9 +369,9 @@ func linked(child resource, attr string, target resource, refs map[string][]stri
 	return anyRefersTo(refs[child.configAddr], target.configAddr)
 }
 
-func convertAgent(a resource) (*codersdk.Agent, error) {
+func convertAgent(a resource) (*provisionersdk.Agent, error) {
 	v := a.values
-	agent := &codersdk.Agent{
+	agent := &provisionersdk.Agent{
 		ID:                       str(v, "id"),
 		Name:                     a.name,
 		Token:                    str(v, "token"),
@@ -388,7 +391,7 @@ func convertAgent(a resource) (*codersdk.Agent, error) {
 		}
 	}
 	if s := str(v, "startup_script"); s != "" {
-		agent.Scripts = append(agent.Scripts, codersdk.AgentScript{
+		agent.Scripts = append(agent.Scripts, provisionersdk.AgentScript{
 			DisplayName:      "Startup Script",
 			Script:           s,
 			RunOnStart:       true,
@@ -397,7 +400,7 @@ func convertAgent(a resource) (*codersdk.Agent, error) {
 		})
 	}
 	if s := str(v, "shutdown_script"); s != "" {
-		agent.Scripts = append(agent.Scripts, codersdk.AgentScript{
+		agent.Scripts = append(agent.Scripts, provisionersdk.AgentScript{
 			DisplayName: "Shutdown Script",
 			Script:      s,
 			RunOnStop:   true,
@@ -405,17 +408,19 @@ func convertAgent(a resource) (*codersdk.Agent, error) {
 		})
 	}
 	for _, m := range blocks(v, "metadata") {
-		agent.Metadata = append(agent.Metadata, codersdk.AgentMetadata{
-			Key:         str(m, "key"),
-			DisplayName: str(m, "display_name"),
-			Script:      str(m, "script"),
-			Interval:    integer(m, "interval"),
-			Timeout:     integer(m, "timeout"),
-			Order:       integer(m, "order"),
+		agent.Metadata = append(agent.Metadata, provisionersdk.AgentMetadata{
+			WorkspaceAgentMetadataDescription: codersdk.WorkspaceAgentMetadataDescription{
+				Key:         str(m, "key"),
+				DisplayName: str(m, "display_name"),
+				Script:      str(m, "script"),
+				Interval:    integer(m, "interval"),
+				Timeout:     integer(m, "timeout"),
+			},
+			Order: integer(m, "order"),
 		})
 	}
 	if da := blocks(v, "display_apps"); len(da) > 0 {
-		agent.DisplayApps = &codersdk.DisplayApps{
+		agent.DisplayApps = &provisionersdk.DisplayApps{
 			VSCode:               boolean(da[0], "vscode"),
 			VSCodeInsiders:       boolean(da[0], "vscode_insiders"),
 			WebTerminal:          boolean(da[0], "web_terminal"),
@@ -426,27 +431,27 @@ func convertAgent(a resource) (*codersdk.Agent, error) {
 	return agent, nil
 }
 
-func convertApp(r resource) codersdk.App {
+func convertApp(r resource) provisionersdk.App {
 	v := r.values
 	slug := str(v, "slug")
 	if slug == "" {
 		slug = r.name
 	}
-	app := codersdk.App{
+	app := provisionersdk.App{
 		Slug:         slug,
 		DisplayName:  str(v, "display_name"),
 		URL:          str(v, "url"),
 		Command:      str(v, "command"),
 		Icon:         str(v, "icon"),
 		Subdomain:    boolean(v, "subdomain"),
-		SharingLevel: codersdk.AppSharingLevel(str(v, "share")),
+		SharingLevel: provisionersdk.AppSharingLevel(str(v, "share")),
 		External:     boolean(v, "external"),
 		Hidden:       boolean(v, "hidden"),
 		Order:        integer(v, "order"),
 		OpenIn:       str(v, "open_in"),
 	}
 	if app.SharingLevel == "" {
-		app.SharingLevel = codersdk.AppSharingLevelOwner
+		app.SharingLevel = provisionersdk.AppSharingLevelOwner
 	}
 	if hc := blocks(v, "healthcheck"); len(hc) > 0 {
 		app.Healthcheck = &codersdk.Healthcheck{
@@ -458,9 +463,9 @@ func convertApp(r resource) codersdk.App {
 	return app
 }
 
-func convertScript(r resource) codersdk.AgentScript {
+func convertScript(r resource) provisionersdk.AgentScript {
 	v := r.values
-	return codersdk.AgentScript{
+	return provisionersdk.AgentScript{
 		DisplayName:      str(v, "display_name"),
 		Icon:             str(v, "icon"),
 		Script:           str(v, "script"),
@@ -473,26 +478,28 @@ func convertScript(r resource) codersdk.AgentScript {
 	}
 }
 
-func convertParameter(r resource) (codersdk.RichParameter, error) {
+func convertParameter(r resource) (provisionersdk.RichParameter, error) {
 	v := r.values
-	p := codersdk.RichParameter{
-		Name:         str(v, "name"),
-		DisplayName:  str(v, "display_name"),
-		Description:  str(v, "description"),
-		Type:         str(v, "type"),
-		FormType:     str(v, "form_type"),
-		Mutable:      boolean(v, "mutable"),
-		DefaultValue: str(v, "default"),
-		Icon:         str(v, "icon"),
-		Required:     !boolean(v, "optional"),
-		Ephemeral:    boolean(v, "ephemeral"),
-		Order:        int32(integer(v, "order")),
+	p := provisionersdk.RichParameter{
+		TemplateVersionParameter: codersdk.TemplateVersionParameter{
+			Name:         str(v, "name"),
+			DisplayName:  str(v, "display_name"),
+			Description:  str(v, "description"),
+			Type:         str(v, "type"),
+			FormType:     str(v, "form_type"),
+			Mutable:      boolean(v, "mutable"),
+			DefaultValue: str(v, "default"),
+			Icon:         str(v, "icon"),
+			Required:     !boolean(v, "optional"),
+			Ephemeral:    boolean(v, "ephemeral"),
+		},
+		Order: int32(integer(v, "order")),
 	}
 	if p.Name == "" {
 		return p, fmt.Errorf("%s: parameter without a name", r.address)
 	}
 	for _, o := range blocks(v, "option") {
-		p.Options = append(p.Options, codersdk.RichParameterOption{
+		p.Options = append(p.Options, codersdk.TemplateVersionParameterOption{
 			Name:        str(o, "name"),
 			Description: str(o, "description"),
 			Value:       str(o, "value"),

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/provisionersdk"
+	"github.com/wgmesh/coder/provisioner/templatearchive"
 )
 
 // TestLocalTemplate applies examples/templates/local for real: start runs the agent
@@ -34,13 +36,13 @@ exec sleep 600
 	t.Cleanup(srv.Close)
 	coderURL := srv.URL + "/"
 
-	archive, err := TarDir(filepath.Join("..", "..", "examples", "templates", "local"))
+	archive, err := templatearchive.Create(filepath.Join("..", "..", "examples", "templates", "local"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := []codersdk.ParameterValue{{Name: "greeting", Value: "bonjour"}}
+	params := []codersdk.WorkspaceBuildParameter{{Name: "greeting", Value: "bonjour"}}
 
-	imp, err := r.Import(ctx, archive, codersdk.ProvisionerMetadata{}, nil, nil)
+	imp, err := r.Import(ctx, archive, provisionersdk.Metadata{}, nil, nil)
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}

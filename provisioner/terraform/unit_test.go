@@ -1,8 +1,6 @@
 package terraform
 
 import (
-	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -11,120 +9,8 @@ import (
 	"testing"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
-
-func TestExtractTar(t *testing.T) {
-	t.Parallel()
-	type entry struct {
-		name     string
-		typeflag byte
-		body     string
-		link     string
-	}
-	tests := []struct {
-		name    string
-		entries []entry
-		wantErr string
-		want    map[string]string
-	}{
-		{
-			name:    "files and dirs",
-			entries: []entry{{name: "./", typeflag: tar.TypeDir}, {name: "main.tf", typeflag: tar.TypeReg, body: "x"}, {name: "mod/", typeflag: tar.TypeDir}, {name: "mod/a.tf", typeflag: tar.TypeReg, body: "y"}},
-			want:    map[string]string{"main.tf": "x", "mod/a.tf": "y"},
-		},
-		{name: "traversal", entries: []entry{{name: "../evil", typeflag: tar.TypeReg, body: "x"}}, wantErr: "path traversal"},
-		{name: "nested traversal", entries: []entry{{name: "a/../../evil", typeflag: tar.TypeReg, body: "x"}}, wantErr: "path traversal"},
-		{name: "absolute", entries: []entry{{name: "/etc/passwd", typeflag: tar.TypeReg, body: "x"}}, wantErr: "absolute path"},
-		{name: "symlink", entries: []entry{{name: "link", typeflag: tar.TypeSymlink, link: "/etc"}}, wantErr: "unsupported type"},
-		{name: "hardlink", entries: []entry{{name: "link", typeflag: tar.TypeLink, link: "main.tf"}}, wantErr: "unsupported type"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var buf bytes.Buffer
-			tw := tar.NewWriter(&buf)
-			for _, e := range tt.entries {
-				hdr := &tar.Header{Name: e.name, Typeflag: e.typeflag, Mode: 0o644, Size: int64(len(e.body)), Linkname: e.link}
-				if e.typeflag != tar.TypeReg {
-					hdr.Size = 0
-				}
-				if err := tw.WriteHeader(hdr); err != nil {
-					t.Fatal(err)
-				}
-				if e.typeflag == tar.TypeReg {
-					if _, err := tw.Write([]byte(e.body)); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if err := tw.Close(); err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			err := ExtractTar(buf.Bytes(), dir)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ExtractTar() error = %v, want %q", err, tt.wantErr)
-				}
-				if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "evil")); err == nil {
-					t.Fatal("file written outside the directory")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for name, body := range tt.want {
-				got, err := os.ReadFile(filepath.Join(dir, name))
-				if err != nil || string(got) != body {
-					t.Errorf("%s = %q, %v; want %q", name, got, err, body)
-				}
-			}
-		})
-	}
-}
-
-func TestExtractTarSizeLimit(t *testing.T) {
-	t.Parallel()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	// A header claiming more than the limit is rejected before reading the body.
-	if err := tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: MaxArchiveBytes + 1}); err != nil {
-		t.Fatal(err)
-	}
-	err := ExtractTar(buf.Bytes(), t.TempDir())
-	if err == nil || !strings.Contains(err.Error(), "exceeds") {
-		t.Fatalf("ExtractTar() error = %v, want size limit", err)
-	}
-}
-
-func TestTarDirRoundTrip(t *testing.T) {
-	t.Parallel()
-	src := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(src, "sub", ".terraform"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{"main.tf": "a", "sub/x.tf": "b", "sub/.terraform/skip": "c", "terraform.tfstate": "d"}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	archive, err := TarDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := t.TempDir()
-	if err := ExtractTar(archive, dst); err != nil {
-		t.Fatal(err)
-	}
-	for name, want := range map[string]bool{"main.tf": true, "sub/x.tf": true, "sub/.terraform/skip": false, "terraform.tfstate": false} {
-		_, err := os.Stat(filepath.Join(dst, name))
-		if (err == nil) != want {
-			t.Errorf("%s present = %v, want %v", name, err == nil, want)
-		}
-	}
-}
 
 func TestParseUILine(t *testing.T) {
 	t.Parallel()
@@ -151,7 +37,7 @@ func TestContractEnv(t *testing.T) {
 	t.Parallel()
 	md := testMetadata(codersdk.WorkspaceTransitionStop, "https://coder.example.com/")
 	md.WorkspaceOwnerGroups = []string{"dev", "ops"}
-	env := ContractEnv(md, []codersdk.ParameterValue{{Name: "region", Value: "eu"}})
+	env := ContractEnv(md, []codersdk.WorkspaceBuildParameter{{Name: "region", Value: "eu"}})
 	sum := sha256.Sum256([]byte("region"))
 	want := map[string]string{
 		"CODER_AGENT_URL":                               "https://coder.example.com/",
@@ -180,5 +66,44 @@ func TestAgentInitScript(t *testing.T) {
 		if !strings.Contains(script, want) {
 			t.Errorf("init script lacks %q:\n%s", want, script)
 		}
+	}
+}
+
+// TestRunnerDefaultBinary: without TerraformPath the runner takes terraform
+// from PATH, else tofu, and says so clearly when neither is there. It looks
+// nowhere else (no development caches).
+func TestRunnerDefaultBinary(t *testing.T) {
+	deps := terraformtest.Find(t)
+	link := func(dir, name, target string) {
+		t.Helper()
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both, tofuOnly, none := t.TempDir(), t.TempDir(), t.TempDir()
+	link(both, "terraform", deps.Terraform)
+	link(both, "tofu", deps.Tofu)
+	link(tofuOnly, "tofu", deps.Tofu)
+	tests := []struct {
+		name, path, wantFlavor, wantErr string
+	}{
+		{name: "terraform first", path: both, wantFlavor: FlavorTerraform},
+		{name: "tofu fallback", path: tofuOnly, wantFlavor: FlavorOpenTofu},
+		{name: "neither", path: none, wantErr: ErrNoBinary.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PATH", tt.path)
+			v, err := (&Runner{}).Version(testContext(t))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Version() = %+v, %v; want error %q", v, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || v.Flavor != tt.wantFlavor || filepath.Dir(v.Path) != tt.path {
+				t.Fatalf("Version() = %+v, %v; want %s from %s", v, err, tt.wantFlavor, tt.path)
+			}
+		})
 	}
 }

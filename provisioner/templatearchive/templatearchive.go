@@ -1,4 +1,8 @@
-package terraform
+// Package templatearchive is the template source archive format: an uncompressed
+// tar of a Terraform module's directory. `coder templates push` creates one with
+// Create; the provisioner extracts it with Extract, which enforces the limits and
+// path rules below so a template cannot write outside its job directory.
+package templatearchive
 
 import (
 	"archive/tar"
@@ -15,17 +19,18 @@ import (
 
 // Limits applied when extracting a template archive.
 const (
-	// MaxArchiveFiles is the maximum number of entries in a template archive.
-	MaxArchiveFiles = 10_000
-	// MaxArchiveBytes is the maximum total size of the files in a template archive.
-	MaxArchiveBytes = 128 << 20
+	// MaxFiles is the maximum number of entries in a template archive.
+	MaxFiles = 10_000
+	// MaxBytes is the maximum total size of the files in a template archive.
+	MaxBytes = 128 << 20
 )
 
-// ExtractTar extracts a template tar archive into dir, which must exist. Only regular
+// Extract extracts a template archive into dir, which must exist. Only regular
 // files and directories are accepted; absolute paths, ".." components, links and
-// devices are rejected, as are archives beyond MaxArchiveFiles or MaxArchiveBytes.
-// File modes are limited to 0755/0644.
-func ExtractTar(archive []byte, dir string) error {
+// devices are rejected, as are archives beyond MaxFiles entries or MaxBytes of
+// file content. File modes are limited to 0755/0644, and an entry never
+// overwrites an existing file.
+func Extract(archive []byte, dir string) error {
 	tr := tar.NewReader(bytes.NewReader(archive))
 	var files int
 	var total int64
@@ -38,8 +43,8 @@ func ExtractTar(archive []byte, dir string) error {
 			return fmt.Errorf("read template archive: %w", err)
 		}
 		files++
-		if files > MaxArchiveFiles {
-			return fmt.Errorf("template archive has more than %d entries", MaxArchiveFiles)
+		if files > MaxFiles {
+			return fmt.Errorf("template archive has more than %d entries", MaxFiles)
 		}
 		name, err := cleanArchivePath(hdr.Name)
 		if err != nil {
@@ -55,8 +60,8 @@ func ExtractTar(archive []byte, dir string) error {
 				return fmt.Errorf("create %s: %w", name, err)
 			}
 		case tar.TypeReg:
-			if hdr.Size < 0 || total+hdr.Size > MaxArchiveBytes {
-				return fmt.Errorf("template archive exceeds %d bytes", MaxArchiveBytes)
+			if hdr.Size < 0 || total+hdr.Size > MaxBytes {
+				return fmt.Errorf("template archive exceeds %d bytes", MaxBytes)
 			}
 			total += hdr.Size
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
@@ -110,10 +115,11 @@ func writeArchiveFile(target string, mode os.FileMode, r io.Reader) error {
 	return f.Close()
 }
 
-// TarDir packs the regular files and directories under dir into a tar archive with
-// relative paths, skipping .terraform directories and state files. It is how a
-// template directory becomes a template version's source archive.
-func TarDir(dir string) ([]byte, error) {
+// Create packs the regular files and directories under dir into a template
+// archive with relative paths, skipping .terraform directories and state files
+// (terraform.tfstate*). Owners are cleared; symlinks and other special files are
+// left out.
+func Create(dir string) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

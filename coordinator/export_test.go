@@ -1,0 +1,12 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+)
+
+// NewControllerWithSleep starts a Controller whose waits between dials go
+// through sleep (which returns false to stop).
+func NewControllerWithSleep(opts ControllerOptions, sleep func(ctx context.Context, d time.Duration) bool) (*Controller, error) {
+	return newController(opts, sleep)
+}
