@@ -2,6 +2,7 @@ package docker_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,7 +117,7 @@ resource "coder_agent" "main" {
   os   = data.coder_provisioner.me.os
 }
 `
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		name, body, want string
 	}{
 		{
@@ -163,7 +164,7 @@ resource "docker_volume" "home" {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			stdout, stderr, err := owner.forTest(t).run(ctx, nil, true, "templates", "push", "fail-"+strings.ReplaceAll(tc.name, " ", "-"), "-d", dir, "-y")
+			stdout, stderr, err := owner.forTest(t).run(ctx, nil, true, "templates", "push", fmt.Sprintf("fail-%d", i), "-d", dir, "-y")
 			if err == nil {
 				t.Fatalf("push succeeded:\n%s", stdout)
 			}
