@@ -1,7 +1,8 @@
 # coder — build, run and test. See README.md.
 SHELL := /bin/bash
 export GOTOOLCHAIN := local
-CACHE_DIR ?= $(CURDIR)/.cache
+# Where deps.sh installs: $CODER_CACHE_DIR when set (CI: a machine-level cache), else ./.cache.
+CACHE_DIR ?= $(or $(CODER_CACHE_DIR),$(CURDIR)/.cache)
 export CODER_CACHE_DIR := $(CACHE_DIR)
 # ts_debug_websockets compiles upstream's DERP-over-websockets client in (for
 # --derp-force-websockets); everything is built and tested with it.
@@ -19,12 +20,14 @@ build:
 	@mkdir -p bin
 	go build -o bin/coder ./cmd/coder
 
-## deps: install what a fresh Debian machine lacks (PostgreSQL server, OpenSSH, iptables,
-## terraform v1.8.5, OpenTofu v1.6.3, the Coder Terraform provider in a local mirror)
+## deps: install what a fresh Debian machine lacks (PostgreSQL server, OpenSSH, iptables, Docker,
+## terraform v1.8.5, OpenTofu v1.6.3, the coder, docker and external Terraform providers in a
+## local mirror, the workspace image coder-workspace-base:bookworm)
 deps:
 	bash scripts/deps.sh
 
 ## run: install what is missing, build, and start coderd with embedded PostgreSQL on http://127.0.0.1:3000
+## (also listening on the Docker bridge for docker workspaces; see docs/templates.md)
 run: deps build
 	./scripts/run.sh
 

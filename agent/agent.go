@@ -26,12 +26,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
 	"github.com/wgmesh/coder/agent/agentscripts"
@@ -41,6 +43,7 @@ import (
 	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/coordinator"
+	"github.com/wgmesh/coder/derp"
 	"github.com/wgmesh/coder/tunnel"
 )
 
@@ -469,7 +472,9 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	conn, err := tunnel.NewConn(tunnel.Options{
 		NodePrivateKey: nodeKey,
 		Addresses:      []netip.Prefix{tunnel.AgentPrefix(m.AgentID)},
-		DERPMap:        m.DERPMap,
+		// Loopback relay nodes mean coderd's host; from here they are reached at
+		// the host we reach coderd at (e.g. host.docker.internal in a container).
+		DERPMap:        derp.ForPeerAt(m.DERPMap, a.opts.Client.SDK.URL),
 		Logger:         a.logger.With("component", "tunnel"),
 		ListenPort:     a.opts.TunnelListenPort,
 		BlockEndpoints: m.DisableDirectConnections,
@@ -561,7 +566,7 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	}()
 
 	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
-		Conn:       conn,
+		Conn:       peerDERPMaps{Conn: conn, coderURL: a.opts.Client.SDK.URL},
 		Dial:       a.opts.Client.DialCoordinator,
 		Logger:     a.logger.With("component", "coordinator"),
 		BackoffMin: a.opts.BackoffMin,
@@ -577,6 +582,17 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	s.closers = append(s.closers, ctrl.Close)
 	_ = ctx
 	return s, nil
+}
+
+// peerDERPMaps applies the DERP maps the coordinator pushes as seen from
+// where this agent reaches coderd (derp.ForPeerAt), like the manifest's.
+type peerDERPMaps struct {
+	*tunnel.Conn
+	coderURL *url.URL
+}
+
+func (p peerDERPMaps) SetDERPMap(m *tailcfg.DERPMap) error {
+	return p.Conn.SetDERPMap(derp.ForPeerAt(m, p.coderURL))
 }
 
 // serveTailnet accepts TCP connections on a tailnet port and hands each to

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wgmesh/coder/agent"
+	"github.com/wgmesh/coder/agent/agentssh"
 	"github.com/wgmesh/coder/coderd/buildinfo"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 )
@@ -69,6 +70,12 @@ func (r *root) agentCommand() *cobra.Command {
 				dataDir = filepath.Join(base, "coder-agent")
 			}
 			logger := r.logger().With("component", "agent")
+			// Scripts, metadata and sessions call `coder` (metadata runs `coder stat`),
+			// and init scripts download this binary to a private directory: put that
+			// directory first in PATH for everything the agent starts.
+			if err := prependExecutableDir(); err != nil {
+				logger.Warn("cannot put the agent binary's directory in PATH", "error", err)
+			}
 			a, err := agent.New(agent.Options{
 				Logger:  logger,
 				Client:  agentsdk.New(u, token),
@@ -101,4 +108,24 @@ func (r *root) agentCommand() *cobra.Command {
 	fs.StringVar(&dataDir, "data-dir", "", "Directory of the agent's persistent state (node key, SSH host key). Default <user cache dir>/coder-agent.")
 	envFlag(fs, "data-dir", EnvAgentDataDir)
 	return cmd
+}
+
+// prependExecutableDir puts the running binary's directory first in PATH
+// (unless it is already there).
+func prependExecutableDir() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find executable: %w", err)
+	}
+	dir := filepath.Dir(exe)
+	path := os.Getenv("PATH")
+	for _, p := range filepath.SplitList(path) {
+		if p == dir {
+			return nil
+		}
+	}
+	if path == "" {
+		path = agentssh.DefaultPath
+	}
+	return os.Setenv("PATH", dir+string(os.PathListSeparator)+path)
 }

@@ -150,6 +150,7 @@ func (r *root) command() *cobra.Command {
 		r.speedtestCommand(),
 		r.netcheckCommand(),
 		r.openCommand(),
+		r.statCommand(),
 	)
 	cmd.AddCommand(r.workspaceCommands()...)
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +42,10 @@ const (
 // ServerConfig configures StartServer.
 type ServerConfig struct {
 	// HTTPAddress is the API listener address (host:port; port 0 picks one).
+	// Several comma-separated addresses each get a listener, e.g.
+	// "127.0.0.1:3000,172.17.0.1:3000": loopback for the host and the Docker
+	// bridge for workspaces in containers, without listening on every
+	// interface. The first one is the default access URL's.
 	HTTPAddress string
 	// AccessURL is where users reach the deployment; empty means
 	// http://<bound HTTP address>.
@@ -73,8 +78,10 @@ type ServerConfig struct {
 type Server struct {
 	// AccessURL is where users reach the deployment.
 	AccessURL *url.URL
-	// HTTPAddr is the bound API listener address.
+	// HTTPAddr is the bound API listener address (the first one).
 	HTTPAddr net.Addr
+	// HTTPAddrs are all bound API listener addresses.
+	HTTPAddrs []net.Addr
 	// PrometheusAddr is the bound metrics listener address (nil when off).
 	PrometheusAddr net.Addr
 
@@ -143,24 +150,32 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		return nil, fmt.Errorf("start pubsub: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddress)
+	lns, err := listenHTTP(cfg.HTTPAddress)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddress, err)
+		return nil, err
 	}
-	s.HTTPAddr = ln.Addr()
+	closeListeners := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}
+	for _, ln := range lns {
+		s.HTTPAddrs = append(s.HTTPAddrs, ln.Addr())
+	}
+	s.HTTPAddr = lns[0].Addr()
 	accessURL := cfg.AccessURL
 	if accessURL == "" {
-		accessURL = "http://" + ln.Addr().String()
+		accessURL = "http://" + s.HTTPAddr.String()
 	}
 	s.AccessURL, err = parseURL(accessURL)
 	if err != nil {
-		_ = ln.Close()
+		closeListeners()
 		return nil, fmt.Errorf("access URL: %w", err)
 	}
 
 	agentOpts, stopDERP, err := startDERP(ctx, cfg.DERP, s.AccessURL, logger)
 	if err != nil {
-		_ = ln.Close()
+		closeListeners()
 		return nil, err
 	}
 	s.stopDERP = stopDERP
@@ -178,7 +193,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Apps:               coderd.AppsOptions{WildcardAccessURL: cfg.WildcardAccessURL, DisablePathApps: cfg.DisablePathApps},
 	})
 	if err != nil {
-		_ = ln.Close()
+		closeListeners()
 		return nil, fmt.Errorf("create coderd: %w", err)
 	}
 	s.httpServer = &http.Server{
@@ -186,7 +201,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		ReadHeaderTimeout: 30 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	s.serve(s.httpServer, ln)
+	for _, ln := range lns {
+		s.serve(s.httpServer, ln)
+	}
 	s.startBuiltinDaemons(ctx, cfg)
 
 	if cfg.PrometheusAddress != "" {
@@ -201,6 +218,29 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		s.serve(s.promServer, promLn)
 	}
 	return s, nil
+}
+
+// listenHTTP listens on each of the comma-separated addresses.
+func listenHTTP(addresses string) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, addr := range strings.Split(addresses, ",") {
+		addr = strings.TrimSpace(addr)
+		if addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	if len(lns) == 0 {
+		return nil, fmt.Errorf("no HTTP address to listen on (got %q)", addresses)
+	}
+	return lns, nil
 }
 
 func (s *Server) serve(srv *http.Server, ln net.Listener) {
@@ -289,7 +329,9 @@ func (r *root) serverCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(r.stdout, "Started HTTP listener at http://%s\n", srv.HTTPAddr)
+			for _, addr := range srv.HTTPAddrs {
+				fmt.Fprintf(r.stdout, "Started HTTP listener at http://%s\n", addr)
+			}
 			if srv.PrometheusAddr != nil {
 				fmt.Fprintf(r.stdout, "Prometheus metrics at http://%s/metrics\n", srv.PrometheusAddr)
 			}
@@ -313,7 +355,7 @@ func (r *root) serverCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.HTTPAddress, "http-address", "127.0.0.1:3000", "HTTP bind address of the server.")
+	fs.StringVar(&cfg.HTTPAddress, "http-address", "127.0.0.1:3000", "HTTP bind address of the server; several comma-separated addresses each get a listener (e.g. loopback plus the Docker bridge).")
 	envFlag(fs, "http-address", EnvHTTPAddress)
 	fs.StringVar(&cfg.AccessURL, "access-url", "", "URL users and workspaces reach the server at. Default http://<http-address>.")
 	envFlag(fs, "access-url", EnvAccessURL)

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 )
 
-//go:embed templates/local
+//go:embed templates/local templates/docker
 var templates embed.FS
 
 // Template returns the files of the named example template (e.g. "local").
