@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -234,6 +236,19 @@ func TestProvisioningEndToEnd(t *testing.T) {
 		}
 		return a.Status == codersdk.WorkspaceAgentConnected && a.LifecycleState == codersdk.WorkspaceAgentLifecycleReady, nil
 	})
+	// Resource kinds: the agent's resource is computational and destroyed
+	// by a stop, the home directory peripheral and persistent.
+	wantKinds := map[string]string{
+		"terraform_data.agent": "computational ephemeral",
+		"terraform_data.home":  "peripheral persistent",
+	}
+	if got := resourceKinds(ws); !maps.Equal(got, wantKinds) {
+		t.Fatalf("resource kinds after create: %v, want %v", got, wantKinds)
+	}
+	if out := mustRun(t, env, "show", "ws1"); !regexp.MustCompile(`terraform_data\.home\s+peripheral, persistent`).MatchString(out) ||
+		!regexp.MustCompile(`terraform_data\.agent\s+computational, ephemeral`).MatchString(out) {
+		t.Fatalf("show does not mark the resource kinds:\n%s", out)
+	}
 	createJob := ws.LatestBuild.Job
 	t.Logf("create -> agent ready: %s; build job queued->started %s, started->completed (terraform) %s",
 		time.Since(createStart).Round(10*time.Millisecond),
@@ -251,6 +266,10 @@ func TestProvisioningEndToEnd(t *testing.T) {
 		t.Fatalf("after stop: %s", ws.LatestBuild.Status)
 	}
 	waitFor(t, 30*time.Second, "agent process exit", func() (bool, error) { return !processAlive(pid), nil })
+	// A stopped workspace still lists what survived the stop.
+	if got, want := resourceKinds(ws), map[string]string{"terraform_data.home": "peripheral persistent"}; !maps.Equal(got, want) {
+		t.Fatalf("resource kinds after stop: %v, want %v", got, want)
+	}
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("home lost on stop: %v", err)
 	}
@@ -421,4 +440,16 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// resourceKinds maps each visible resource of the workspace's latest build
+// ("type.name") to its kind and lifetime.
+func resourceKinds(ws codersdk.Workspace) map[string]string {
+	out := map[string]string{}
+	for _, res := range ws.LatestBuild.Resources {
+		if !res.Hide {
+			out[res.Type+"."+res.Name] = string(res.Kind) + " " + string(res.Lifetime)
+		}
+	}
+	return out
 }

@@ -238,12 +238,12 @@ func (r *root) showCommand() *cobra.Command {
 				if res.Hide {
 					continue
 				}
-				rows = append(rows, []string{res.Type + "." + res.Name, "", "", ""})
+				rows = append(rows, []string{res.Type + "." + res.Name, string(res.Kind) + ", " + string(res.Lifetime), "", "", ""})
 				for _, a := range res.Agents {
-					rows = append(rows, []string{"└ agent " + a.Name, string(a.Status), string(a.LifecycleState), a.OperatingSystem + "/" + a.Architecture})
+					rows = append(rows, []string{"└ agent " + a.Name, "", string(a.Status), string(a.LifecycleState), a.OperatingSystem + "/" + a.Architecture})
 				}
 			}
-			return writeTable(r.stdout, []string{"RESOURCE", "STATUS", "LIFECYCLE", "PLATFORM"}, rows)
+			return writeTable(r.stdout, []string{"RESOURCE", "KIND", "STATUS", "LIFECYCLE", "PLATFORM"}, rows)
 		},
 	}
 	addOutputFlag(cmd, &out, "table")

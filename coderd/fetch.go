@@ -25,8 +25,8 @@ func (api *API) agentStatus(a database.WorkspaceAgent) codersdk.WorkspaceAgentSt
 }
 
 // fetchResources returns the converted resources of each job, keyed by job
-// ID, in three queries (resources with metadata, agents with scripts,
-// apps). workspaceOfJob names the workspace of each build job; agents of
+// ID, in four queries (resources with metadata, which of them survive a
+// stop, agents with scripts, apps). workspaceOfJob names the workspace of each build job; agents of
 // other jobs (template version imports) have no workspace.
 func (api *API) fetchResources(ctx context.Context, jobIDs []uuid.UUID, workspaceOfJob map[uuid.UUID]uuid.UUID) (map[uuid.UUID][]codersdk.WorkspaceResource, error) {
 	out := map[uuid.UUID][]codersdk.WorkspaceResource{}
@@ -65,8 +65,22 @@ func (api *API) fetchResources(ctx context.Context, jobIDs []uuid.UUID, workspac
 	if err != nil {
 		return nil, err
 	}
+	persistentRows, err := api.db.GetPersistentResourceKeysByJobIDs(ctx, jobIDs)
+	if err != nil {
+		return nil, fmt.Errorf("get persistent resources: %w", err)
+	}
+	persistent := make(map[uuid.UUID]map[convert.ResourceKey]bool, len(jobIDs))
+	for _, row := range persistentRows {
+		if persistent[row.JobID] == nil {
+			persistent[row.JobID] = map[convert.ResourceKey]bool{}
+		}
+		persistent[row.JobID][convert.ResourceKey{Type: row.Type, Name: row.Name}] = true
+	}
 	for _, res := range resources {
-		out[res.row.JobID] = append(out[res.row.JobID], convert.Resource(res.row, res.metadata, agents[res.row.ID]))
+		key := convert.ResourceKey{Type: res.row.Type, Name: res.row.Name}
+		// What a stop left in place survived it by definition.
+		survives := res.row.Transition == database.WorkspaceTransitionStop || persistent[res.row.JobID][key]
+		out[res.row.JobID] = append(out[res.row.JobID], convert.Resource(res.row, res.metadata, agents[res.row.ID], survives))
 	}
 	return out, nil
 }
@@ -142,7 +156,7 @@ type fetchedBuild struct {
 }
 
 // fetchBuilds converts the builds named by buildIDs and the latest build of
-// each workspace in latestOf, in four queries (builds with their details,
+// each workspace in latestOf, in five queries (builds with their details,
 // then fetchResources), ordered by workspace and newest build first.
 // workspaces holds the workspace of every build.
 func (api *API) fetchBuilds(ctx context.Context, workspaces map[uuid.UUID]database.Workspace, buildIDs, latestOf []uuid.UUID) ([]fetchedBuild, error) {

@@ -19,7 +19,7 @@ import (
 
 // maxHandlerQueries bounds the queries a workspace read may run besides
 // authentication's, whatever the number of workspaces.
-const maxHandlerQueries = 6
+const maxHandlerQueries = 7
 
 // TestWorkspaceQueryCount counts the database queries of the workspace
 // reads with one workspace and with fifty (each with a build, a resource

@@ -258,7 +258,36 @@ type WorkspaceResource struct {
 	Agents     []WorkspaceAgent            `json:"agents,omitempty"`
 	Metadata   []WorkspaceResourceMetadata `json:"metadata,omitempty"`
 	DailyCost  int32                       `json:"daily_cost"`
+	// Kind says whether an agent runs in the resource (computational) or
+	// not (peripheral).
+	Kind ResourceKind `json:"kind"`
+	// Lifetime says whether the resource survives a stop (persistent) or
+	// is destroyed by it (ephemeral), as the parsed Terraform states of the
+	// template's stop plan and the workspace's stop builds record it.
+	Lifetime ResourceLifetime `json:"lifetime"`
 }
+
+// ResourceKind classifies a resource by what runs in it.
+type ResourceKind string
+
+// Resource kinds.
+const (
+	// ResourceKindComputational is a resource an agent runs in (a VM, a container).
+	ResourceKindComputational ResourceKind = "computational"
+	// ResourceKindPeripheral is any other resource (a volume, a network, a key).
+	ResourceKindPeripheral ResourceKind = "peripheral"
+)
+
+// ResourceLifetime classifies a resource by whether it survives a stop.
+type ResourceLifetime string
+
+// Resource lifetimes.
+const (
+	// ResourceLifetimePersistent survives a stop (a home volume).
+	ResourceLifetimePersistent ResourceLifetime = "persistent"
+	// ResourceLifetimeEphemeral is destroyed by a stop and recreated by a start.
+	ResourceLifetimeEphemeral ResourceLifetime = "ephemeral"
+)
 
 // WorkspaceBuild is one transition of a workspace.
 type WorkspaceBuild struct {

@@ -34,6 +34,12 @@ type Querier interface {
 	GetLatestWorkspaceAgentStat(ctx context.Context, agentID uuid.UUID) (WorkspaceAgentStat, error)
 	GetLatestWorkspaceBuildByWorkspaceID(ctx context.Context, workspaceID uuid.UUID) (WorkspaceBuild, error)
 	GetLatestWorkspaceBuildsByWorkspaceIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceBuild, error)
+	// For each given job, the type and name of every resource known to survive
+	// a stop, as the parsed states record it: resources of the job's own stop
+	// transition (template imports plan both), those the stop plan of a
+	// build's template version keeps, and those still in the state of any
+	// successful stop build of the build's workspace.
+	GetPersistentResourceKeysByJobIDs(ctx context.Context, jobIds []uuid.UUID) ([]GetPersistentResourceKeysByJobIDsRow, error)
 	GetProvisionerDaemonByID(ctx context.Context, id uuid.UUID) (ProvisionerDaemon, error)
 	GetProvisionerDaemons(ctx context.Context) ([]ProvisionerDaemon, error)
 	GetProvisionerJobByID(ctx context.Context, id uuid.UUID) (ProvisionerJob, error)

@@ -13,6 +13,56 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const getPersistentResourceKeysByJobIDs = `-- name: GetPersistentResourceKeysByJobIDs :many
+SELECT r.job_id AS job_id, r.type, r.name
+FROM workspace_resources r
+WHERE r.job_id = ANY($1::uuid[]) AND r.transition = 'stop'
+UNION
+SELECT b.job_id AS job_id, r.type, r.name
+FROM workspace_builds b
+JOIN template_versions tv ON tv.id = b.template_version_id
+JOIN workspace_resources r ON r.job_id = tv.job_id AND r.transition = 'stop'
+WHERE b.job_id = ANY($1::uuid[])
+UNION
+SELECT b.job_id AS job_id, r.type, r.name
+FROM workspace_builds b
+JOIN workspace_builds sb ON sb.workspace_id = b.workspace_id AND sb.transition = 'stop'
+JOIN provisioner_jobs j ON j.id = sb.job_id AND j.completed_at IS NOT NULL AND COALESCE(j.error, '') = '' AND j.canceled_at IS NULL
+JOIN workspace_resources r ON r.job_id = sb.job_id
+WHERE b.job_id = ANY($1::uuid[])
+`
+
+type GetPersistentResourceKeysByJobIDsRow struct {
+	JobID uuid.UUID `json:"job_id"`
+	Type  string    `json:"type"`
+	Name  string    `json:"name"`
+}
+
+// For each given job, the type and name of every resource known to survive
+// a stop, as the parsed states record it: resources of the job's own stop
+// transition (template imports plan both), those the stop plan of a
+// build's template version keeps, and those still in the state of any
+// successful stop build of the build's workspace.
+func (q *Queries) GetPersistentResourceKeysByJobIDs(ctx context.Context, jobIds []uuid.UUID) ([]GetPersistentResourceKeysByJobIDsRow, error) {
+	rows, err := q.db.Query(ctx, getPersistentResourceKeysByJobIDs, jobIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GetPersistentResourceKeysByJobIDsRow
+	for rows.Next() {
+		var i GetPersistentResourceKeysByJobIDsRow
+		if err := rows.Scan(&i.JobID, &i.Type, &i.Name); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getWorkspaceResourceByID = `-- name: GetWorkspaceResourceByID :one
 SELECT id, created_at, job_id, transition, type, name, hide, icon, instance_type, daily_cost FROM workspace_resources WHERE id = $1 LIMIT 1
 `

@@ -394,6 +394,7 @@ func TestBrowserDashboard(t *testing.T) {
 	b.waitJS("files app healthy", `!!document.querySelector('a[data-app="files"] .s-healthy')`, 2*time.Minute)
 	b.screenshot("workspace-running")
 	notePID(".coder-agent/agent.pid")
+	b.waitJS("resource kinds while running", resourceKindJS("terraform_data.agent", "computational", "ephemeral")+" && "+resourceKindJS("terraform_data.home", "peripheral", "persistent"), 30*time.Second)
 
 	ws, err := client.WorkspaceByOwnerAndName(context.Background(), "owner", "ws1")
 	if err != nil {
@@ -512,6 +513,7 @@ func TestBrowserDashboard(t *testing.T) {
 	b.waitJS("stopped", textIn("#workspace-status", "stopped"), 3*time.Minute)
 	b.waitJS("start button", `!!document.querySelector('button[data-action="start"]')`, 30*time.Second)
 	b.waitJS("stop build logs", textIn("#build-logs", "Apply complete"), time.Minute)
+	b.waitJS("a stopped workspace lists its persistent home", resourceKindJS("terraform_data.home", "peripheral", "persistent")+` && !document.querySelector('tr[data-resource="terraform_data.agent"]')`, 30*time.Second)
 	b.screenshot("workspace-stopped")
 	ws, err = client.WorkspaceByOwnerAndName(context.Background(), "owner", "ws1")
 	if err != nil {
@@ -540,6 +542,13 @@ func TestBrowserDashboard(t *testing.T) {
 }
 
 // clearInput empties an input's value (what a user does before typing).
+// resourceKindJS is a JavaScript expression that is true when the
+// workspace page lists the resource with that kind and lifetime.
+func resourceKindJS(resource, kind, lifetime string) string {
+	return fmt.Sprintf(`(() => { const c = document.querySelector('tr[data-resource=%s] [data-kind]'); return !!c && c.dataset.kind === %s && c.dataset.lifetime === %s && c.textContent.includes(%s) && c.textContent.includes(%s); })()`,
+		jsString(resource), jsString(kind), jsString(lifetime), jsString(kind), jsString(lifetime))
+}
+
 func clearInput(selector string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
 		_, err := chromedp.Evaluate[bool](fmt.Sprintf(`(() => { const el = document.querySelector(%s); el.value = ""; return true; })()`, jsString(selector)))(ctx, t)

@@ -176,12 +176,35 @@ func TestResourceHidesSensitiveMetadata(t *testing.T) {
 		{Key: "image", Value: pgtype.Text{String: "ubuntu", Valid: true}},
 		{Key: "password", Value: pgtype.Text{String: "hunter2", Valid: true}, Sensitive: true},
 	}
-	got := convert.Resource(res, md, nil)
+	got := convert.Resource(res, md, nil, false)
 	if len(got.Metadata) != 2 || got.Metadata[0].Value != "ubuntu" || got.Metadata[1].Value != "" || !got.Metadata[1].Sensitive {
 		t.Errorf("metadata = %+v", got.Metadata)
 	}
 	if got.Transition != codersdk.WorkspaceTransitionStart || got.JobID != res.JobID {
 		t.Errorf("resource = %+v", got)
+	}
+}
+
+func TestResourceKindAndLifetime(t *testing.T) {
+	t.Parallel()
+	res := database.WorkspaceResource{ID: uuid.New(), JobID: uuid.New(), Type: "docker_container", Name: "dev", Transition: "start"}
+	agent := []codersdk.WorkspaceAgent{{ID: uuid.New(), Name: "main"}}
+	for _, tc := range []struct {
+		name       string
+		agents     []codersdk.WorkspaceAgent
+		persistent bool
+		kind       codersdk.ResourceKind
+		lifetime   codersdk.ResourceLifetime
+	}{
+		{"container", agent, false, codersdk.ResourceKindComputational, codersdk.ResourceLifetimeEphemeral},
+		{"volume", nil, true, codersdk.ResourceKindPeripheral, codersdk.ResourceLifetimePersistent},
+		{"persistent VM", agent, true, codersdk.ResourceKindComputational, codersdk.ResourceLifetimePersistent},
+		{"network", nil, false, codersdk.ResourceKindPeripheral, codersdk.ResourceLifetimeEphemeral},
+	} {
+		got := convert.Resource(res, nil, tc.agents, tc.persistent)
+		if got.Kind != tc.kind || got.Lifetime != tc.lifetime {
+			t.Errorf("%s: kind %q lifetime %q, want %q %q", tc.name, got.Kind, got.Lifetime, tc.kind, tc.lifetime)
+		}
 	}
 }
 

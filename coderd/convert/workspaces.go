@@ -38,11 +38,20 @@ func BuildStatus(job codersdk.ProvisionerJobStatus, transition codersdk.Workspac
 }
 
 // Resource turns a resource, its metadata and its converted agents into
-// the resource's API shape. Sensitive metadata values are blanked.
-func Resource(r database.WorkspaceResource, metadata []database.WorkspaceResourceMetadatum, agents []codersdk.WorkspaceAgent) codersdk.WorkspaceResource {
+// the resource's API shape. Sensitive metadata values are blanked. A
+// resource with agents is computational, any other peripheral; persistent
+// says whether it survives a stop (see ResourceKey).
+func Resource(r database.WorkspaceResource, metadata []database.WorkspaceResourceMetadatum, agents []codersdk.WorkspaceAgent, persistent bool) codersdk.WorkspaceResource {
 	out := codersdk.WorkspaceResource{
 		ID: r.ID, CreatedAt: r.CreatedAt, JobID: r.JobID, Transition: codersdk.WorkspaceTransition(r.Transition),
 		Type: r.Type, Name: r.Name, Hide: r.Hide, Icon: r.Icon, DailyCost: r.DailyCost, Agents: agents,
+		Kind: codersdk.ResourceKindPeripheral, Lifetime: codersdk.ResourceLifetimeEphemeral,
+	}
+	if len(agents) > 0 {
+		out.Kind = codersdk.ResourceKindComputational
+	}
+	if persistent {
+		out.Lifetime = codersdk.ResourceLifetimePersistent
 	}
 	for _, md := range metadata {
 		value := md.Value.String
@@ -52,6 +61,12 @@ func Resource(r database.WorkspaceResource, metadata []database.WorkspaceResourc
 		out.Metadata = append(out.Metadata, codersdk.WorkspaceResourceMetadata{Key: md.Key, Value: value, Sensitive: md.Sensitive})
 	}
 	return out
+}
+
+// ResourceKey names a resource the same way across the states of a
+// workspace's builds: its Terraform type and name.
+type ResourceKey struct {
+	Type, Name string
 }
 
 // BuildNames are the names a build's API shape shows next to IDs; a name

@@ -3,6 +3,7 @@ package docker_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -117,9 +118,21 @@ func TestDockerWorkspaceLifecycle(t *testing.T) {
 		t.Fatalf("ssh over DERP: %q %v", out, err)
 	}
 
+	// The dashboard's and coder show's resource kinds: the container runs
+	// the agent and goes with a stop, the volume stays.
+	if got, want := resourceKindsOf(t, s.Client, ws.ID), map[string]string{
+		"docker_container.workspace": "computational ephemeral",
+		"docker_volume.home_volume":  "peripheral persistent",
+	}; !maps.Equal(got, want) {
+		t.Fatalf("resource kinds while running: %v, want %v", got, want)
+	}
+
 	// Stop: the container goes, the home volume stays.
 	owner.must("stop", "ws1", "-y")
 	buildJobOK(t, s.Client, "ws1")
+	if got, want := resourceKindsOf(t, s.Client, ws.ID), map[string]string{"docker_volume.home_volume": "peripheral persistent"}; !maps.Equal(got, want) {
+		t.Fatalf("resource kinds after stop: %v, want %v", got, want)
+	}
 	if c := containersOf(t, ws.ID); len(c) != 0 {
 		t.Fatalf("containers after stop: %v", c)
 	}
@@ -146,6 +159,23 @@ func TestDockerWorkspaceLifecycle(t *testing.T) {
 	if v := volumesOf(t, ws.ID); len(v) != 0 {
 		t.Fatalf("volumes after delete: %v", v)
 	}
+}
+
+// resourceKindsOf maps each visible resource of the workspace's latest
+// build ("type.name") to its kind and lifetime.
+func resourceKindsOf(t testing.TB, client *codersdk.Client, id uuid.UUID) map[string]string {
+	t.Helper()
+	ws, err := client.Workspace(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, res := range ws.LatestBuild.Resources {
+		if !res.Hide {
+			out[res.Type+"."+res.Name] = string(res.Kind) + " " + string(res.Lifetime)
+		}
+	}
+	return out
 }
 
 // blockUDP drops every UDP packet in and out of the container's network

@@ -488,9 +488,13 @@
         [h("p", { class: "muted" }, b.transition === "start" ? "No agents." : "The workspace is not running.")]));
       const resources = (b.resources || []).filter((r) => !r.hide);
       resourcesBox.replaceChildren(resources.length ? h("table", { class: "list" },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Resource"), h("th", { scope: "col" }, "Details"))),
-        h("tbody", {}, resources.map((r) => h("tr", {},
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Resource"), h("th", { scope: "col" }, "Kind"), h("th", { scope: "col" }, "Details"))),
+        h("tbody", {}, resources.map((r) => h("tr", { "data-resource": `${r.type}.${r.name}` },
           h("th", { scope: "row" }, `${r.type}.${r.name}`),
+          h("td", { "data-kind": r.kind, "data-lifetime": r.lifetime },
+            h("span", { class: "badge", title: r.kind === "computational" ? "an agent runs in it" : "no agent runs in it" }, r.kind),
+            " ",
+            h("span", { class: "badge", title: r.lifetime === "persistent" ? "survives a stop" : "destroyed by a stop, recreated by a start" }, r.lifetime)),
           h("td", {}, h("dl", { class: "meta" }, (r.metadata || []).map((m) => [h("dt", {}, m.key), h("dd", {}, m.sensitive ? "••••••" : m.value)]))))))) :
         h("p", { class: "muted" }, "No resources."));
     };
