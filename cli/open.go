@@ -26,8 +26,9 @@ func (r *root) openCommand() *cobra.Command {
 }
 
 // openAppCommand is `coder open app [owner/]WORKSPACE[.AGENT] APP`: it prints
-// the app's URL (subdomain URL for subdomain apps when the deployment has a
-// wildcard access URL, else the path URL) and opens a browser only with
+// the app's URL (its subdomain URL whenever the deployment has a wildcard
+// access URL, since path apps share the dashboard origin and serve only
+// the workspace owner; else the path URL) and opens a browser only with
 // --open when a display is available.
 func (r *root) openAppCommand() *cobra.Command {
 	var openBrowser, pathURL bool
@@ -73,7 +74,7 @@ func (r *root) openAppCommand() *cobra.Command {
 			default:
 				req := workspaceapps.Request{Owner: ws.OwnerName, Workspace: ws.Name, Agent: ag.Name, App: app.Slug}
 				host := ""
-				if app.Subdomain && !pathURL {
+				if !pathURL {
 					if host, err = appHost(ctx, client); err != nil {
 						return err
 					}
@@ -103,7 +104,7 @@ func (r *root) openAppCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&openBrowser, "open", false, "Open the URL in a browser (when a display is available).")
-	cmd.Flags().BoolVar(&pathURL, "path", false, "Print the path-based URL even for a subdomain app.")
+	cmd.Flags().BoolVar(&pathURL, "path", false, "Print the path-based URL even when the deployment serves apps on subdomains (path apps serve only the workspace owner).")
 	return cmd
 }
 

@@ -100,7 +100,10 @@ func TestOpenApp(t *testing.T) {
 			want string
 		}{
 			{name: "subdomain app", args: []string{"dev", "sub"}, want: "http://sub--main--dev--" + strings.ToLower(owner) + ".apps.test:" + port + "/"},
-			{name: "path app stays on the path", args: []string{"dev", "code"}, want: base + "/@" + owner + "/dev.main/apps/code/"},
+			// Path apps serve only the workspace owner: with subdomains on,
+			// every app is opened on its own origin.
+			{name: "path app prefers the subdomain", args: []string{"dev", "code"}, want: "http://code--main--dev--" + strings.ToLower(owner) + ".apps.test:" + port + "/"},
+			{name: "--path forces the path URL of a path app", args: []string{"dev", "code", "--path"}, want: base + "/@" + owner + "/dev.main/apps/code/"},
 			{name: "--path forces the path URL", args: []string{"dev", "sub", "--path"}, want: base + "/@" + owner + "/dev.main/apps/sub/"},
 		}
 		for _, tc := range tests {

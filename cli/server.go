@@ -37,6 +37,12 @@ const (
 	EnvPrometheusAddress  = "CODER_PROMETHEUS_ADDRESS"
 	EnvWildcardAccessURL  = "CODER_WILDCARD_ACCESS_URL"
 	EnvDisablePathApps    = "CODER_DISABLE_PATH_APPS"
+	// EnvDangerousAllowPathAppSiteOwnerAccess is the env twin of
+	// --dangerous-allow-path-app-site-owner-access.
+	EnvDangerousAllowPathAppSiteOwnerAccess = "CODER_DANGEROUS_ALLOW_PATH_APP_SITE_OWNER_ACCESS"
+	// EnvDangerousAllowPathAppSharing is the env twin of
+	// --dangerous-allow-path-app-sharing.
+	EnvDangerousAllowPathAppSharing = "CODER_DANGEROUS_ALLOW_PATH_APP_SHARING"
 )
 
 // ServerConfig configures StartServer.
@@ -72,6 +78,12 @@ type ServerConfig struct {
 	WildcardAccessURL string
 	// DisablePathApps refuses path-based workspace apps.
 	DisablePathApps bool
+	// DangerousAllowPathAppSiteOwnerAccess lets site owners open other
+	// users' path-based apps and ports (see coderd.AppsOptions).
+	DangerousAllowPathAppSiteOwnerAccess bool
+	// DangerousAllowPathAppSharing serves shared path-based apps to those
+	// they are shared with (see coderd.AppsOptions).
+	DangerousAllowPathAppSharing bool
 }
 
 // Server is a running coderd with its database, pubsub and listeners.
@@ -180,6 +192,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 	}
 	s.stopDERP = stopDERP
 
+	warnDangerousAppFlags(logger, cfg)
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.api, err = coderd.New(coderd.Options{
@@ -190,7 +203,12 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		PrometheusRegistry: registry,
 		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg)},
 		Agents:             agentOpts,
-		Apps:               coderd.AppsOptions{WildcardAccessURL: cfg.WildcardAccessURL, DisablePathApps: cfg.DisablePathApps},
+		Apps: coderd.AppsOptions{
+			WildcardAccessURL:                    cfg.WildcardAccessURL,
+			DisablePathApps:                      cfg.DisablePathApps,
+			DangerousAllowPathAppSiteOwnerAccess: cfg.DangerousAllowPathAppSiteOwnerAccess,
+			DangerousAllowPathAppSharing:         cfg.DangerousAllowPathAppSharing,
+		},
 	})
 	if err != nil {
 		closeListeners()
@@ -218,6 +236,19 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		s.serve(s.promServer, promLn)
 	}
 	return s, nil
+}
+
+// warnDangerousAppFlags logs a warning for each path-app boundary the
+// configuration weakens.
+func warnDangerousAppFlags(logger *slog.Logger, cfg ServerConfig) {
+	if cfg.DangerousAllowPathAppSiteOwnerAccess {
+		logger.Warn("--dangerous-allow-path-app-site-owner-access is on: site owners can open other users' path-based apps and ports, " +
+			"whose code then runs on the dashboard origin with the site owner's session and can act as them (e.g. mint API tokens)")
+	}
+	if cfg.DangerousAllowPathAppSharing {
+		logger.Warn("--dangerous-allow-path-app-sharing is on: path-based apps shared with other users (authenticated, public) are served to them, " +
+			"and the app's code runs on the dashboard origin with their session and can act as them (e.g. mint API tokens)")
+	}
 }
 
 // listenHTTP listens on each of the comma-separated addresses.
@@ -374,6 +405,10 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "wildcard-access-url", EnvWildcardAccessURL)
 	fs.BoolVar(&cfg.DisablePathApps, "disable-path-apps", false, "Refuse path-based workspace apps (they share the dashboard origin).")
 	envFlag(fs, "disable-path-apps", EnvDisablePathApps)
+	fs.BoolVar(&cfg.DangerousAllowPathAppSiteOwnerAccess, "dangerous-allow-path-app-site-owner-access", false, "Let site owners open other users' path-based apps and ports. Their code runs on the dashboard origin with the owner's session: only for trusted workspaces.")
+	envFlag(fs, "dangerous-allow-path-app-site-owner-access", EnvDangerousAllowPathAppSiteOwnerAccess)
+	fs.BoolVar(&cfg.DangerousAllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "Serve path-based apps shared beyond their owner (authenticated, public) to those users. The app's code runs on the dashboard origin with their session: only for trusted workspaces.")
+	envFlag(fs, "dangerous-allow-path-app-sharing", EnvDangerousAllowPathAppSharing)
 	addDERPFlags(fs, &cfg.DERP)
 	return cmd
 }

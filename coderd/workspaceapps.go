@@ -28,6 +28,16 @@ type AppsOptions struct {
 	// DisablePathApps refuses path-based apps, which share the dashboard
 	// origin.
 	DisablePathApps bool
+	// DangerousAllowPathAppSiteOwnerAccess lets site owners open other
+	// users' path-based apps and ports, whose code then runs on the
+	// dashboard origin with the site owner's session
+	// (workspaceapps.Policy.AllowPathAppSiteOwnerAccess).
+	DangerousAllowPathAppSiteOwnerAccess bool
+	// DangerousAllowPathAppSharing serves path-based apps shared beyond
+	// their owner (authenticated, public) to those they are shared with,
+	// whose code then runs on the dashboard origin with their sessions
+	// (workspaceapps.Policy.AllowPathAppSharing).
+	DangerousAllowPathAppSharing bool
 	// AppKeyLifetime bounds the app-scoped keys of the subdomain cookie
 	// handshake (default workspaceapps.DefaultAppKeyLifetime).
 	AppKeyLifetime time.Duration
@@ -71,8 +81,12 @@ func newAppsState(api *API) (*appsState, error) {
 		},
 	}
 	server, err := workspaceapps.New(workspaceapps.Options{
-		Logger:           api.logger,
-		Authorizer:       &workspaceapps.Policy{Identifier: backend, Apps: backend, RBAC: api.authz},
+		Logger: api.logger,
+		Authorizer: &workspaceapps.Policy{
+			Identifier: backend, Apps: backend, RBAC: api.authz,
+			AllowPathAppSiteOwnerAccess: api.opts.Apps.DangerousAllowPathAppSiteOwnerAccess,
+			AllowPathAppSharing:         api.opts.Apps.DangerousAllowPathAppSharing,
+		},
 		AppKeys:          backend,
 		Dialer:           mesh,
 		AccessURL:        api.opts.AccessURL,
@@ -143,55 +157,96 @@ func (b *appsBackend) Identify(ctx context.Context, c workspaceapps.Credential) 
 	return &workspaceapps.Identity{UserID: a.User.ID, Subject: a.Subject, Expires: a.Key.ExpiresAt}, nil
 }
 
-// CheckAppKey implements workspaceapps.AppKeys.
-func (b *appsBackend) CheckAppKey(ctx context.Context, key workspaceapps.Credential) (time.Time, error) {
-	if key.Kind != workspaceapps.CredentialAppKey {
-		return time.Time{}, workspaceapps.ErrUnauthenticated
-	}
-	a, err := b.authenticate(ctx, key)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return a.Key.ExpiresAt, nil
-}
-
-// IssueAppKey implements workspaceapps.AppKeys: an application_connect
-// key of the session's user, bound to host, expiring after keyLifetime or
-// with the session, whichever is first.
-func (b *appsBackend) IssueAppKey(ctx context.Context, session workspaceapps.Credential, host string) (string, time.Time, error) {
+// IssueHandshake implements workspaceapps.AppKeys: a handshake key is an
+// application_connect key whose token name binds it to the app origin
+// (workspaceapps.HandshakeKeyNamePrefix, never an app key's prefix), that
+// expires after workspaceapps.HandshakeLifetime and whose lifetime_seconds
+// records how long the app key it is redeemed for may live (keyLifetime,
+// or less when the session expires sooner).
+func (b *appsBackend) IssueHandshake(ctx context.Context, session workspaceapps.Credential, origin string) (string, error) {
 	if session.Kind != workspaceapps.CredentialSession {
-		return "", time.Time{}, workspaceapps.ErrUnauthenticated
+		return "", workspaceapps.ErrUnauthenticated
 	}
 	from, err := b.authenticate(ctx, session)
 	if err != nil {
-		return "", time.Time{}, err
-	}
-	key, err := apikey.Generate()
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("generate app key: %w", err)
+		return "", err
 	}
 	now := b.now()
-	expires := now.Add(b.keyLifetime)
-	if from.Key.ExpiresAt.Before(expires) {
-		expires = from.Key.ExpiresAt.UTC().Truncate(time.Microsecond)
+	appKeyExpires := now.Add(b.keyLifetime)
+	if from.Key.ExpiresAt.Before(appKeyExpires) {
+		appKeyExpires = from.Key.ExpiresAt
+	}
+	expires := now.Add(workspaceapps.HandshakeLifetime)
+	if appKeyExpires.Before(expires) {
+		expires = appKeyExpires
+	}
+	token, err := b.insertAppConnectKey(ctx, from.User.ID, workspaceapps.HandshakeKeyNamePrefix(origin), now, expires, int64(appKeyExpires.Sub(now)/time.Second))
+	if err != nil {
+		return "", fmt.Errorf("insert handshake key: %w", err)
+	}
+	return token, nil
+}
+
+// RedeemHandshake implements workspaceapps.AppKeys: the handshake key
+// must authenticate for origin; it is then deleted (of concurrent
+// redemptions exactly one wins) and an app key bound to the origin's host
+// is issued, expiring when the handshake recorded.
+func (b *appsBackend) RedeemHandshake(ctx context.Context, key, origin string) (string, time.Time, error) {
+	a, err := b.auth.Authenticate(ctx, key, httpmw.KeyRequirement{
+		Scope:           codersdk.APIKeyScopeApplicationConnect,
+		TokenNamePrefix: workspaceapps.HandshakeKeyNamePrefix(origin),
+	})
+	var authErr *httpmw.AuthError
+	if errors.As(err, &authErr) {
+		return "", time.Time{}, workspaceapps.ErrUnauthenticated
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	used, err := b.db.ConsumeAPIKeyByID(ctx, a.Key.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", time.Time{}, workspaceapps.ErrUnauthenticated
+	}
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("consume handshake key: %w", err)
+	}
+	now := b.now()
+	expires := used.CreatedAt.Add(time.Duration(used.LifetimeSeconds) * time.Second).UTC().Truncate(time.Microsecond)
+	if !expires.After(now) {
+		return "", time.Time{}, workspaceapps.ErrUnauthenticated
+	}
+	_, host, _ := strings.Cut(origin, "://")
+	token, err := b.insertAppConnectKey(ctx, used.UserID, workspaceapps.AppKeyNamePrefix(host), now, expires, int64(expires.Sub(now)/time.Second))
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("insert app key: %w", err)
+	}
+	return token, expires, nil
+}
+
+// insertAppConnectKey stores a new application_connect key of user whose
+// token name starts with prefix and returns its token.
+func (b *appsBackend) insertAppConnectKey(ctx context.Context, user uuid.UUID, prefix string, now, expires time.Time, lifetimeSeconds int64) (string, error) {
+	key, err := apikey.Generate()
+	if err != nil {
+		return "", fmt.Errorf("generate key: %w", err)
 	}
 	_, err = b.db.InsertAPIKey(ctx, database.InsertAPIKeyParams{
 		ID:              key.ID,
 		HashedSecret:    key.HashedSecret,
-		UserID:          from.User.ID,
+		UserID:          user,
 		LastUsed:        now,
-		ExpiresAt:       expires,
+		ExpiresAt:       expires.UTC().Truncate(time.Microsecond),
 		CreatedAt:       now,
 		UpdatedAt:       now,
 		LoginType:       database.LoginTypePassword,
-		LifetimeSeconds: int64(expires.Sub(now) / time.Second),
-		TokenName:       workspaceapps.AppKeyNamePrefix(host) + strings.ReplaceAll(uuid.NewString(), "-", "")[:12],
+		LifetimeSeconds: lifetimeSeconds,
+		TokenName:       prefix + strings.ReplaceAll(uuid.NewString(), "-", "")[:12],
 		Scope:           string(codersdk.APIKeyScopeApplicationConnect),
 	})
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("insert app key: %w", err)
+		return "", err
 	}
-	return key.Token(), expires, nil
+	return key.Token(), nil
 }
 
 // LookupApp implements workspaceapps.AppLookup.

@@ -282,9 +282,11 @@ func TestWorkspaceAppsProxy(t *testing.T) {
 			{name: "agent named", url: path(ws.Name+".main", "apps", "owner-app", "/"), token: ownerTok, status: 200, bodyHas: "upstream path=/"},
 			{name: "member gets 404 on owner app", url: path(ws.Name, "apps", "owner-app", "/"), token: memberTok, status: 404, bodyHas: "Application not found"},
 			{name: "anonymous must log in for owner app", url: path(ws.Name, "apps", "owner-app", "/"), status: 303, locationHas: "/login?redirect="},
-			{name: "member opens authenticated app", url: path(ws.Name, "apps", "auth-app", "/x"), token: memberTok, status: 200, bodyHas: "upstream path=/base/x"},
+			{name: "member refused on a shared path app", url: path(ws.Name, "apps", "auth-app", "/x"), token: memberTok, status: 403, bodyHas: "only to the workspace owner"},
+			{name: "owner opens own authenticated app", url: path(ws.Name, "apps", "auth-app", "/x"), token: ownerTok, status: 200, bodyHas: "upstream path=/base/x"},
 			{name: "anonymous must log in for authenticated app", url: path(ws.Name, "apps", "auth-app", "/"), status: 303, locationHas: "/login?redirect="},
-			{name: "anonymous opens public app", url: path(ws.Name, "apps", "public-app", "/pub"), status: 200, bodyHas: "upstream path=/pub"},
+			{name: "anonymous must log in for a public path app", url: path(ws.Name, "apps", "public-app", "/pub"), status: 303, locationHas: "/login?redirect="},
+			{name: "owner opens own public app", url: path(ws.Name, "apps", "public-app", "/pub"), token: ownerTok, status: 200, bodyHas: "upstream path=/pub"},
 			{name: "owner opens a port", url: path(ws.Name, "ports", fmt.Sprint(up.port), "/p"), token: ownerTok, status: 200, bodyHas: "upstream path=/p"},
 			{name: "member gets 404 on a port", url: path(ws.Name, "ports", fmt.Sprint(up.port), "/p"), token: memberTok, status: 404},
 			{name: "unknown app", url: path(ws.Name, "apps", "nope", "/"), token: ownerTok, status: 404, bodyHas: "Application not found"},
@@ -557,8 +559,9 @@ func TestWorkspaceAppsAuthCacheBound(t *testing.T) {
 	clock := &offsetClock{}
 	store := database.NewStore(dbtestutil.NewPoolFor(t, dbtestutil.NewDB(t)))
 	e := startAppsCoderdWith(t, store, coderd.Options{
-		Now:  clock.now,
-		Apps: coderd.AppsOptions{AuthCacheTTL: ttl},
+		Now: clock.now,
+		// The member opens a shared app by path (which needs the flag).
+		Apps: coderd.AppsOptions{AuthCacheTTL: ttl, DangerousAllowPathAppSharing: true},
 		// Moving the clock must not make the agent look disconnected.
 		Agents: coderd.AgentOptions{DERPMap: tunneltest.RunDERP(t), HeartbeatInterval: 500 * time.Millisecond, InactiveDisconnectTimeout: time.Hour},
 	})
@@ -682,7 +685,26 @@ func TestWorkspaceAppsRefreshKeys(t *testing.T) {
 	if got.status != http.StatusSeeOther || err != nil || loc.Query().Get(workspaceapps.AppConnectAPIKeyParam) == "" {
 		t.Fatalf("auth redirect: %d %q", got.status, got.location)
 	}
-	appKey := loc.Query().Get(workspaceapps.AppConnectAPIKeyParam)
+	// The app origin redeems the handshake key for its cookie's app key.
+	redeem, err := http.NewRequest(http.MethodGet, e.url.String()+"/?"+url.Values{workspaceapps.AppConnectAPIKeyParam: {loc.Query().Get(workspaceapps.AppConnectAPIKeyParam)}}.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redeem.Host = appHost
+	res, err := noRedirect.Do(redeem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var appKey string
+	for _, c := range res.Cookies() {
+		if c.Name == workspaceapps.SubdomainAppSessionTokenCookie {
+			appKey = c.Value
+		}
+	}
+	if res.StatusCode != http.StatusSeeOther || appKey == "" {
+		t.Fatalf("redeem handshake: %d, cookie %q", res.StatusCode, appKey)
+	}
 	keyBefore := getKey(appKey)
 	clock.advance(10 * time.Minute)
 	got = appGet(t, noRedirect, e.url.String()+"/", appHost, func(r *http.Request) {

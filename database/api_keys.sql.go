@@ -12,6 +12,31 @@ import (
 	"github.com/google/uuid"
 )
 
+const consumeAPIKeyByID = `-- name: ConsumeAPIKeyByID :one
+DELETE FROM api_keys WHERE id = $1 RETURNING id, hashed_secret, user_id, last_used, expires_at, created_at, updated_at, login_type, lifetime_seconds, token_name, scope
+`
+
+// Deletes a single-use key and returns it; no row when it was already
+// consumed (or never existed), so of concurrent callers exactly one wins.
+func (q *Queries) ConsumeAPIKeyByID(ctx context.Context, id string) (APIKey, error) {
+	row := q.db.QueryRow(ctx, consumeAPIKeyByID, id)
+	var i APIKey
+	err := row.Scan(
+		&i.ID,
+		&i.HashedSecret,
+		&i.UserID,
+		&i.LastUsed,
+		&i.ExpiresAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.LoginType,
+		&i.LifetimeSeconds,
+		&i.TokenName,
+		&i.Scope,
+	)
+	return i, err
+}
+
 const deleteAPIKeyByID = `-- name: DeleteAPIKeyByID :exec
 DELETE FROM api_keys WHERE id = $1
 `

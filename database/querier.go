@@ -20,6 +20,9 @@ type Querier interface {
 	// Records batch_seq as the agent's latest stored log batch. Affects no row
 	// when a batch with this or a higher sequence number was stored before.
 	ClaimWorkspaceAgentLogBatch(ctx context.Context, arg ClaimWorkspaceAgentLogBatchParams) (int64, error)
+	// Deletes a single-use key and returns it; no row when it was already
+	// consumed (or never existed), so of concurrent callers exactly one wins.
+	ConsumeAPIKeyByID(ctx context.Context, id string) (APIKey, error)
 	DeleteAPIKeyByID(ctx context.Context, id string) error
 	DeleteAPIKeysByUserID(ctx context.Context, userID uuid.UUID) error
 	// Removes keys that expired before the given time.

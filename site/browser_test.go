@@ -472,8 +472,14 @@ func TestBrowserDashboard(t *testing.T) {
 		b.t = t
 		b.do("open workspace", chromedp.Navigate(base+"/@owner/ws1"))
 		b.waitJS("files app button", `!!document.querySelector('a[data-app="files"]')`, time.Minute)
-		if href := b.eval(`document.querySelector('a[data-app="files"]').getAttribute("href")`); href != "/@owner/ws1.main/apps/files/" {
-			t.Fatalf("files app button links to %q", href)
+		// With a wildcard access URL every app opens on its own subdomain
+		// (path apps share the dashboard origin and serve only the owner).
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if href, want := b.eval(`document.querySelector('a[data-app="files"]').getAttribute("href")`), fmt.Sprintf("http://files--main--ws1--owner.%s:%s/", appsDomain, u.Port()); href != want {
+			t.Fatalf("files app button links to %q, want %q", href, want)
 		}
 		// The server the terminal started, through the path-based proxy.
 		b.do("open port by path", chromedp.Navigate(fmt.Sprintf("%s/@owner/ws1.main/ports/%d/", base, appPort)))

@@ -40,10 +40,16 @@ type Credential struct {
 	Host string `json:"host,omitempty"`
 }
 
-// AccessRequest is one app request to decide: who asks, for what.
+// AccessRequest is one app request to decide: who asks, for what, and
+// where.
 type AccessRequest struct {
 	Credential Credential `json:"credential"`
 	App        Request    `json:"app"`
+	// Path says the request came by path (/@owner/workspace/apps/...), on
+	// the dashboard origin, rather than on the app's own subdomain. The
+	// app's code then runs with the dashboard's cookies, so only the
+	// workspace owner is served unless the deployment opts in.
+	Path bool `json:"path,omitempty"`
 }
 
 // Grant is a decision to proxy a request: who may reach which app or port
@@ -76,6 +82,9 @@ type Denial struct {
 	Detail string `json:"detail"`
 	// Login asks the visitor to sign in (the request had no identity).
 	Login bool `json:"login,omitempty"`
+	// Subdomain, on a refused path request, names the app or port (agent
+	// included) whose subdomain URL the page points to instead.
+	Subdomain *Request `json:"subdomain,omitempty"`
 }
 
 // Decision is the answer to an AccessRequest: exactly one of Grant and
@@ -95,16 +104,22 @@ type Authorizer interface {
 // not (missing, invalid, expired, suspended user, wrong origin).
 var ErrUnauthenticated = errors.New("workspace apps: not authenticated")
 
-// AppKeys issues and checks the application_connect keys of the subdomain
-// handshake.
+// AppKeys runs the subdomain sign-in handshake: the dashboard origin
+// issues a handshake key for one app origin, which that origin redeems,
+// once, for an app key it keeps in its own cookie.
 type AppKeys interface {
-	// IssueAppKey returns a new app key bound to host for the holder of
-	// session (a CredentialSession), expiring no later than the session.
-	// It returns ErrUnauthenticated when session does not authenticate.
-	IssueAppKey(ctx context.Context, session Credential, host string) (token string, expires time.Time, err error)
-	// CheckAppKey returns the expiry of a valid app key (a CredentialAppKey
-	// with its Host), or ErrUnauthenticated.
-	CheckAppKey(ctx context.Context, key Credential) (expires time.Time, err error)
+	// IssueHandshake returns a single-use handshake key for the holder of
+	// session (a CredentialSession), bound to origin (see AppOrigin) and
+	// valid for HandshakeLifetime. It returns ErrUnauthenticated when
+	// session does not authenticate.
+	IssueHandshake(ctx context.Context, session Credential, origin string) (key string, err error)
+	// RedeemHandshake consumes a handshake key issued for origin and
+	// returns a new app key bound to the origin's host (a CredentialAppKey
+	// token) with its expiry, which is never later than that of the
+	// session the handshake key was issued from. A key that is unknown,
+	// expired, already redeemed or issued for another origin is
+	// ErrUnauthenticated.
+	RedeemHandshake(ctx context.Context, key, origin string) (appKey string, expires time.Time, err error)
 }
 
 // AgentDialer carries HTTP requests to a workspace agent: requests to

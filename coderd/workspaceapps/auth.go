@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -18,9 +19,9 @@ const (
 	// own, app-scoped API key in. It is HttpOnly and host-only, so neither
 	// the app's JavaScript nor other app origins can read it.
 	SubdomainAppSessionTokenCookie = "coder_subdomain_app_session_token"
-	// AppConnectAPIKeyParam carries a freshly issued app-scoped key from
-	// the dashboard origin to the app origin, which turns it into its
-	// cookie and strips it from the URL.
+	// AppConnectAPIKeyParam carries a handshake key from the dashboard
+	// origin to the app origin, which redeems it (once) for an app key in
+	// its cookie and strips it from the URL.
 	AppConnectAPIKeyParam = "coder_application_connect_api_key"
 	// AuthRedirectPath is the dashboard-origin endpoint that issues app
 	// keys (it needs the dashboard session).
@@ -30,7 +31,71 @@ const (
 	// DefaultAppKeyLifetime is the lifetime of an app-scoped key (never
 	// longer than the dashboard session it was issued from).
 	DefaultAppKeyLifetime = time.Hour
+	// HandshakeLifetime is how long a handshake key may be redeemed: the
+	// browser follows the redirect at once, so a key that leaked into a
+	// log or history is useless a minute later (and after its one use).
+	HandshakeLifetime = time.Minute
+	// CookiePrefix begins the name of every cookie coderd sets. The proxy
+	// drops Set-Cookie headers for such names from app responses, so an app
+	// cannot plant a session (a login CSRF) or overwrite one.
+	CookiePrefix = "coder_"
 )
+
+// AppOrigin is the origin a handshake key is bound to: scheme and host
+// (with its port; a default port is dropped), lower case.
+func AppOrigin(scheme, host string) string {
+	scheme, host = strings.ToLower(scheme), strings.ToLower(host)
+	if h, p, err := net.SplitHostPort(host); err == nil && ((scheme == "http" && p == "80") || (scheme == "https" && p == "443")) {
+		host = h
+	}
+	return scheme + "://" + host
+}
+
+// HandshakeKeyNamePrefix returns the token-name prefix that binds a
+// handshake key to one app origin (see AppOrigin). It differs from every
+// AppKeyNamePrefix, so a handshake key is never an app key.
+func HandshakeKeyNamePrefix(origin string) string {
+	sum := sha256.Sum256([]byte(origin))
+	return "handshake_" + hex.EncodeToString(sum[:10]) + "_"
+}
+
+// isCoderCookie reports whether a cookie name is one of coderd's (also
+// with a __Host- or __Secure- prefix, in any case).
+func isCoderCookie(name string) bool {
+	n := strings.ToLower(strings.TrimSpace(name))
+	n = strings.TrimPrefix(strings.TrimPrefix(n, "__host-"), "__secure-")
+	return strings.HasPrefix(n, CookiePrefix)
+}
+
+// stripCoderSetCookies removes the Set-Cookie headers of an app response
+// that would set one of coderd's cookies.
+func stripCoderSetCookies(h http.Header) {
+	values := h.Values("Set-Cookie")
+	if len(values) == 0 {
+		return
+	}
+	h.Del("Set-Cookie")
+	for _, v := range values {
+		name, _, _ := strings.Cut(v, "=")
+		if isCoderCookie(name) {
+			continue
+		}
+		h.Add("Set-Cookie", v)
+	}
+}
+
+// cleanRedirectPath turns a request path into a redirect target on the
+// same origin: one leading slash, no "." or ".." segments, no empty
+// segments and no backslashes, so "//evil.example" or "/\evil.example"
+// can never become a host. A trailing slash is kept.
+func cleanRedirectPath(p string) string {
+	p = strings.ReplaceAll(p, "\\", "/")
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
 
 // AppKeyNamePrefix returns the token-name prefix that binds an app key to
 // one app origin (host without port, lower case): keys issued for host

@@ -23,9 +23,10 @@ const DefaultAuthCacheSize = 10000
 type decisionKey struct {
 	cred [sha256.Size]byte
 	req  Request
+	path bool
 }
 
-func newDecisionKey(c Credential, req Request) decisionKey {
+func newDecisionKey(c Credential, req Request, path bool) decisionKey {
 	h := sha256.New()
 	h.Write([]byte(c.Kind))
 	h.Write([]byte{0})
@@ -34,7 +35,7 @@ func newDecisionKey(c Credential, req Request) decisionKey {
 	h.Write([]byte(c.Token))
 	var k decisionKey
 	h.Sum(k.cred[:0])
-	k.req = req
+	k.req, k.path = req, path
 	return k
 }
 

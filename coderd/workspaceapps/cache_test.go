@@ -11,7 +11,7 @@ func TestDecisionCache(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tgt := &target{upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:8080"}}
 	req := Request{Owner: "alice", Workspace: "dev", App: "code"}
-	key := newDecisionKey(Credential{Kind: CredentialSession, Token: "tok"}, req)
+	key := newDecisionKey(Credential{Kind: CredentialSession, Token: "tok"}, req, true)
 
 	tests := []struct {
 		name     string
@@ -48,7 +48,7 @@ func TestDecisionKeySeparatesCredentials(t *testing.T) {
 	req := Request{Owner: "alice", Workspace: "dev", App: "code"}
 	base := Credential{Kind: CredentialAppKey, Token: "tok", Host: "code--main--dev--alice.apps.test:3000"}
 	same := Credential{Kind: CredentialAppKey, Token: "tok", Host: "CODE--main--dev--alice.apps.test"}
-	if newDecisionKey(base, req) != newDecisionKey(same, req) {
+	if newDecisionKey(base, req, true) != newDecisionKey(same, req, true) {
 		t.Fatal("the port or case of the host changed the key")
 	}
 	others := map[string]Credential{
@@ -58,11 +58,14 @@ func TestDecisionKeySeparatesCredentials(t *testing.T) {
 		"host":      {Kind: base.Kind, Token: base.Token, Host: "other--main--dev--alice.apps.test"},
 	}
 	for name, c := range others {
-		if newDecisionKey(c, req) == newDecisionKey(base, req) {
+		if newDecisionKey(c, req, true) == newDecisionKey(base, req, true) {
 			t.Errorf("a different %s gave the same key", name)
 		}
 	}
-	if newDecisionKey(base, Request{Owner: "alice", Workspace: "dev", App: "other"}) == newDecisionKey(base, req) {
+	if newDecisionKey(base, req, false) == newDecisionKey(base, req, true) {
+		t.Fatal("a subdomain grant would be reused for the same app by path")
+	}
+	if newDecisionKey(base, Request{Owner: "alice", Workspace: "dev", App: "other"}, true) == newDecisionKey(base, req, true) {
 		t.Error("a different app gave the same key")
 	}
 }
@@ -73,7 +76,7 @@ func TestDecisionCacheBounded(t *testing.T) {
 	tgt := &target{}
 	c := newDecisionCache(time.Second, 2)
 	k := func(tok string) decisionKey {
-		return newDecisionKey(Credential{Kind: CredentialSession, Token: tok}, Request{App: "a"})
+		return newDecisionKey(Credential{Kind: CredentialSession, Token: tok}, Request{App: "a"}, true)
 	}
 	c.put(k("1"), tgt, t0, time.Time{})
 	c.put(k("2"), tgt, t0, time.Time{})

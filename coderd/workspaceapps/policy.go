@@ -110,12 +110,27 @@ type App struct {
 //   - authenticated: any signed-in, active user;
 //   - public: anyone, anonymous included.
 //
+// Path requests (AccessRequest.Path) run the app on the dashboard origin,
+// where its scripts act with the visitor's dashboard session, so they are
+// served only to the workspace's owner: a site owner on someone else's
+// path app or port is refused unless AllowPathAppSiteOwnerAccess, and
+// anyone else on a shared path app unless AllowPathAppSharing. A refused
+// request that its subdomain would serve gets a page pointing there.
+//
 // Requests that may not open the app get 404 without learning whether it
-// exists; anonymous ones that might, once signed in, are asked to sign in.
+// exists; anonymous ones are asked to sign in whether it exists or not.
 type Policy struct {
 	Identifier Identifier
 	Apps       AppLookup
 	RBAC       rbac.Authorizer
+	// AllowPathAppSiteOwnerAccess lets users who may connect to any
+	// workspace (site owners) open other users' path apps and ports
+	// (--dangerous-allow-path-app-site-owner-access).
+	AllowPathAppSiteOwnerAccess bool
+	// AllowPathAppSharing serves path apps shared beyond their owner
+	// (authenticated, public) to those they are shared with
+	// (--dangerous-allow-path-app-sharing).
+	AllowPathAppSharing bool
 }
 
 var _ Authorizer = (*Policy)(nil)
@@ -123,6 +138,11 @@ var _ Authorizer = (*Policy)(nil)
 var notFound = &Denial{Status: http.StatusNotFound, Title: "Application not found", Detail: "There is no such application, or you may not open it."}
 
 var signIn = &Denial{Status: http.StatusUnauthorized, Title: "Sign in required", Detail: "Sign in to open this application.", Login: true}
+
+// pathRefused is the answer to a path request that only the app's subdomain
+// may serve; the proxy adds where that is.
+var pathRefused = &Denial{Status: http.StatusForbidden, Title: "Path-based app access refused",
+	Detail: "Apps opened by path run on the dashboard's origin, with your dashboard session, so this deployment serves them there only to the workspace owner."}
 
 // deny returns a decision carrying a copy of d (callers may change it).
 func deny(d *Denial) (Decision, error) {
@@ -136,9 +156,15 @@ func (p *Policy) Authorize(ctx context.Context, req AccessRequest) (Decision, er
 	if err != nil {
 		return Decision{}, fmt.Errorf("identify: %w", err)
 	}
+	// absent is the answer when nothing by that name may be shown: an
+	// anonymous visitor is asked to sign in whether it exists or not.
+	absent := notFound
+	if id == nil {
+		absent = signIn
+	}
 	res, err := p.Apps.LookupApp(ctx, req.App)
 	if errors.Is(err, ErrNotFound) {
-		return deny(notFound)
+		return deny(absent)
 	}
 	if err != nil {
 		return Decision{}, fmt.Errorf("look up app: %w", err)
@@ -169,12 +195,37 @@ func (p *Policy) Authorize(ctx context.Context, req AccessRequest) (Decision, er
 		return deny(&Denial{Status: http.StatusServiceUnavailable, Title: "Workspace is stopped", Detail: fmt.Sprintf("Workspace %q is not running. Start it, then reload this page.", ws.Name)})
 	}
 
+	// isOwner: the identity owns the workspace, the one user a path
+	// request serves by default.
+	isOwner := id != nil && id.UserID == ws.OwnerID
+	// pathAllowed decides a path request that the share level allows:
+	// shared says the share level is beyond owner.
+	pathAllowed := func(shared bool) *Denial {
+		if !req.Path || isOwner {
+			return nil
+		}
+		if shared && p.AllowPathAppSharing {
+			return nil
+		}
+		if id == nil {
+			return signIn
+		}
+		if p.AllowPathAppSiteOwnerAccess && ownerOnly() == nil {
+			return nil
+		}
+		d := *pathRefused
+		sub := req.App
+		sub.Agent = agent.Name
+		d.Subdomain = &sub
+		return &d
+	}
+
 	var upstream *url.URL
 	var unhealthy bool
 	if req.App.App != "" {
 		app := res.App
 		if app == nil {
-			return deny(notFound)
+			return deny(absent)
 		}
 		switch app.SharingLevel {
 		case SharingLevelPublic:
@@ -186,6 +237,9 @@ func (p *Policy) Authorize(ctx context.Context, req AccessRequest) (Decision, er
 			if d := ownerOnly(); d != nil {
 				return deny(d)
 			}
+		}
+		if d := pathAllowed(app.SharingLevel == SharingLevelPublic || app.SharingLevel == SharingLevelAuthenticated); d != nil {
+			return deny(d)
 		}
 		if app.URL == "" || app.External {
 			return deny(&Denial{Status: http.StatusNotFound, Title: "Not a web application", Detail: fmt.Sprintf("App %q has no URL to proxy to.", app.Slug)})
@@ -205,6 +259,9 @@ func (p *Policy) Authorize(ctx context.Context, req AccessRequest) (Decision, er
 	} else {
 		// Ports are the owner's.
 		if d := ownerOnly(); d != nil {
+			return deny(d)
+		}
+		if d := pathAllowed(false); d != nil {
 			return deny(d)
 		}
 		upstream = &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(req.App.Port)))}

@@ -71,6 +71,9 @@ func TestPolicyShareLevels(t *testing.T) {
 	disconnected := &workspaceapps.Policy{Identifier: ids, Apps: lookup{&workspaceapps.Resolved{Workspace: ws, Agent: &workspaceapps.Agent{ID: agent.ID, Name: "main"}}}, RBAC: rbac.NewAuthorizer()}
 	stopped := &workspaceapps.Policy{Identifier: ids, Apps: lookup{&workspaceapps.Resolved{Workspace: ws}}, RBAC: rbac.NewAuthorizer()}
 	starting := &workspaceapps.Policy{Identifier: ids, Apps: lookup{&workspaceapps.Resolved{Workspace: ws, Starting: true}}, RBAC: rbac.NewAuthorizer()}
+	siteOwnerFlag, sharingFlag := *running, *running
+	siteOwnerFlag.AllowPathAppSiteOwnerAccess = true
+	sharingFlag.AllowPathAppSharing = true
 
 	app := func(slug string) workspaceapps.Request {
 		return workspaceapps.Request{Owner: "alice", Workspace: "dev", App: slug}
@@ -84,6 +87,7 @@ func TestPolicyShareLevels(t *testing.T) {
 		status   int    // 0: granted
 		upstream string // when granted
 		login    bool
+		path     bool // a path request (on the dashboard origin)
 	}{
 		{name: "owner opens owner app", policy: running, token: "alice", req: app("owner"), upstream: "http://127.0.0.1:8080"},
 		{name: "site owner opens owner app", policy: running, token: "admin", req: app("owner"), upstream: "http://127.0.0.1:8080"},
@@ -107,11 +111,32 @@ func TestPolicyShareLevels(t *testing.T) {
 		{name: "owner: workspace stopped", policy: stopped, token: "alice", req: app("owner"), status: 503},
 		{name: "owner: workspace starting", policy: starting, token: "alice", req: app("owner"), status: 503},
 		{name: "other user learns nothing of a stopped workspace", policy: stopped, token: "bob", req: app("public"), status: 404},
+		{name: "anonymous: unknown app asks to sign in", policy: running, req: app("nope"), status: 401, login: true},
+		{name: "anonymous: unknown workspace asks to sign in", policy: running, req: workspaceapps.Request{Owner: "alice", Workspace: "nope", App: "owner"}, status: 401, login: true},
+		{name: "anonymous: unknown owner's port asks to sign in", policy: running, req: workspaceapps.Request{Owner: "nobody", Workspace: "dev", Port: 3000}, status: 401, login: true},
+
+		{name: "path: owner opens own owner app", policy: running, path: true, token: "alice", req: app("owner"), upstream: "http://127.0.0.1:8080"},
+		{name: "path: owner opens own port", policy: running, path: true, token: "alice", req: port, upstream: "http://127.0.0.1:3000"},
+		{name: "path: owner opens own public app", policy: running, path: true, token: "alice", req: app("public"), upstream: "http://127.0.0.1:9090"},
+		{name: "path: site owner refused on owner app", policy: running, path: true, token: "admin", req: app("owner"), status: 403},
+		{name: "path: site owner refused on a port", policy: running, path: true, token: "admin", req: port, status: 403},
+		{name: "path: other user refused on authenticated app", policy: running, path: true, token: "bob", req: app("authed"), status: 403},
+		{name: "path: other user refused on public app", policy: running, path: true, token: "bob", req: app("public"), status: 403},
+		{name: "path: other user: owner app not found", policy: running, path: true, token: "bob", req: app("owner"), status: 404},
+		{name: "path: anonymous on public app asks to sign in", policy: running, path: true, req: app("public"), status: 401, login: true},
+		{name: "path, site owner flag: site owner opens owner app", policy: &siteOwnerFlag, path: true, token: "admin", req: app("owner"), upstream: "http://127.0.0.1:8080"},
+		{name: "path, site owner flag: site owner opens a port", policy: &siteOwnerFlag, path: true, token: "admin", req: port, upstream: "http://127.0.0.1:3000"},
+		{name: "path, site owner flag: other user still refused", policy: &siteOwnerFlag, path: true, token: "bob", req: app("authed"), status: 403},
+		{name: "path, sharing flag: other user opens authenticated app", policy: &sharingFlag, path: true, token: "bob", req: app("authed"), upstream: "https://localhost:443/base"},
+		{name: "path, sharing flag: anonymous opens public app", policy: &sharingFlag, path: true, req: app("public"), upstream: "http://127.0.0.1:9090"},
+		{name: "path, sharing flag: site owner still refused on owner app", policy: &sharingFlag, path: true, token: "admin", req: app("owner"), status: 403},
+		{name: "path, sharing flag: ports stay the owner's", policy: &sharingFlag, path: true, token: "admin", req: port, status: 403},
 	}
 	for _, tc := range tests {
 		d, err := tc.policy.Authorize(context.Background(), workspaceapps.AccessRequest{
 			Credential: workspaceapps.Credential{Kind: workspaceapps.CredentialSession, Token: tc.token},
 			App:        tc.req,
+			Path:       tc.path,
 		})
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
@@ -124,6 +149,15 @@ func TestPolicyShareLevels(t *testing.T) {
 		if tc.status != 0 {
 			if d.Denial == nil || d.Denial.Status != tc.status || d.Denial.Login != tc.login || d.Denial.Title == "" {
 				t.Errorf("%s: got %+v %+v, want denial %d (login %v)", tc.name, d.Grant, d.Denial, tc.status, tc.login)
+			}
+			// A refused path request names the app (with its agent) whose
+			// subdomain serves it.
+			if tc.status == http.StatusForbidden {
+				want := tc.req
+				want.Agent = "main"
+				if d.Denial.Subdomain == nil || *d.Denial.Subdomain != want {
+					t.Errorf("%s: refusal points to %+v, want %+v", tc.name, d.Denial.Subdomain, want)
+				}
 			}
 			continue
 		}

@@ -246,13 +246,13 @@ type target struct {
 // stream of requests to an app costs no round trip to the Authorizer.
 // Denials are not cached. An invalid or missing credential is an
 // anonymous request.
-func (s *Server) authorize(ctx context.Context, c Credential, req Request) (*target, *Denial, error) {
-	key := newDecisionKey(c, req)
+func (s *Server) authorize(ctx context.Context, c Credential, req Request, path bool) (*target, *Denial, error) {
+	key := newDecisionKey(c, req, path)
 	now := s.opts.Now()
 	if t := s.cache.get(key, now); t != nil {
 		return t, nil, nil
 	}
-	d, err := s.opts.Authorizer.Authorize(ctx, AccessRequest{Credential: c, App: req})
+	d, err := s.opts.Authorizer.Authorize(ctx, AccessRequest{Credential: c, App: req, Path: path})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -283,12 +283,11 @@ func (s *Server) ServePathApp(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.opts.DisablePathApps {
 		d := &Denial{Status: http.StatusNotFound, Title: "Path-based apps are disabled", Detail: "This deployment only serves apps on their own subdomain."}
-		if s.wildcardSuffix != "" {
-			if u, err := SubdomainAppURL(s.opts.AccessURL, s.opts.WildcardHostname, req); err == nil && req.Agent != "" {
-				d.Detail += " Open " + u.String()
-			}
+		var link *url.URL
+		if req.Agent != "" {
+			link = s.subdomainLink(req, rest, r.URL.RawQuery)
 		}
-		writePage(w, d)
+		writePageLink(w, d, link)
 		return
 	}
 	if rest == "" {
@@ -298,7 +297,7 @@ func (s *Server) ServePathApp(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusTemporaryRedirect)
 		return
 	}
-	t, d, err := s.authorize(r.Context(), pathCredential(r), req)
+	t, d, err := s.authorize(r.Context(), pathCredential(r), req, true)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
@@ -308,10 +307,48 @@ func (s *Server) ServePathApp(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, s.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
+		if d.Subdomain != nil {
+			s.refusePathApp(w, d, rest, r.URL.RawQuery)
+			return
+		}
 		writePage(w, d)
 		return
 	}
 	s.proxy(w, r, t, rest)
+}
+
+// subdomainLink is the subdomain URL of an app or port (req names its
+// agent) at rest?query, or nil when subdomain apps are disabled.
+func (s *Server) subdomainLink(req Request, rest, query string) *url.URL {
+	if s.wildcardSuffix == "" {
+		return nil
+	}
+	u, err := SubdomainAppURL(s.opts.AccessURL, s.opts.WildcardHostname, req)
+	if err != nil {
+		return nil
+	}
+	if rest != "" {
+		u.Path = cleanRedirectPath(rest)
+	}
+	q, err := url.ParseQuery(query)
+	if err == nil {
+		delete(q, AppConnectAPIKeyParam)
+		u.RawQuery = q.Encode()
+	}
+	return u
+}
+
+// refusePathApp answers a path request that only the app's subdomain may
+// serve, pointing there (or, without subdomain apps, to the administrator).
+func (s *Server) refusePathApp(w http.ResponseWriter, d *Denial, rest, query string) {
+	c := *d
+	link := s.subdomainLink(*d.Subdomain, rest, query)
+	if link != nil {
+		c.Detail += " Open it on its own subdomain instead, where its code cannot act as you on the dashboard:"
+	} else {
+		c.Detail += " Ask the administrator to set --wildcard-access-url (CODER_WILDCARD_ACCESS_URL) so that apps can be opened on their own subdomain."
+	}
+	writePageLink(w, &c, link)
 }
 
 // SubdomainMiddleware serves requests whose host is a subdomain app host
@@ -329,11 +366,18 @@ func (s *Server) SubdomainMiddleware(next http.Handler) http.Handler {
 
 func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req Request) {
 	ctx := r.Context()
-	// Step 2 of the handshake: the dashboard sent us a key in the URL.
-	if token := r.URL.Query().Get(AppConnectAPIKeyParam); token != "" {
-		expires, err := s.opts.AppKeys.CheckAppKey(ctx, Credential{Kind: CredentialAppKey, Token: token, Host: r.Host})
+	// Step 2 of the handshake: the dashboard sent us a handshake key in
+	// the URL, for this origin, to redeem once.
+	if key := r.URL.Query().Get(AppConnectAPIKeyParam); key != "" {
+		invalid := &Denial{Status: http.StatusUnauthorized, Title: "Invalid application key", Detail: "The sign-in link is invalid, expired or already used. Reload the application without it to sign in again."}
+		if !s.schemeMatches(r) {
+			invalid.Detail = "The sign-in link was opened over " + requestScheme(r) + "; this deployment is reached over " + s.opts.AccessURL.Scheme + "."
+			writePage(w, invalid)
+			return
+		}
+		token, expires, err := s.opts.AppKeys.RedeemHandshake(ctx, key, AppOrigin(s.opts.AccessURL.Scheme, r.Host))
 		if errors.Is(err, ErrUnauthenticated) {
-			writePage(w, &Denial{Status: http.StatusUnauthorized, Title: "Invalid application key", Detail: "The sign-in link is invalid or expired. Reload the application to sign in again."})
+			writePage(w, invalid)
 			return
 		}
 		if err != nil {
@@ -349,14 +393,16 @@ func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req R
 			SameSite: http.SameSiteLaxMode,
 			Secure:   s.opts.AccessURL.Scheme == "https",
 		})
-		u := *r.URL
-		q := u.Query()
+		// Back to the page asked for: a path on this origin only.
+		q := r.URL.Query()
 		q.Del(AppConnectAPIKeyParam)
-		u.RawQuery = q.Encode()
-		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+		back := url.URL{Path: cleanRedirectPath(r.URL.Path), RawQuery: q.Encode()}
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		http.Redirect(w, r, back.RequestURI(), http.StatusSeeOther)
 		return
 	}
-	t, d, err := s.authorize(ctx, subdomainCredential(r), req)
+	t, d, err := s.authorize(ctx, subdomainCredential(r), req, false)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
@@ -364,7 +410,7 @@ func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req R
 	if d != nil {
 		if d.Login && isBrowserNavigation(r) {
 			// Step 1: ask the dashboard origin for an app key.
-			self := url.URL{Scheme: s.opts.AccessURL.Scheme, Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+			self := url.URL{Scheme: s.opts.AccessURL.Scheme, Host: r.Host, Path: cleanRedirectPath(r.URL.Path), RawQuery: r.URL.RawQuery}
 			u := *s.opts.AccessURL
 			u.Path = strings.TrimSuffix(u.Path, "/") + AuthRedirectPath
 			u.RawQuery = url.Values{RedirectURIParam: {self.String()}}.Encode()
@@ -378,10 +424,11 @@ func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, req R
 }
 
 // ServeAuthRedirect serves GET /api/v2/applications/auth-redirect on the
-// dashboard origin: with a valid dashboard session it issues an app-scoped
-// key bound to the redirect_uri's host (which must be a subdomain app host)
-// and redirects there with the key in AppConnectAPIKeyParam; without a
-// session it redirects to the login page, which comes back here.
+// dashboard origin: with a valid dashboard session it issues a single-use,
+// short-lived handshake key bound to the redirect_uri's origin (which must
+// be a subdomain app host, with the access URL's scheme and port) and
+// redirects there with the key in AppConnectAPIKeyParam; without a session
+// it redirects to the login page, which comes back here.
 func (s *Server) ServeAuthRedirect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if s.wildcardSuffix == "" {
@@ -394,11 +441,16 @@ func (s *Server) ServeAuthRedirect(w http.ResponseWriter, r *http.Request) {
 		writePage(w, &Denial{Status: http.StatusBadRequest, Title: "Invalid redirect", Detail: "redirect_uri must be an absolute application URL."})
 		return
 	}
-	if _, ok := s.subdomainRequest(&http.Request{Host: dest.Host}); !ok {
+	if _, ok := s.subdomainRequest(&http.Request{Host: dest.Host}); !ok || dest.User != nil || dest.Opaque != "" {
 		writePage(w, &Denial{Status: http.StatusBadRequest, Title: "Invalid redirect", Detail: "redirect_uri is not an application of this deployment."})
 		return
 	}
-	token, _, err := s.opts.AppKeys.IssueAppKey(ctx, pathCredential(r), dest.Host)
+	if dest.Scheme != s.opts.AccessURL.Scheme || effectivePort(dest) != effectivePort(s.opts.AccessURL) {
+		writePage(w, &Denial{Status: http.StatusBadRequest, Title: "Invalid redirect", Detail: "redirect_uri must use the scheme and port of the access URL (" + s.opts.AccessURL.Scheme + "://…" + portSuffix(s.opts.AccessURL) + ")."})
+		return
+	}
+	dest.Path, dest.RawPath = cleanRedirectPath(dest.Path), ""
+	token, err := s.opts.AppKeys.IssueHandshake(ctx, pathCredential(r), AppOrigin(dest.Scheme, dest.Host))
 	if errors.Is(err, ErrUnauthenticated) {
 		http.Redirect(w, r, s.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
 		return
@@ -413,6 +465,44 @@ func (s *Server) ServeAuthRedirect(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, dest.String(), http.StatusSeeOther)
+}
+
+// effectivePort is the URL's port, or its scheme's default.
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+func portSuffix(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return ":" + p
+	}
+	return ""
+}
+
+// requestScheme is the scheme a request evidently arrived by: https over
+// TLS, else what a proxy in front says in X-Forwarded-Proto, else "".
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if p := strings.ToLower(strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Proto"), ",")[0])); p != "" {
+		return p
+	}
+	return ""
+}
+
+// schemeMatches reports whether the request did not evidently arrive by a
+// scheme other than the access URL's (a TLS-terminating proxy in front of
+// an https deployment forwards plain http, which is not evidence).
+func (s *Server) schemeMatches(r *http.Request) bool {
+	got := requestScheme(r)
+	return got == "" || got == s.opts.AccessURL.Scheme
 }
 
 func (s *Server) loginURL(back string) string {
@@ -448,6 +538,12 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, t *target, rest s
 			}
 			pr.Out.Host = ""
 			pr.SetXForwarded()
+		},
+		// coderd's cookies are coderd's: an app may not set them (on a path
+		// app they would land on the dashboard origin itself).
+		ModifyResponse: func(res *http.Response) error {
+			stripCoderSetCookies(res.Header)
+			return nil
 		},
 		Transport:     s.opts.Dialer.Transport(t.grant.AgentID),
 		FlushInterval: -1,

@@ -49,12 +49,12 @@ func (a *countingAuthorizer) count() int {
 // noAppKeys refuses every handshake.
 type noAppKeys struct{}
 
-func (noAppKeys) IssueAppKey(context.Context, workspaceapps.Credential, string) (string, time.Time, error) {
-	return "", time.Time{}, workspaceapps.ErrUnauthenticated
+func (noAppKeys) IssueHandshake(context.Context, workspaceapps.Credential, string) (string, error) {
+	return "", workspaceapps.ErrUnauthenticated
 }
 
-func (noAppKeys) CheckAppKey(context.Context, workspaceapps.Credential) (time.Time, error) {
-	return time.Time{}, workspaceapps.ErrUnauthenticated
+func (noAppKeys) RedeemHandshake(context.Context, string, string) (string, time.Time, error) {
+	return "", time.Time{}, workspaceapps.ErrUnauthenticated
 }
 
 // localDialer reaches "the workspace" on this host.

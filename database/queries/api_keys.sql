@@ -29,6 +29,11 @@ SELECT * FROM api_keys
 WHERE user_id = @user_id AND token_name = @token_name AND login_type = 'token'
 LIMIT 1;
 
+-- name: ConsumeAPIKeyByID :one
+-- Deletes a single-use key and returns it; no row when it was already
+-- consumed (or never existed), so of concurrent callers exactly one wins.
+DELETE FROM api_keys WHERE id = @id RETURNING *;
+
 -- name: DeleteAPIKeyByID :exec
 DELETE FROM api_keys WHERE id = @id;
 

@@ -460,7 +460,10 @@
         return h("a", { class: "button app", href, dataset: { app: app.slug } }, label);
       }
       if (app.external) return h("a", { class: "button app", href: app.url, rel: "noreferrer", dataset: { app: app.slug, external: "" } }, label);
-      if (app.subdomain) {
+      // Whenever the deployment serves apps on subdomains, every app opens on
+      // its own origin: a path app shares the dashboard's origin (its scripts
+      // would act with the visitor's session) and serves only its owner.
+      if (app.subdomain || host) {
         if (!host) return h("span", { class: "button app disabled", title: "Subdomain apps need a wildcard access URL on the server.", dataset: { app: app.slug } }, label);
         const url = subdomainURL(host, `${app.slug}--${a.name}--${name}--${owner}`);
         return h("a", { class: "button app", href: url, dataset: { app: app.slug, external: "" } }, label);
