@@ -72,6 +72,13 @@ type ServerConfig struct {
 	WildcardAccessURL string
 	// DisablePathApps refuses path-based workspace apps.
 	DisablePathApps bool
+	// StateEncryptionKey encrypts the stored Terraform state (base64 or hex,
+	// 32 bytes); empty uses <ConfigDir>/state-encryption-key, generated on
+	// first start (server_statekey.go).
+	StateEncryptionKey string
+	// StateEncryptionOldKeys still decrypt state written before a rotation;
+	// new writes always use the current key.
+	StateEncryptionOldKeys []string
 }
 
 // Server is a running coderd with its database, pubsub and listeners.
@@ -180,6 +187,11 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 	}
 	s.stopDERP = stopDERP
 
+	stateKeys, err := stateKeyring(&cfg, logger)
+	if err != nil {
+		closeListeners()
+		return nil, err
+	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.api, err = coderd.New(coderd.Options{
@@ -188,7 +200,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Pubsub:             s.ps,
 		AccessURL:          s.AccessURL,
 		PrometheusRegistry: registry,
-		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg)},
+		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg), StateKeys: stateKeys},
 		Agents:             agentOpts,
 		Apps:               coderd.AppsOptions{WildcardAccessURL: cfg.WildcardAccessURL, DisablePathApps: cfg.DisablePathApps},
 	})
@@ -374,6 +386,10 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "wildcard-access-url", EnvWildcardAccessURL)
 	fs.BoolVar(&cfg.DisablePathApps, "disable-path-apps", false, "Refuse path-based workspace apps (they share the dashboard origin).")
 	envFlag(fs, "disable-path-apps", EnvDisablePathApps)
+	fs.StringVar(&cfg.StateEncryptionKey, "state-encryption-key", "", "Key (32 bytes, base64 or hex) that encrypts the stored Terraform state. Default: generated into <config-dir>/"+StateKeyFile+".")
+	envFlag(fs, "state-encryption-key", EnvStateEncryptionKey)
+	fs.StringSliceVar(&cfg.StateEncryptionOldKeys, "state-encryption-old-keys", nil, "Comma-separated previous state encryption keys, accepted for decryption only (key rotation).")
+	envFlag(fs, "state-encryption-old-keys", EnvStateEncryptionOldKeys)
 	addDERPFlags(fs, &cfg.DERP)
 	return cmd
 }
