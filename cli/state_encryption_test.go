@@ -212,8 +212,15 @@ func TestStateEncryptedAtRest(t *testing.T) {
 	if got := statecrypt.StoredKeyID(stored()); got != keyID(k2) {
 		t.Fatalf("legacy plaintext state was not sealed on the next write (key %q)", got)
 	}
-	if agentToken(t, open(stored(), k2)) != token {
-		t.Fatal("the agent token changed across builds")
+	// The provider gave the new build's agent a new token: the first one
+	// belongs to a superseded build and is refused for good.
+	oldToken := token
+	token = agentToken(t, open(stored(), k2))
+	if _, err := agentsdk.New(srv.AccessURL, oldToken).Manifest(ctx); token != oldToken && !agentsdk.IsTokenRevoked(err) {
+		t.Fatalf("token of the superseded build: want a permanent 401, got %v", err)
+	}
+	if _, err := agentsdk.New(srv.AccessURL, token).Manifest(ctx); err != nil {
+		t.Fatalf("agent token of the restarted workspace: %v", err)
 	}
 
 	// A server without k2: the delete fails with an error that names the

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -385,7 +386,7 @@ func readTemplateMeta(dir string) (templateMeta, error) {
 	}
 	for _, line := range lines[1:] {
 		if strings.TrimSpace(line) == "---" {
-			return meta, nil
+			return meta, checkTemplateMeta(meta)
 		}
 		key, value, ok := strings.Cut(line, ":")
 		if !ok {
@@ -403,4 +404,16 @@ func readTemplateMeta(dir string) (templateMeta, error) {
 	}
 	// No closing "---": not front matter.
 	return templateMeta{}, nil
+}
+
+// checkTemplateMeta bounds the front matter values by what a template
+// stores (display name 64, description 128 characters).
+func checkTemplateMeta(meta templateMeta) error {
+	if n := utf8.RuneCountInString(meta.DisplayName); n > 64 {
+		return fmt.Errorf("README.md front matter: display_name has %d characters, at most 64", n)
+	}
+	if n := utf8.RuneCountInString(meta.Description); n > 128 {
+		return fmt.Errorf("README.md front matter: description has %d characters, at most 128", n)
+	}
+	return nil
 }
