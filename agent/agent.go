@@ -343,9 +343,11 @@ func expandDir(dir string) string {
 }
 
 // env returns the environment of sessions and scripts: the agent's own
-// environment, the manifest's variables and the workspace identity.
+// environment without its secrets (ScrubEnv: the token never reaches a
+// session, terminal or script), the manifest's variables and the workspace
+// identity.
 func (a *Agent) env(m agentsdk.Manifest) []string {
-	env := os.Environ()
+	env := ScrubEnv(os.Environ())
 	for k, v := range m.EnvironmentVariables {
 		env = append(env, k+"="+v)
 	}

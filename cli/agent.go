@@ -62,6 +62,11 @@ func (r *root) agentCommand() *cobra.Command {
 			if token == "" {
 				return fmt.Errorf("an agent token is required: set $%s or $%s", EnvAgentToken, EnvAgentTokenFile)
 			}
+			// The token is read: take it (and every other CODER_AGENT_ setting but
+			// the URL) out of the environment that sessions and scripts inherit.
+			if err := agent.UnsetSecretEnv(); err != nil {
+				return fmt.Errorf("remove the agent token from the environment: %w", err)
+			}
 			if dataDir == "" {
 				base, err := os.UserCacheDir()
 				if err != nil {

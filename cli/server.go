@@ -84,6 +84,13 @@ type ServerConfig struct {
 	// DangerousAllowPathAppSharing serves shared path-based apps to those
 	// they are shared with (see coderd.AppsOptions).
 	DangerousAllowPathAppSharing bool
+	// StateEncryptionKey encrypts the stored Terraform state (base64 or hex,
+	// 32 bytes); empty uses <ConfigDir>/state-encryption-key, generated on
+	// first start (server_statekey.go).
+	StateEncryptionKey string
+	// StateEncryptionOldKeys still decrypt state written before a rotation;
+	// new writes always use the current key.
+	StateEncryptionOldKeys []string
 }
 
 // Server is a running coderd with its database, pubsub and listeners.
@@ -193,6 +200,11 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 	s.stopDERP = stopDERP
 
 	warnDangerousAppFlags(logger, cfg)
+	stateKeys, err := stateKeyring(&cfg, logger)
+	if err != nil {
+		closeListeners()
+		return nil, err
+	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.api, err = coderd.New(coderd.Options{
@@ -201,7 +213,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Pubsub:             s.ps,
 		AccessURL:          s.AccessURL,
 		PrometheusRegistry: registry,
-		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg)},
+		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg), StateKeys: stateKeys},
 		Agents:             agentOpts,
 		Apps: coderd.AppsOptions{
 			WildcardAccessURL:                    cfg.WildcardAccessURL,
@@ -409,6 +421,10 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "dangerous-allow-path-app-site-owner-access", EnvDangerousAllowPathAppSiteOwnerAccess)
 	fs.BoolVar(&cfg.DangerousAllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "Serve path-based apps shared beyond their owner (authenticated, public) to those users. The app's code runs on the dashboard origin with their session: only for trusted workspaces.")
 	envFlag(fs, "dangerous-allow-path-app-sharing", EnvDangerousAllowPathAppSharing)
+	fs.StringVar(&cfg.StateEncryptionKey, "state-encryption-key", "", "Key (32 bytes, base64 or hex) that encrypts the stored Terraform state. Default: generated into <config-dir>/"+StateKeyFile+".")
+	envFlag(fs, "state-encryption-key", EnvStateEncryptionKey)
+	fs.StringSliceVar(&cfg.StateEncryptionOldKeys, "state-encryption-old-keys", nil, "Comma-separated previous state encryption keys, accepted for decryption only (key rotation).")
+	envFlag(fs, "state-encryption-old-keys", EnvStateEncryptionOldKeys)
 	addDERPFlags(fs, &cfg.DERP)
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -135,6 +136,13 @@ func (r *root) templatesPushCommand() *cobra.Command {
 					return errors.New("canceled")
 				}
 			}
+			meta, err := readTemplateMeta(abs)
+			if err != nil {
+				return err
+			}
+			if meta.Warning != "" {
+				fmt.Fprintf(r.stderr, "WARNING: template %q: %s\n", name, meta.Warning)
+			}
 			archive, err := templatearchive.Create(abs)
 			if err != nil {
 				return fmt.Errorf("archive %s: %w", abs, err)
@@ -177,7 +185,9 @@ func (r *root) templatesPushCommand() *cobra.Command {
 				fmt.Fprintf(r.stdout, "Updated template %q (version %s).\n", name, version.Name)
 				return nil
 			}
-			t, err := client.CreateTemplate(ctx, codersdk.CreateTemplateRequest{Name: name, VersionID: version.ID})
+			t, err := client.CreateTemplate(ctx, codersdk.CreateTemplateRequest{
+				Name: name, VersionID: version.ID, DisplayName: meta.DisplayName, Description: meta.Description,
+			})
 			if err != nil {
 				return fmt.Errorf("create template: %w", err)
 			}
@@ -346,4 +356,64 @@ func (r *root) followJob(ctx context.Context, _ *codersdk.Client, job codersdk.P
 	fmt.Fprintf(r.stdout, "==> %s %s\n", mark, strings.ToUpper(string(final.Status[:1]))+string(final.Status[1:]))
 	// The job's error is the caller's to report (once, on stderr).
 	return final, nil
+}
+
+// templateMeta is the front matter of a template's README.md: a block of
+// "key: value" lines between two "---" lines at the top of the file
+// (display_name, description, warning; other keys are ignored).
+type templateMeta struct {
+	DisplayName string
+	Description string
+	// Warning is printed by every push of the template (e.g. "single-user
+	// only"); the template's description should say it too.
+	Warning string
+}
+
+// readTemplateMeta reads the front matter of dir/README.md; a template
+// without a README or without front matter has none.
+func readTemplateMeta(dir string) (templateMeta, error) {
+	var meta templateMeta
+	data, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return meta, nil
+	}
+	if err != nil {
+		return meta, fmt.Errorf("read template README: %w", err)
+	}
+	lines := strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+	if len(lines) == 0 || strings.TrimSpace(lines[0]) != "---" {
+		return meta, nil
+	}
+	for _, line := range lines[1:] {
+		if strings.TrimSpace(line) == "---" {
+			return meta, checkTemplateMeta(meta)
+		}
+		key, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		value = strings.Trim(strings.TrimSpace(value), `"`)
+		switch strings.TrimSpace(key) {
+		case "display_name":
+			meta.DisplayName = value
+		case "description":
+			meta.Description = value
+		case "warning":
+			meta.Warning = value
+		}
+	}
+	// No closing "---": not front matter.
+	return templateMeta{}, nil
+}
+
+// checkTemplateMeta bounds the front matter values by what a template
+// stores (display name 64, description 128 characters).
+func checkTemplateMeta(meta templateMeta) error {
+	if n := utf8.RuneCountInString(meta.DisplayName); n > 64 {
+		return fmt.Errorf("README.md front matter: display_name has %d characters, at most 64", n)
+	}
+	if n := utf8.RuneCountInString(meta.Description); n > 128 {
+		return fmt.Errorf("README.md front matter: description has %d characters, at most 128", n)
+	}
+	return nil
 }

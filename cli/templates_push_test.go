@@ -60,7 +60,8 @@ func TestTemplatePushAgentWarningAndErrorsOnce(t *testing.T) {
 		if res.code != 0 {
 			t.Fatalf("push %s: exit %d\n%s\n%s", tc.name, res.code, res.stdout, res.stderr)
 		}
-		if !strings.Contains(res.stderr, warning+" ("+tc.detail+")") || !strings.Contains(res.stdout, `Created template "`+tc.name+`"`) {
+		if !strings.Contains(res.stderr, warning+" ("+tc.detail+")") || !strings.Contains(res.stdout, `Created template "`+tc.name+`"`) ||
+			strings.Contains(res.stderr, "WARNING: template") {
 			t.Fatalf("push %s: want the template created with a warning; stdout:\n%s\nstderr:\n%s", tc.name, res.stdout, res.stderr)
 		}
 	}
@@ -70,6 +71,23 @@ func TestTemplatePushAgentWarningAndErrorsOnce(t *testing.T) {
 	res := runCLI(t, env, nil, "templates", "push", "local", "-d", tmplDir, "-y")
 	if res.code != 0 || strings.Contains(res.stderr, warning) {
 		t.Fatalf("push of a template with an agent: exit %d, stderr:\n%s", res.code, res.stderr)
+	}
+	// The local example gives every member a shell as the server's user:
+	// each push says so, and so does the template's description.
+	const singleUser = `WARNING: template "local": single-user laptops only.`
+	if !strings.Contains(res.stderr, singleUser) || !strings.Contains(res.stderr, "examples/templates/docker") {
+		t.Fatalf("push of the local example: no single-user warning; stderr:\n%s", res.stderr)
+	}
+	local, err := client.TemplateByName(ctx, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(local.Description, "SINGLE-USER ONLY") || !strings.Contains(local.DisplayName, "single-user") {
+		t.Fatalf("local template: display name %q, description %q", local.DisplayName, local.Description)
+	}
+	res = runCLI(t, env, nil, "templates", "push", "local", "-d", tmplDir, "-y")
+	if res.code != 0 || !strings.Contains(res.stderr, singleUser) {
+		t.Fatalf("update of the local template: exit %d, no warning; stderr:\n%s", res.code, res.stderr)
 	}
 
 	res = runCLI(t, env, nil, "templates", "push", "broken", "-d", dir("resource \"terraform_data\" \"x\" {\n  input = \n}\n"), "-y")

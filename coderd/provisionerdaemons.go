@@ -13,6 +13,7 @@ import (
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/provisionerdserver"
 	"github.com/wgmesh/coder/coderd/rbac"
+	"github.com/wgmesh/coder/coderd/statecrypt"
 	"github.com/wgmesh/coder/codersdk"
 )
 
@@ -31,6 +32,9 @@ type ProvisioningOptions struct {
 	// AgentBinaryPath is the coder binary served at /bin/coder-<os>-<arch> for
 	// the server's platform; empty means the running executable.
 	AgentBinaryPath string
+	// StateKeys encrypts the stored Terraform state (--state-encryption-key);
+	// nil stores it as plaintext.
+	StateKeys *statecrypt.Keyring
 }
 
 // provisioning is the API's provisioning state: the daemon protocol server
@@ -55,6 +59,7 @@ func (api *API) startProvisioning() error {
 		AcquireWait:      o.AcquireWait,
 		Now:              api.opts.Now,
 		Logger:           api.logger.With("component", "provisionerdserver"),
+		StateKeys:        o.StateKeys,
 	})
 	if err != nil {
 		return fmt.Errorf("create provisioner daemon server: %w", err)

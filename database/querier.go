@@ -68,6 +68,11 @@ type Querier interface {
 	GetUserCount(ctx context.Context) (int64, error)
 	GetUsers(ctx context.Context, arg GetUsersParams) ([]User, error)
 	GetUsersByIDs(ctx context.Context, ids []uuid.UUID) ([]User, error)
+	// The newest agent with this token and where it stands: its workspace
+	// (deleted or not), the number of the build it belongs to, and the
+	// workspace's latest build (number, and whether its job has completed).
+	// No row: the token is unknown or its agent belongs to no workspace build.
+	GetWorkspaceAgentAuthByTokenHash(ctx context.Context, authTokenHash []byte) (GetWorkspaceAgentAuthByTokenHashRow, error)
 	// The newest agent with this token (a token can outlive a build).
 	GetWorkspaceAgentByAuthTokenHash(ctx context.Context, authTokenHash []byte) (WorkspaceAgent, error)
 	GetWorkspaceAgentByID(ctx context.Context, id uuid.UUID) (WorkspaceAgent, error)

@@ -13,6 +13,85 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const getWorkspaceAgentAuthByTokenHash = `-- name: GetWorkspaceAgentAuthByTokenHash :one
+SELECT
+    a.id, a.created_at, a.updated_at, a.name, a.resource_id, a.auth_token_hash, a.auth_instance_id, a.architecture, a.operating_system, a.directory, a.expanded_directory, a.environment_variables, a.instance_metadata, a.resource_metadata, a.version, a.api_version, a.connection_timeout_seconds, a.troubleshooting_url, a.motd_file, a.first_connected_at, a.last_connected_at, a.disconnected_at, a.last_connected_replica_id, a.lifecycle_state, a.started_at, a.ready_at, a.subsystems, a.display_apps, a.display_order, a.logs_length, a.logs_overflowed,
+    w.id AS workspace_id,
+    w.deleted AS workspace_deleted,
+    b.build_number AS agent_build_number,
+    lb.build_number AS latest_build_number,
+    (lj.completed_at IS NOT NULL)::boolean AS latest_build_completed
+FROM workspace_agents a
+JOIN workspace_resources r ON r.id = a.resource_id
+JOIN workspace_builds b ON b.job_id = r.job_id
+JOIN workspaces w ON w.id = b.workspace_id
+JOIN LATERAL (
+    SELECT lb.build_number, lb.job_id FROM workspace_builds lb
+    WHERE lb.workspace_id = w.id ORDER BY lb.build_number DESC LIMIT 1
+) lb ON true
+JOIN provisioner_jobs lj ON lj.id = lb.job_id
+WHERE a.auth_token_hash = $1
+ORDER BY a.created_at DESC
+LIMIT 1
+`
+
+type GetWorkspaceAgentAuthByTokenHashRow struct {
+	WorkspaceAgent       WorkspaceAgent `json:"workspace_agent"`
+	WorkspaceID          uuid.UUID      `json:"workspace_id"`
+	WorkspaceDeleted     bool           `json:"workspace_deleted"`
+	AgentBuildNumber     int32          `json:"agent_build_number"`
+	LatestBuildNumber    int32          `json:"latest_build_number"`
+	LatestBuildCompleted bool           `json:"latest_build_completed"`
+}
+
+// The newest agent with this token and where it stands: its workspace
+// (deleted or not), the number of the build it belongs to, and the
+// workspace's latest build (number, and whether its job has completed).
+// No row: the token is unknown or its agent belongs to no workspace build.
+func (q *Queries) GetWorkspaceAgentAuthByTokenHash(ctx context.Context, authTokenHash []byte) (GetWorkspaceAgentAuthByTokenHashRow, error) {
+	row := q.db.QueryRow(ctx, getWorkspaceAgentAuthByTokenHash, authTokenHash)
+	var i GetWorkspaceAgentAuthByTokenHashRow
+	err := row.Scan(
+		&i.WorkspaceAgent.ID,
+		&i.WorkspaceAgent.CreatedAt,
+		&i.WorkspaceAgent.UpdatedAt,
+		&i.WorkspaceAgent.Name,
+		&i.WorkspaceAgent.ResourceID,
+		&i.WorkspaceAgent.AuthTokenHash,
+		&i.WorkspaceAgent.AuthInstanceID,
+		&i.WorkspaceAgent.Architecture,
+		&i.WorkspaceAgent.OperatingSystem,
+		&i.WorkspaceAgent.Directory,
+		&i.WorkspaceAgent.ExpandedDirectory,
+		&i.WorkspaceAgent.EnvironmentVariables,
+		&i.WorkspaceAgent.InstanceMetadata,
+		&i.WorkspaceAgent.ResourceMetadata,
+		&i.WorkspaceAgent.Version,
+		&i.WorkspaceAgent.ApiVersion,
+		&i.WorkspaceAgent.ConnectionTimeoutSeconds,
+		&i.WorkspaceAgent.TroubleshootingUrl,
+		&i.WorkspaceAgent.MotdFile,
+		&i.WorkspaceAgent.FirstConnectedAt,
+		&i.WorkspaceAgent.LastConnectedAt,
+		&i.WorkspaceAgent.DisconnectedAt,
+		&i.WorkspaceAgent.LastConnectedReplicaID,
+		&i.WorkspaceAgent.LifecycleState,
+		&i.WorkspaceAgent.StartedAt,
+		&i.WorkspaceAgent.ReadyAt,
+		&i.WorkspaceAgent.Subsystems,
+		&i.WorkspaceAgent.DisplayApps,
+		&i.WorkspaceAgent.DisplayOrder,
+		&i.WorkspaceAgent.LogsLength,
+		&i.WorkspaceAgent.LogsOverflowed,
+		&i.WorkspaceID,
+		&i.WorkspaceDeleted,
+		&i.AgentBuildNumber,
+		&i.LatestBuildNumber,
+		&i.LatestBuildCompleted,
+	)
+	return i, err
+}
+
 const getWorkspaceAgentByAuthTokenHash = `-- name: GetWorkspaceAgentByAuthTokenHash :one
 SELECT id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed FROM workspace_agents WHERE auth_token_hash = $1 ORDER BY created_at DESC LIMIT 1
 `

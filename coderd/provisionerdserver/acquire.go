@@ -209,13 +209,17 @@ func (s *Server) acquiredJob(ctx context.Context, job database.ProvisionerJob) (
 		if err != nil {
 			return nil, fmt.Errorf("get build parameters: %w", err)
 		}
+		state, err := s.openState(build.ProvisionerState, ws.ID)
+		if err != nil {
+			return nil, fmt.Errorf("workspace %s build %d: %w", ws.Name, build.BuildNumber, err)
+		}
 		for _, p := range params {
 			out.ParameterValues = append(out.ParameterValues, codersdk.WorkspaceBuildParameter{Name: p.Name, Value: p.Value})
 		}
 		out.WorkspaceBuild = &provisionersdk.AcquiredJobWorkspaceBuild{
 			WorkspaceBuildID: build.ID,
 			Transition:       codersdk.WorkspaceTransition(build.Transition),
-			State:            build.ProvisionerState,
+			State:            state,
 			Metadata: provisionersdk.Metadata{
 				CoderURL: accessURL, WorkspaceTransition: codersdk.WorkspaceTransition(build.Transition),
 				WorkspaceName: ws.Name, WorkspaceOwner: owner.Username, WorkspaceOwnerEmail: owner.Email,

@@ -155,8 +155,12 @@ func (s *Server) postFail(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return fmt.Errorf("get build: %w", err)
 			}
+			sealed, err := s.sealState(req.State, build.WorkspaceID)
+			if err != nil {
+				return fmt.Errorf("encrypt state: %w", err)
+			}
 			if err := q.UpdateWorkspaceBuildProvisionerStateByID(ctx, database.UpdateWorkspaceBuildProvisionerStateByIDParams{
-				ID: build.ID, ProvisionerState: req.State, UpdatedAt: s.now(),
+				ID: build.ID, ProvisionerState: sealed, UpdatedAt: s.now(),
 			}); err != nil {
 				return fmt.Errorf("store state: %w", err)
 			}
@@ -210,8 +214,12 @@ func (s *Server) postComplete(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return fmt.Errorf("get build: %w", err)
 			}
+			sealed, err := s.sealState(req.State, build.WorkspaceID)
+			if err != nil {
+				return fmt.Errorf("encrypt state: %w", err)
+			}
 			if err := q.UpdateWorkspaceBuildProvisionerStateByID(ctx, database.UpdateWorkspaceBuildProvisionerStateByIDParams{
-				ID: build.ID, ProvisionerState: req.State, UpdatedAt: now,
+				ID: build.ID, ProvisionerState: sealed, UpdatedAt: now,
 			}); err != nil {
 				return fmt.Errorf("store state: %w", err)
 			}

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -27,6 +28,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/wgmesh/coder/coderd/httpapi"
+	"github.com/wgmesh/coder/coderd/statecrypt"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/database"
@@ -66,6 +68,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational logs; nil discards.
 	Logger *slog.Logger
+	// StateKeys encrypts the Terraform state stored per build (it holds the
+	// agent tokens); nil stores it as plaintext. Plaintext rows are always
+	// read, and sealed on the next write when StateKeys is set.
+	StateKeys *statecrypt.Keyring
 }
 
 // Server serves the provisioner daemon protocol.
@@ -99,6 +105,27 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{opts: opts, db: opts.Database, logger: opts.Logger, signal: make(chan struct{})}, nil
+}
+
+// sealState encrypts a workspace's state for storage (StateKeys).
+func (s *Server) sealState(state []byte, workspaceID uuid.UUID) ([]byte, error) {
+	if s.opts.StateKeys == nil {
+		return state, nil
+	}
+	return s.opts.StateKeys.Encrypt(state, workspaceID)
+}
+
+// openState decrypts a stored state for a provisioner. Encrypted state
+// without a keyring fails (never empty state: terraform would then create
+// the workspace's resources a second time).
+func (s *Server) openState(stored []byte, workspaceID uuid.UUID) ([]byte, error) {
+	if s.opts.StateKeys == nil {
+		if statecrypt.IsEncrypted(stored) {
+			return nil, fmt.Errorf("terraform state is encrypted (key ID %s) but no state encryption key is configured", statecrypt.StoredKeyID(stored))
+		}
+		return stored, nil
+	}
+	return s.opts.StateKeys.Decrypt(stored, workspaceID)
 }
 
 // now returns the clock's time in UTC, truncated to PostgreSQL's precision.

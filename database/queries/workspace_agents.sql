@@ -16,6 +16,31 @@ SELECT * FROM workspace_agents WHERE id = @id LIMIT 1;
 -- The newest agent with this token (a token can outlive a build).
 SELECT * FROM workspace_agents WHERE auth_token_hash = @auth_token_hash ORDER BY created_at DESC LIMIT 1;
 
+-- name: GetWorkspaceAgentAuthByTokenHash :one
+-- The newest agent with this token and where it stands: its workspace
+-- (deleted or not), the number of the build it belongs to, and the
+-- workspace's latest build (number, and whether its job has completed).
+-- No row: the token is unknown or its agent belongs to no workspace build.
+SELECT
+    sqlc.embed(a),
+    w.id AS workspace_id,
+    w.deleted AS workspace_deleted,
+    b.build_number AS agent_build_number,
+    lb.build_number AS latest_build_number,
+    (lj.completed_at IS NOT NULL)::boolean AS latest_build_completed
+FROM workspace_agents a
+JOIN workspace_resources r ON r.id = a.resource_id
+JOIN workspace_builds b ON b.job_id = r.job_id
+JOIN workspaces w ON w.id = b.workspace_id
+JOIN LATERAL (
+    SELECT lb.build_number, lb.job_id FROM workspace_builds lb
+    WHERE lb.workspace_id = w.id ORDER BY lb.build_number DESC LIMIT 1
+) lb ON true
+JOIN provisioner_jobs lj ON lj.id = lb.job_id
+WHERE a.auth_token_hash = @auth_token_hash
+ORDER BY a.created_at DESC
+LIMIT 1;
+
 -- name: GetWorkspaceAgentsByResourceIDs :many
 SELECT * FROM workspace_agents WHERE resource_id = ANY(@ids::uuid[]) ORDER BY display_order ASC, name ASC;
 

@@ -1,5 +1,10 @@
 # A workspace that runs as a plain process on the provisioner's host.
 #
+# WARNING: SINGLE-USER LAPTOPS ONLY. Every workspace runs as the provisioner's own
+# user on the server host: anyone who can create a workspace from this template gets
+# a shell as that user (root if coder runs as root). For more than one user use the
+# docker template (examples/templates/docker).
+#
 # - A persistent home directory per workspace survives stop and is removed on delete.
 # - The agent runs detached (setsid + nohup) while the workspace is started and is
 #   killed (its whole process group) when the workspace stops.
