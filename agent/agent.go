@@ -567,7 +567,7 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 
 	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
 		Conn:       peerDERPMaps{Conn: conn, coderURL: a.opts.Client.SDK.URL},
-		Dial:       a.opts.Client.DialCoordinator,
+		Dial:       a.opts.Client.CoordinatorDialer(conn.NodeKey()),
 		Logger:     a.logger.With("component", "coordinator"),
 		BackoffMin: a.opts.BackoffMin,
 		// Clients reach the agent only while it is on the coordinator: it

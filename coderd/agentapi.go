@@ -79,10 +79,13 @@ type AgentOptions struct {
 // agentState is the API's agent-side state: the coordinator, the DERP map
 // publisher and the context that stops long-lived agent connections.
 type agentState struct {
-	opts      AgentOptions
-	coord     coordinator.Coordinator
-	ownCoord  bool
-	derpMaps  *coordinator.DERPMapPublisher
+	opts     AgentOptions
+	coord    coordinator.Coordinator
+	ownCoord bool
+	derpMaps *coordinator.DERPMapPublisher
+	// nodeKeys are the node keys of the peers on the coordinator: the only
+	// keys the embedded DERP relay admits.
+	nodeKeys  *coordinator.NodeKeys
 	ctx       context.Context
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -115,7 +118,13 @@ func newAgentState(api *API) (*agentState, error) {
 			return nil, fmt.Errorf("validate DERP map: %w", err)
 		}
 	}
-	s := &agentState{opts: opts, coord: opts.Coordinator, derpMaps: coordinator.NewDERPMapPublisher(m)}
+	s := &agentState{opts: opts, coord: opts.Coordinator, derpMaps: coordinator.NewDERPMapPublisher(m), nodeKeys: coordinator.NewNodeKeys()}
+	if opts.DERPServer != nil {
+		// Open relays are abused: admit only peers the coordinator knows.
+		if err := opts.DERPServer.AdmitOnly(s.nodeKeys.Await); err != nil {
+			return nil, fmt.Errorf("DERP relay admission: %w", err)
+		}
+	}
 	if s.coord == nil {
 		s.coord = coordinator.NewInMemory(api.logger.With("component", "coordinator"))
 		s.ownCoord = true
@@ -182,6 +191,7 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 		r.Group(func(r chi.Router) {
 			r.Use(apiKey)
 			r.Get("/connection", api.workspaceAgentConnectionInfo)
+			r.Get("/connection/client", api.workspaceAgentTailnetClient)
 			readAgent, connectAgent := api.workspaceAgentParams()
 			r.With(readAgent).Get("/{workspaceagent}", api.workspaceAgent)
 			r.With(readAgent).Get("/{workspaceagent}/logs", api.workspaceAgentLogs)

@@ -52,6 +52,7 @@ func newAppsState(api *API) (*appsState, error) {
 		BlockEndpoints: api.agents.opts.DisableDirectConnections,
 		DERPPlainHTTP:  api.opts.AccessURL != nil && api.opts.AccessURL.Scheme == "http",
 		DERPWebsockets: api.agents.opts.DERPForceWebSockets,
+		NodeKeys:       api.agents.nodeKeys,
 		Logger:         api.logger,
 	})
 	if err != nil {

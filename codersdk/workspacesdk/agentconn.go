@@ -75,7 +75,7 @@ func TunnelOptions(client *codersdk.Client, info codersdk.AgentConnectionInfo, b
 	return base
 }
 
-// DialAgent builds a tunnel with a random mesh address, asks the coordinator
+// DialAgent builds a tunnel with the mesh address coderd assigns it, asks the coordinator
 // (through client's coordinate endpoint) for a tunnel to agentID, and waits
 // until the agent answers a disco ping (or ctx ends).
 func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, opts *DialAgentOptions) (_ *AgentConn, err error) {
@@ -94,8 +94,15 @@ func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, 
 		}
 		info = &fetched
 	}
+	// coderd assigns the tunnel's address; the coordinator and the agent
+	// refuse nodes announcing any other.
+	clientID := uuid.New()
+	identity, err := client.TailnetClient(ctx, clientID)
+	if err != nil {
+		return nil, fmt.Errorf("get tunnel client address: %w", err)
+	}
 	conn, err := tunnel.NewConn(TunnelOptions(client, *info, tunnel.Options{
-		Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
+		Addresses:      []netip.Prefix{identity.Address},
 		Logger:         logger.With("component", "tunnel"),
 		ListenPort:     opts.ListenPort,
 		BlockEndpoints: opts.BlockEndpoints,
@@ -111,7 +118,7 @@ func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, 
 	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
 		Conn: conn,
 		Dial: func(ctx context.Context) (*websocket.Conn, error) {
-			return client.DialCoordinator(ctx, agentID)
+			return client.DialClientCoordinator(ctx, agentID, clientID, conn.NodeKey())
 		},
 		Logger:     logger.With("component", "coordinator"),
 		BackoffMin: opts.BackoffMin,
