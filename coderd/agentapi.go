@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
+	gossh "golang.org/x/crypto/ssh"
 	"tailscale.com/tailcfg"
 
 	"github.com/wgmesh/coder/coderd/convert"
@@ -333,6 +334,23 @@ func (api *API) postAgentStartup(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Subsystems == nil {
 		req.Subsystems = []string{}
+	}
+	if req.SSHHostKey != "" {
+		if _, _, _, _, err := gossh.ParseAuthorizedKey([]byte(req.SSHHostKey)); err != nil {
+			httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+				Message:     "Invalid SSH host key.",
+				Validations: []codersdk.ValidationError{{Field: "ssh_host_key", Detail: "must be a public key in authorized_keys format"}},
+			})
+			return
+		}
+		// Stored as reported; a changed key (a re-created data directory)
+		// replaces the old one, because only the agent's token can set it.
+		if err := api.db.UpdateWorkspaceAgentSSHHostKeyByID(ctx, database.UpdateWorkspaceAgentSSHHostKeyByIDParams{
+			ID: agent.ID, SshHostKey: req.SSHHostKey,
+		}); err != nil {
+			httpapi.InternalServerError(w, r, "Internal error storing the agent's SSH host key.", err)
+			return
+		}
 	}
 	err := api.db.UpdateWorkspaceAgentStartupByID(ctx, database.UpdateWorkspaceAgentStartupByIDParams{
 		ID: agent.ID, Version: req.Version, ExpandedDirectory: req.ExpandedDirectory,

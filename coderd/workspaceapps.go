@@ -53,7 +53,14 @@ func newAppsState(api *API) (*appsState, error) {
 		DERPPlainHTTP:  api.opts.AccessURL != nil && api.opts.AccessURL.Scheme == "http",
 		DERPWebsockets: api.agents.opts.DERPForceWebSockets,
 		NodeKeys:       api.agents.nodeKeys,
-		Logger:         api.logger,
+		HostKey: func(ctx context.Context, agentID uuid.UUID) (string, error) {
+			a, err := api.db.GetWorkspaceAgentByID(ctx, agentID)
+			if err != nil {
+				return "", fmt.Errorf("look up agent %s: %w", agentID, err)
+			}
+			return a.SshHostKey, nil
+		},
+		Logger: api.logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("apps mesh: %w", err)

@@ -102,7 +102,11 @@ type WorkspaceAgent struct {
 	Version              string                  `json:"version"`
 	APIVersion           string                  `json:"api_version"`
 	// TailnetIP is the agent's address on the mesh (derived from its ID).
-	TailnetIP                string         `json:"tailnet_ip"`
+	TailnetIP string `json:"tailnet_ip"`
+	// SSHHostKey is the agent's SSH host key (authorized_keys format) as it
+	// reported at startup; empty until then. Clients verify the agent's SSH
+	// server against it.
+	SSHHostKey               string         `json:"ssh_host_key,omitempty"`
 	ConnectionTimeoutSeconds int32          `json:"connection_timeout_seconds"`
 	TroubleshootingURL       string         `json:"troubleshooting_url"`
 	LogsLength               int32          `json:"logs_length"`

@@ -28,6 +28,7 @@ import (
 	"tailscale.com/tailcfg"
 
 	"github.com/wgmesh/coder/codersdk/agentproto"
+	"github.com/wgmesh/coder/codersdk/workspacesdk"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/tunnel"
 )
@@ -67,6 +68,10 @@ type MeshOptions struct {
 	// forwarded TCP streams; several let concurrent streams avoid queueing
 	// behind each other in one connection's flow control.
 	SSHConnsPerAgent int
+	// HostKey returns the SSH host key (authorized_keys format) agentID
+	// reported to coderd. Required: the mesh's SSH connections accept
+	// only that key.
+	HostKey func(ctx context.Context, agentID uuid.UUID) (string, error)
 	// NodeKeys, when set, holds the mesh's node key while it exists, so
 	// coderd's DERP relay (which admits only known keys) serves it.
 	NodeKeys *coordinator.NodeKeys
@@ -124,6 +129,9 @@ func NewMesh(opts MeshOptions) (*Mesh, error) {
 	}
 	if opts.DERPMaps == nil {
 		return nil, errors.New("new mesh: DERPMaps is required")
+	}
+	if opts.HostKey == nil {
+		return nil, errors.New("new mesh: HostKey is required")
 	}
 	if opts.ReachTimeout <= 0 {
 		opts.ReachTimeout = DefaultReachTimeout
@@ -498,12 +506,21 @@ func (m *Mesh) forget(agentID uuid.UUID, a *agentClient) {
 }
 
 func (m *Mesh) connectSSH(ctx context.Context, agentID uuid.UUID) (*gossh.Client, error) {
+	// Only the SSH server holding the host key the agent reported at
+	// startup is the agent.
+	reported, err := m.opts.HostKey(ctx, agentID)
+	if err != nil {
+		return nil, fmt.Errorf("agent SSH host key: %w", err)
+	}
+	hostKeyCallback, err := workspacesdk.PinnedHostKey(reported)
+	if err != nil {
+		return nil, err
+	}
 	nc, err := m.DialTailnet(ctx, agentID, agentproto.SSHPort)
 	if err != nil {
 		return nil, err
 	}
-	// The mesh authenticates both ends: only the agent holds its address.
-	cfg := &gossh.ClientConfig{User: "coder", HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: m.opts.ReachTimeout}
+	cfg := &gossh.ClientConfig{User: "coder", HostKeyCallback: hostKeyCallback, Timeout: m.opts.ReachTimeout}
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	c, chans, reqs, err := gossh.NewClientConn(nc, "agent", cfg)
 	stop()

@@ -122,6 +122,9 @@ type PostStartupRequest struct {
 	Version           string   `json:"version"`
 	ExpandedDirectory string   `json:"expanded_directory"`
 	Subsystems        []string `json:"subsystems"`
+	// SSHHostKey is the agent's SSH host public key in authorized_keys
+	// format. coderd stores it; clients verify the agent against it.
+	SSHHostKey string `json:"ssh_host_key,omitempty"`
 }
 
 // PostStartup tells coderd the agent's version and expanded directory.
