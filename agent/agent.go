@@ -29,10 +29,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	gossh "golang.org/x/crypto/ssh"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
@@ -94,6 +96,8 @@ type Agent struct {
 	logger *slog.Logger
 	logs   *logQueue
 	life   *lifecycleReporter
+	// hostKey is the SSH host key, loaded by Run before anything is served.
+	hostKey gossh.Signer
 
 	mu       sync.Mutex
 	manifest *agentsdk.Manifest
@@ -207,11 +211,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	logger := a.logger.With("agent_id", manifest.AgentID, "workspace", manifest.WorkspaceName)
 
-	bg.Add(1)
-	go func() {
-		defer bg.Done()
-		a.postStartup(bgCtx, manifest)
-	}()
+	// The host key is loaded first: the agent reports it at startup so
+	// coderd and clients can pin it before anyone connects over SSH.
+	hostKey, err := agentssh.LoadOrCreateHostKey(filepath.Join(a.opts.DataDir, "ssh_host_ed25519_key"))
+	if err != nil {
+		return fmt.Errorf("load ssh host key: %w", err)
+	}
+	a.hostKey = hostKey
+	startup := a.startupRequest(manifest)
+	// One synchronous attempt (coderd just answered the manifest), so the
+	// key is stored before the agent joins the mesh; retries continue in
+	// the background.
+	firstCtx, firstCancel := context.WithTimeout(ctx, 10*time.Second)
+	posted := a.opts.Client.PostStartup(firstCtx, startup) == nil
+	firstCancel()
+	if !posted {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			a.postStartup(bgCtx, startup)
+		}()
+	}
 
 	services, err := a.startServices(ctx, manifest)
 	if err != nil {
@@ -309,13 +329,18 @@ func (a *Agent) fetchManifest(ctx context.Context) (agentsdk.Manifest, bool) {
 	}
 }
 
-func (a *Agent) postStartup(ctx context.Context, m agentsdk.Manifest) {
-	dir := expandDir(m.Directory)
+// startupRequest is what the agent reports at startup.
+func (a *Agent) startupRequest(m agentsdk.Manifest) agentsdk.PostStartupRequest {
+	return agentsdk.PostStartupRequest{
+		Version: a.opts.Version, ExpandedDirectory: expandDir(m.Directory), Subsystems: []string{},
+		SSHHostKey: strings.TrimSpace(string(gossh.MarshalAuthorizedKey(a.hostKey.PublicKey()))),
+	}
+}
+
+func (a *Agent) postStartup(ctx context.Context, req agentsdk.PostStartupRequest) {
 	bo := a.newBackoff()
 	for {
-		err := a.opts.Client.PostStartup(ctx, agentsdk.PostStartupRequest{
-			Version: a.opts.Version, ExpandedDirectory: dir, Subsystems: []string{},
-		})
+		err := a.opts.Client.PostStartup(ctx, req)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -498,7 +523,7 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 	}
 	sshSrv, err := agentssh.New(agentssh.Options{
 		Logger:      a.logger.With("component", "ssh"),
-		HostKeyPath: filepath.Join(a.opts.DataDir, "ssh_host_ed25519_key"),
+		HostSigner:  a.hostKey,
 		Env:         func() []string { return a.env(m) },
 		Dir:         dir,
 		Shell:       a.opts.Shell,
@@ -569,7 +594,7 @@ func (a *Agent) startServices(ctx context.Context, m agentsdk.Manifest) (_ *serv
 
 	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
 		Conn:       peerDERPMaps{Conn: conn, coderURL: a.opts.Client.SDK.URL},
-		Dial:       a.opts.Client.DialCoordinator,
+		Dial:       a.opts.Client.CoordinatorDialer(conn.NodeKey()),
 		Logger:     a.logger.With("component", "coordinator"),
 		BackoffMin: a.opts.BackoffMin,
 		// Clients reach the agent only while it is on the coordinator: it

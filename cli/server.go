@@ -101,6 +101,8 @@ type Server struct {
 	HTTPAddr net.Addr
 	// HTTPAddrs are all bound API listener addresses.
 	HTTPAddrs []net.Addr
+	// STUNAddrs are the UDP addresses the embedded STUN server is bound to.
+	STUNAddrs []net.Addr
 	// PrometheusAddr is the bound metrics listener address (nil when off).
 	PrometheusAddr net.Addr
 
@@ -192,12 +194,13 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		return nil, fmt.Errorf("access URL: %w", err)
 	}
 
-	agentOpts, stopDERP, err := startDERP(ctx, cfg.DERP, s.AccessURL, logger)
+	agentOpts, stunAddrs, stopDERP, err := startDERP(ctx, cfg.DERP, s.AccessURL, s.HTTPAddrs, logger)
 	if err != nil {
 		closeListeners()
 		return nil, err
 	}
 	s.stopDERP = stopDERP
+	s.STUNAddrs = stunAddrs
 
 	warnDangerousAppFlags(logger, cfg)
 	stateKeys, err := stateKeyring(&cfg, logger)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -36,8 +38,10 @@ type DERPConfig struct {
 	RegionID   int
 	RegionCode string
 	RegionName string
-	// STUNAddresses are UDP addresses the STUN server listens on
-	// (default 0.0.0.0:3478); empty disables STUN.
+	// STUNAddresses are UDP addresses the STUN server listens on. nil means
+	// the default: port derp.DefaultSTUNPort on each host the HTTP server
+	// listens on (so STUN is exposed exactly where HTTP is); an empty,
+	// non-nil list disables STUN.
 	STUNAddresses []string
 	// ConfigPath and ConfigURL add regions from a JSON DERP map.
 	ConfigPath string
@@ -56,7 +60,7 @@ func addDERPFlags(fs *pflag.FlagSet, cfg *DERPConfig) {
 	envFlag(fs, "derp-server-region-code", EnvDERPServerRegionCode)
 	fs.StringVar(&cfg.RegionName, "derp-server-region-name", derp.DefaultRegionName, "Region name of the embedded relay.")
 	envFlag(fs, "derp-server-region-name", EnvDERPServerRegionName)
-	fs.StringSliceVar(&cfg.STUNAddresses, "derp-server-stun-addresses", []string{derp.DefaultSTUNAddress}, "UDP addresses of the STUN server (comma separated; empty disables).")
+	fs.StringSliceVar(&cfg.STUNAddresses, "derp-server-stun-addresses", nil, "UDP addresses of the STUN server (comma separated; empty disables). Default: port 3478 on the host(s) of --http-address.")
 	envFlag(fs, "derp-server-stun-addresses", EnvDERPServerSTUNAddresses)
 	fs.StringVar(&cfg.ConfigPath, "derp-config-path", "", "Path of a JSON DERP map whose regions are added.")
 	envFlag(fs, "derp-config-path", EnvDERPConfigPath)
@@ -66,9 +70,30 @@ func addDERPFlags(fs *pflag.FlagSet, cfg *DERPConfig) {
 	envFlag(fs, "derp-force-websockets", EnvDERPForceWebSockets)
 }
 
+// defaultSTUNAddresses puts STUN on the standard port of every host the HTTP
+// server listens on: a server bound to loopback (the default) does not
+// expose STUN on every interface.
+func defaultSTUNAddresses(httpAddrs []net.Addr) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range httpAddrs {
+		host, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			continue
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(derp.DefaultSTUNPort))
+		if !seen[addr] {
+			seen[addr] = true
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
 // startDERP starts the embedded relay and STUN listeners (when enabled) and
-// builds the DERP map. The returned function stops what was started.
-func startDERP(ctx context.Context, cfg DERPConfig, accessURL *url.URL, logger *slog.Logger) (coderd.AgentOptions, func(), error) {
+// builds the DERP map. The returned function stops what was started; the
+// bound STUN addresses are returned too.
+func startDERP(ctx context.Context, cfg DERPConfig, accessURL *url.URL, httpAddrs []net.Addr, logger *slog.Logger) (coderd.AgentOptions, []net.Addr, func(), error) {
 	var closers []func()
 	stop := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -77,31 +102,37 @@ func startDERP(ctx context.Context, cfg DERPConfig, accessURL *url.URL, logger *
 	}
 	var opts coderd.AgentOptions
 	var stunAddrs []string
+	var bound []net.Addr
 	if cfg.ServerEnable {
 		srv := derp.NewServer(logger.With("component", "derp"), key.NodePrivate{})
 		closers = append(closers, func() { _ = srv.Close() })
 		opts.DERPServer = srv
-		for _, addr := range cfg.STUNAddresses {
+		addrs := cfg.STUNAddresses
+		if addrs == nil {
+			addrs = defaultSTUNAddresses(httpAddrs)
+		}
+		for _, addr := range addrs {
 			addr = strings.TrimSpace(addr)
 			if addr == "" {
 				continue
 			}
-			bound, closer, err := derp.ListenSTUN(ctx, addr, logger.With("component", "stun"))
+			b, closer, err := derp.ListenSTUN(ctx, addr, logger.With("component", "stun"))
 			if err != nil {
 				stop()
-				return coderd.AgentOptions{}, nil, fmt.Errorf("listen for STUN on %s: %w", addr, err)
+				return coderd.AgentOptions{}, nil, nil, fmt.Errorf("listen for STUN on %s: %w", addr, err)
 			}
 			closers = append(closers, func() { _ = closer.Close() })
 			// Advertise the configured host (an unspecified host is
 			// replaced by the access URL's) with the bound port.
 			host := addr[:strings.LastIndex(addr, ":")+1]
-			stunAddrs = append(stunAddrs, host+portOf(bound.String()))
+			stunAddrs = append(stunAddrs, host+portOf(b.String()))
+			bound = append(bound, b)
 		}
 	}
 	if !cfg.ServerEnable && cfg.ConfigPath == "" && cfg.ConfigURL == "" {
 		// Nothing to relay through: workspaces cannot be reached.
 		logger.Warn("no DERP relay: the embedded relay is disabled and no DERP config is given; agents cannot join the mesh")
-		return opts, stop, nil
+		return opts, bound, stop, nil
 	}
 	m, err := derp.BuildMap(ctx, derp.MapOptions{
 		EnableEmbedded:   cfg.ServerEnable,
@@ -115,11 +146,11 @@ func startDERP(ctx context.Context, cfg DERPConfig, accessURL *url.URL, logger *
 	})
 	if err != nil {
 		stop()
-		return coderd.AgentOptions{}, nil, fmt.Errorf("build DERP map: %w", err)
+		return coderd.AgentOptions{}, nil, nil, fmt.Errorf("build DERP map: %w", err)
 	}
 	opts.DERPMap = m
 	opts.DERPForceWebSockets = cfg.ForceWebSockets
-	return opts, stop, nil
+	return opts, bound, stop, nil
 }
 
 func portOf(hostport string) string {

@@ -618,8 +618,14 @@ func (r *root) sshCommand() *cobra.Command {
 	return cmd
 }
 
-// sshStdio pipes stdin/stdout to the agent's SSH port.
+// sshStdio pipes stdin/stdout to the agent's SSH port. OpenSSH (run by
+// config-ssh without known_hosts checks) cannot know the agent's key, so the
+// key is verified here first: a short handshake must present the host key
+// the agent reported to coderd, over the same tunnel the stream then uses.
 func (r *root) sshStdio(ctx context.Context, rc *reached) error {
+	if err := rc.conn.VerifyHostKey(ctx); err != nil {
+		return fmt.Errorf("verify the agent's SSH host key: %w", err)
+	}
 	nc, err := rc.conn.SSH(ctx)
 	if err != nil {
 		return err

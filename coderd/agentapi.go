@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
+	gossh "golang.org/x/crypto/ssh"
 	"tailscale.com/tailcfg"
 
 	"github.com/wgmesh/coder/coderd/convert"
@@ -79,10 +80,13 @@ type AgentOptions struct {
 // agentState is the API's agent-side state: the coordinator, the DERP map
 // publisher and the context that stops long-lived agent connections.
 type agentState struct {
-	opts      AgentOptions
-	coord     coordinator.Coordinator
-	ownCoord  bool
-	derpMaps  *coordinator.DERPMapPublisher
+	opts     AgentOptions
+	coord    coordinator.Coordinator
+	ownCoord bool
+	derpMaps *coordinator.DERPMapPublisher
+	// nodeKeys are the node keys of the peers on the coordinator: the only
+	// keys the embedded DERP relay admits.
+	nodeKeys  *coordinator.NodeKeys
 	ctx       context.Context
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -115,7 +119,13 @@ func newAgentState(api *API) (*agentState, error) {
 			return nil, fmt.Errorf("validate DERP map: %w", err)
 		}
 	}
-	s := &agentState{opts: opts, coord: opts.Coordinator, derpMaps: coordinator.NewDERPMapPublisher(m)}
+	s := &agentState{opts: opts, coord: opts.Coordinator, derpMaps: coordinator.NewDERPMapPublisher(m), nodeKeys: coordinator.NewNodeKeys()}
+	if opts.DERPServer != nil {
+		// Open relays are abused: admit only peers the coordinator knows.
+		if err := opts.DERPServer.AdmitOnly(s.nodeKeys.Await); err != nil {
+			return nil, fmt.Errorf("DERP relay admission: %w", err)
+		}
+	}
 	if s.coord == nil {
 		s.coord = coordinator.NewInMemory(api.logger.With("component", "coordinator"))
 		s.ownCoord = true
@@ -182,6 +192,7 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 		r.Group(func(r chi.Router) {
 			r.Use(apiKey)
 			r.Get("/connection", api.workspaceAgentConnectionInfo)
+			r.Get("/connection/client", api.workspaceAgentTailnetClient)
 			readAgent, connectAgent := api.workspaceAgentParams()
 			r.With(readAgent).Get("/{workspaceagent}", api.workspaceAgent)
 			r.With(readAgent).Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
@@ -323,6 +334,23 @@ func (api *API) postAgentStartup(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Subsystems == nil {
 		req.Subsystems = []string{}
+	}
+	if req.SSHHostKey != "" {
+		if _, _, _, _, err := gossh.ParseAuthorizedKey([]byte(req.SSHHostKey)); err != nil {
+			httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+				Message:     "Invalid SSH host key.",
+				Validations: []codersdk.ValidationError{{Field: "ssh_host_key", Detail: "must be a public key in authorized_keys format"}},
+			})
+			return
+		}
+		// Stored as reported; a changed key (a re-created data directory)
+		// replaces the old one, because only the agent's token can set it.
+		if err := api.db.UpdateWorkspaceAgentSSHHostKeyByID(ctx, database.UpdateWorkspaceAgentSSHHostKeyByIDParams{
+			ID: agent.ID, SshHostKey: req.SSHHostKey,
+		}); err != nil {
+			httpapi.InternalServerError(w, r, "Internal error storing the agent's SSH host key.", err)
+			return
+		}
 	}
 	err := api.db.UpdateWorkspaceAgentStartupByID(ctx, database.UpdateWorkspaceAgentStartupByIDParams{
 		ID: agent.ID, Version: req.Version, ExpandedDirectory: req.ExpandedDirectory,

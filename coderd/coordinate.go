@@ -21,6 +21,10 @@ import (
 // drops, disconnected_at is recorded.
 func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
 	agent := httpmw.WorkspaceAgent(r)
+	nodeKey, ok := parseNodeKey(w, r)
+	if !ok {
+		return
+	}
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		api.logger.DebugContext(r.Context(), "accept agent coordinate websocket", "agent_id", agent.ID, "error", err)
@@ -39,6 +43,8 @@ func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
 		ID:           agent.ID,
 		Name:         "agent " + agent.Name,
 		Auth:         nil,
+		NodeKey:      nodeKey,
+		NodeKeys:     api.agents.nodeKeys,
 		DERPMaps:     api.agents.derpMaps,
 		Logger:       api.logger.With("component", "coordinate", "agent_id", agent.ID),
 		PingInterval: api.agents.opts.CoordinatorPingInterval,
@@ -108,13 +114,26 @@ func (api *API) agentHeartbeats(ctx context.Context, agent database.WorkspaceAge
 // workspaceAgentCoordinate serves GET /api/v2/workspaceagents/{agent}/coordinate
 // for users. Only a user who may connect to the agent's workspace (its owner
 // or a site owner) gets a websocket; everyone else gets 403 before anything
-// about the agent is sent. The client's peer ID is random per connection
-// and it may only open a tunnel to this agent.
+// about the agent is sent. The client's peer ID is derived from the user and
+// its client_id (see workspaceAgentTailnetClient; random when absent) and
+// it may only open a tunnel to this agent.
 func (api *API) workspaceAgentCoordinate(w http.ResponseWriter, r *http.Request) {
 	agent, ok := api.authorizedAgent(w, r, true)
 	if !ok {
 		return
 	}
+	clientID, ok := parseClientID(w, r)
+	if !ok {
+		return
+	}
+	nodeKey, ok := parseNodeKey(w, r)
+	if !ok {
+		return
+	}
+	if clientID == uuid.Nil {
+		clientID = uuid.New()
+	}
+	auth, _ := httpmw.AuthorizationFromContext(r.Context())
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		api.logger.DebugContext(r.Context(), "accept client coordinate websocket", "agent_id", agent.ID, "error", err)
@@ -122,12 +141,14 @@ func (api *API) workspaceAgentCoordinate(w http.ResponseWriter, r *http.Request)
 	}
 	ctx, cancel := api.agentConnContext(r.Context())
 	defer cancel()
-	peerID := uuid.New()
+	peerID := tailnetClientPeerID(auth.User.ID, clientID)
 	err = coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
 		Coordinator:  api.agents.coord,
 		ID:           peerID,
 		Name:         "client of agent " + agent.Name,
 		Auth:         coordinator.AllowTunnelsTo(agent.ID),
+		NodeKey:      nodeKey,
+		NodeKeys:     api.agents.nodeKeys,
 		DERPMaps:     api.agents.derpMaps,
 		Logger:       api.logger.With("component", "coordinate", "peer_id", peerID, "agent_id", agent.ID),
 		PingInterval: api.agents.opts.CoordinatorPingInterval,

@@ -349,14 +349,23 @@ func sshOverTunnel(t testing.TB, conn *tunnel.Conn, agentID uuid.UUID) *gossh.Cl
 // reachable through it.
 func dialAgentTunnel(t testing.TB, client *codersdk.Client, derpMap *tailcfg.DERPMap, agentID uuid.UUID) *tunnel.Conn {
 	t.Helper()
-	conn, err := tunnel.NewConn(tunnel.Options{Addresses: []netip.Prefix{tunnel.RandomPrefix()}, DERPMap: derpMap, Logger: tunneltest.Logger()})
+	idCtx, idCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer idCancel()
+	clientID := uuid.New()
+	identity, err := client.TailnetClient(idCtx, clientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tunnel.NewConn(tunnel.Options{Addresses: []netip.Prefix{identity.Address}, DERPMap: derpMap, Logger: tunneltest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
-		Conn:       conn,
-		Dial:       func(ctx context.Context) (*websocket.Conn, error) { return client.DialCoordinator(ctx, agentID) },
+		Conn: conn,
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			return client.DialClientCoordinator(ctx, agentID, clientID, conn.NodeKey())
+		},
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
 	})
 	if err != nil {

@@ -62,7 +62,15 @@ func newAppsState(api *API) (*appsState, error) {
 		BlockEndpoints: api.agents.opts.DisableDirectConnections,
 		DERPPlainHTTP:  api.opts.AccessURL != nil && api.opts.AccessURL.Scheme == "http",
 		DERPWebsockets: api.agents.opts.DERPForceWebSockets,
-		Logger:         api.logger,
+		NodeKeys:       api.agents.nodeKeys,
+		HostKey: func(ctx context.Context, agentID uuid.UUID) (string, error) {
+			a, err := api.db.GetWorkspaceAgentByID(ctx, agentID)
+			if err != nil {
+				return "", fmt.Errorf("look up agent %s: %w", agentID, err)
+			}
+			return a.SshHostKey, nil
+		},
+		Logger: api.logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("apps mesh: %w", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
 )
 
 // WorkspaceAgentStatus is the connection status of an agent, derived by
@@ -100,7 +102,11 @@ type WorkspaceAgent struct {
 	Version              string                  `json:"version"`
 	APIVersion           string                  `json:"api_version"`
 	// TailnetIP is the agent's address on the mesh (derived from its ID).
-	TailnetIP                string         `json:"tailnet_ip"`
+	TailnetIP string `json:"tailnet_ip"`
+	// SSHHostKey is the agent's SSH host key (authorized_keys format) as it
+	// reported at startup; empty until then. Clients verify the agent's SSH
+	// server against it.
+	SSHHostKey               string         `json:"ssh_host_key,omitempty"`
 	ConnectionTimeoutSeconds int32          `json:"connection_timeout_seconds"`
 	TroubleshootingURL       string         `json:"troubleshooting_url"`
 	LogsLength               int32          `json:"logs_length"`
@@ -295,6 +301,41 @@ func (c *Client) DialWebsocket(ctx context.Context, path string) (*websocket.Con
 // shape of coordinator.Dialer once agentID is bound.
 func (c *Client) DialCoordinator(ctx context.Context, agentID uuid.UUID) (*websocket.Conn, error) {
 	return c.DialWebsocket(ctx, "/api/v2/workspaceagents/"+agentID.String()+"/coordinate")
+}
+
+// DialClientCoordinator is DialCoordinator for the tunnel client clientID
+// (see TailnetClient) whose tunnel uses nodeKey: coderd registers the
+// client under the peer ID it assigned and admits nodeKey to its DERP relay
+// while the socket is up.
+func (c *Client) DialClientCoordinator(ctx context.Context, agentID, clientID uuid.UUID, nodeKey key.NodePublic) (*websocket.Conn, error) {
+	q := url.Values{}
+	q.Set("client_id", clientID.String())
+	if !nodeKey.IsZero() {
+		text, err := nodeKey.MarshalText()
+		if err != nil {
+			return nil, fmt.Errorf("encode node key: %w", err)
+		}
+		q.Set("node_key", string(text))
+	}
+	return c.DialWebsocket(ctx, "/api/v2/workspaceagents/"+agentID.String()+"/coordinate?"+q.Encode())
+}
+
+// TailnetClient is the identity coderd assigns to one tunnel client: the
+// coordinator peer ID it is registered under and the only tailnet address
+// its node may announce.
+type TailnetClient struct {
+	ClientID uuid.UUID    `json:"client_id"`
+	PeerID   uuid.UUID    `json:"peer_id"`
+	Address  netip.Prefix `json:"address"`
+}
+
+// TailnetClient asks coderd for the peer ID and address of the tunnel
+// client clientID (a random UUID the client picks once per tunnel)
+// (GET /api/v2/workspaceagents/connection/client).
+func (c *Client) TailnetClient(ctx context.Context, clientID uuid.UUID) (TailnetClient, error) {
+	var tc TailnetClient
+	err := c.do(ctx, http.MethodGet, "/api/v2/workspaceagents/connection/client?client_id="+clientID.String(), nil, http.StatusOK, &tc)
+	return tc, err
 }
 
 // DERPMap returns the deployment's DERP map (GET /api/v2/derp-map).

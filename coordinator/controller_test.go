@@ -248,7 +248,7 @@ func TestControllerTunnelsAndCoordinatorRestart(t *testing.T) {
 	rc.start()
 	t.Cleanup(rc.stop)
 
-	clientConn := newConn(t, derpMap, tunnel.RandomPrefix())
+	clientConn := newConn(t, derpMap, tunnel.PrefixFromUUID(client))
 	agentConn := newConn(t, derpMap, tunnel.AgentPrefix(agent))
 	l, err := agentConn.Listen("tcp", ":7")
 	if err != nil {
@@ -301,7 +301,7 @@ func TestControllerPublishesNodeAndSaysGoodbye(t *testing.T) {
 	s.setAuth(client, coordinator.AllowTunnelsTo(agent))
 
 	pg := s.dial(t, agent) // the agent side, speaking raw protocol
-	conn := newConn(t, derpMap, tunnel.RandomPrefix())
+	conn := newConn(t, derpMap, tunnel.PrefixFromUUID(client))
 	ctl, err := coordinator.NewController(coordinator.ControllerOptions{
 		Conn: conn, Dial: func(ctx context.Context) (*websocket.Conn, error) {
 			ws, _, err := websocket.Dial(ctx, s.url(client), nil)

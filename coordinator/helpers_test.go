@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/wgmesh/coder/coordinator"
+	"github.com/wgmesh/coder/tunnel"
 )
 
 const waitFor = 20 * time.Second
@@ -26,6 +27,9 @@ type server struct {
 	coord *coordinator.InMemory
 	http  *httptest.Server
 	maps  *coordinator.DERPMapPublisher
+	keys  *coordinator.NodeKeys
+	// tweak, when set, adjusts every socket's options.
+	tweak func(*coordinator.ServeOptions)
 
 	mu    sync.Mutex
 	auths map[uuid.UUID]coordinator.TunnelAuth
@@ -37,6 +41,7 @@ func newServer(t *testing.T, opts coordinator.InMemoryOptions) *server {
 	s := &server{
 		coord: coordinator.NewInMemoryWithOptions(opts),
 		maps:  coordinator.NewDERPMapPublisher(nil),
+		keys:  coordinator.NewNodeKeys(),
 		auths: map[uuid.UUID]coordinator.TunnelAuth{},
 		ended: map[uuid.UUID]chan error{},
 	}
@@ -79,10 +84,22 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	auth := s.auths[id]
+	tweak := s.tweak
 	s.mu.Unlock()
-	err = coordinator.ServeWebsocket(r.Context(), ws, coordinator.ServeOptions{
+	opts := coordinator.ServeOptions{
 		Coordinator: s.coord, ID: id, Name: "peer-" + id.String()[:8], Auth: auth, DERPMaps: s.maps,
-	})
+		NodeKeys: s.keys,
+	}
+	if k := r.URL.Query().Get("node_key"); k != "" {
+		if err := opts.NodeKey.UnmarshalText([]byte(k)); err != nil {
+			_ = ws.Close(websocket.StatusPolicyViolation, "bad node key")
+			return
+		}
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	err = coordinator.ServeWebsocket(r.Context(), ws, opts)
 	s.endedChan(id) <- err
 }
 
@@ -151,9 +168,33 @@ func (p *peer) send(env coordinator.Envelope) {
 	p.sendRaw(websocket.MessageText, data)
 }
 
+// updateSelf publishes node (a JSON object) with the address assigned to
+// the peer's ID added, as a real peer's node carries it.
 func (p *peer) updateSelf(node string) {
 	p.t.Helper()
-	p.send(coordinator.Envelope{Type: coordinator.TypeUpdateSelf, Node: json.RawMessage(node)})
+	p.send(coordinator.Envelope{Type: coordinator.TypeUpdateSelf, Node: withAddress(p.t, p.id, node)})
+}
+
+// withAddress adds the "addresses" coderd assigns to id to the JSON object node.
+func withAddress(t *testing.T, id uuid.UUID, node string) json.RawMessage {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(node), &m); err != nil {
+		t.Fatalf("test node %s: %v", node, err)
+	}
+	m["addresses"] = []string{tunnel.PrefixFromUUID(id).String()}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// sameNode reports whether the relayed node got is the test node want
+// (same "name"), published by id (its assigned address).
+func sameNode(t *testing.T, id uuid.UUID, got json.RawMessage, want string) bool {
+	t.Helper()
+	return string(got) == string(withAddress(t, id, want))
 }
 
 func (p *peer) addTunnel(dst uuid.UUID) {
@@ -195,7 +236,7 @@ func (p *peer) expectUpdate(id uuid.UUID, kind coordinator.UpdateKind, node stri
 		p.t.Fatalf("peer %s: got %s, want one %s update about %s", p.id, describe(env), kind, id)
 	}
 	u := env.Updates[0]
-	if u.ID != id || u.Kind != kind || (kind == coordinator.KindNode && string(u.Node) != node) {
+	if u.ID != id || u.Kind != kind || (kind == coordinator.KindNode && !sameNode(p.t, id, u.Node, node)) {
 		p.t.Fatalf("peer %s: got %s, want %s update about %s (node %s)", p.id, describe(env), kind, id, node)
 	}
 }
@@ -217,6 +258,31 @@ func (p *peer) expectClosed() (websocket.StatusCode, string) {
 		case env, ok := <-p.frames:
 			if ok {
 				if env.Type == coordinator.TypeDERPMap {
+					continue
+				}
+				p.t.Fatalf("peer %s: got %s, want the socket closed", p.id, describe(env))
+			}
+			err := <-p.done
+			p.done <- err
+			var ce websocket.CloseError
+			if !asCloseError(err, &ce) {
+				p.t.Fatalf("peer %s: read ended with %v, want a close frame", p.id, err)
+			}
+			return ce.Code, ce.Reason
+		case <-time.After(waitFor):
+			p.t.Fatalf("peer %s: socket not closed", p.id)
+		}
+	}
+}
+
+// expectClosedIgnoring is expectClosed, skipping frames of type skip.
+func (p *peer) expectClosedIgnoring(skip coordinator.MessageType) (websocket.StatusCode, string) {
+	p.t.Helper()
+	for {
+		select {
+		case env, ok := <-p.frames:
+			if ok {
+				if env.Type == coordinator.TypeDERPMap || env.Type == skip {
 					continue
 				}
 				p.t.Fatalf("peer %s: got %s, want the socket closed", p.id, describe(env))

@@ -12,12 +12,20 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
+
+	"github.com/wgmesh/coder/tunnel"
 )
 
 // Defaults of ServeOptions.
 const (
 	DefaultPingInterval = 15 * time.Second
-	writeTimeout        = 10 * time.Second
+	// DefaultRateLimit and DefaultRateBurst bound the frames one peer may
+	// send: a real peer sends a node when its endpoints or DERP latencies
+	// change (seconds apart) and a handful of tunnel requests.
+	DefaultRateLimit = 20
+	DefaultRateBurst = 100
+	writeTimeout     = 10 * time.Second
 )
 
 // ServeOptions configures ServeWebsocket.
@@ -37,6 +45,25 @@ type ServeOptions struct {
 	// PingInterval is the keepalive period (default 15s); a ping without a
 	// pong within the same period closes the socket and the peer is lost.
 	PingInterval time.Duration
+	// NodeKey is the WireGuard key the peer said it holds when it connected
+	// (coderd reads it from the node_key query parameter). When set, it is
+	// registered in NodeKeys at once (before the peer's first node, which a
+	// peer publishes only after it reached the DERP relay) and every node
+	// must carry it. When zero, the key of the first node is registered.
+	NodeKey key.NodePublic
+	// NodeKeys, when set, records the peer's node key while the socket is
+	// up; the DERP relay admits only keys it knows. A key another peer holds
+	// closes the socket.
+	NodeKeys *NodeKeys
+	// RateLimit is how many frames per second the peer may send on average
+	// (default DefaultRateLimit), with bursts of RateBurst (default
+	// DefaultRateBurst). A peer over the limit is disconnected with
+	// StatusPolicyViolation and the reason is logged.
+	RateLimit float64
+	RateBurst int
+
+	// now is the limiter's clock (tests replace it).
+	now func() time.Time
 }
 
 // closeError is how the server ended the socket.
@@ -78,6 +105,24 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 		pingInterval = DefaultPingInterval
 	}
 	ws.SetReadLimit(MaxMessageSize)
+	if opts.RateLimit <= 0 {
+		opts.RateLimit = DefaultRateLimit
+	}
+	if opts.RateBurst <= 0 {
+		opts.RateBurst = DefaultRateBurst
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	keys := &peerKey{set: opts.NodeKeys, peer: opts.ID}
+	defer keys.releaseKey()
+	if !opts.NodeKey.IsZero() {
+		if err := keys.hold(opts.NodeKey); err != nil {
+			logger.Warn("refusing coordinator connection", "error", err)
+			_ = ws.Close(websocket.StatusPolicyViolation, truncateReason(err.Error()))
+			return &closeError{code: websocket.StatusPolicyViolation, reason: "node key in use", err: err}
+		}
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -107,7 +152,12 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 	go func() {
 		defer wg.Done()
 		defer close(reqs)
-		finish(readLoop(ctx, ws, reqs))
+		pr := &peerReader{opts: &opts, keys: keys, bucket: newTokenBucket(opts.RateLimit, opts.RateBurst, opts.now)}
+		ce := pr.readLoop(ctx, ws, reqs)
+		if ce.code == websocket.StatusPolicyViolation {
+			logger.Warn("disconnecting coordinator peer", "reason", ce.reason, "error", ce.err)
+		}
+		finish(ce)
 	}()
 
 	// Keepalive.
@@ -173,9 +223,16 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 	return end
 }
 
+// peerReader checks one peer's frames before they reach the coordinator.
+type peerReader struct {
+	opts   *ServeOptions
+	keys   *peerKey
+	bucket *tokenBucket
+}
+
 // readLoop reads frames into reqs until a goodbye or an error, and says how
 // the socket must be closed.
-func readLoop(ctx context.Context, ws *websocket.Conn, reqs chan<- *Request) *closeError {
+func (pr *peerReader) readLoop(ctx context.Context, ws *websocket.Conn, reqs chan<- *Request) *closeError {
 	for {
 		typ, data, err := ws.Read(ctx)
 		if err != nil {
@@ -183,6 +240,9 @@ func readLoop(ctx context.Context, ws *websocket.Conn, reqs chan<- *Request) *cl
 				return &closeError{code: websocket.StatusMessageTooBig, reason: fmt.Sprintf("frame larger than %d bytes", MaxMessageSize), err: err}
 			}
 			return &closeError{code: websocket.StatusGoingAway, reason: "connection lost", err: err}
+		}
+		if !pr.bucket.take() {
+			return &closeError{code: websocket.StatusPolicyViolation, reason: fmt.Sprintf("rate limit exceeded (%g frames/s, burst %d)", pr.opts.RateLimit, pr.opts.RateBurst)}
 		}
 		if typ != websocket.MessageText {
 			return &closeError{code: websocket.StatusUnsupportedData, reason: "binary frames are not supported"}
@@ -197,6 +257,11 @@ func readLoop(ctx context.Context, ws *websocket.Conn, reqs chan<- *Request) *cl
 		}
 		if !isPeerToCoordinator(env.Type) {
 			return &closeError{code: websocket.StatusPolicyViolation, reason: truncateReason(fmt.Sprintf("peers may not send %q", env.Type))}
+		}
+		if env.Type == TypeUpdateSelf {
+			if err := pr.checkNode(env.Node); err != nil {
+				return &closeError{code: websocket.StatusPolicyViolation, reason: truncateReason("node refused: " + err.Error()), err: err}
+			}
 		}
 		req := &Request{Type: env.Type, Node: env.Node}
 		if env.Dst != nil {
@@ -239,4 +304,84 @@ func writeEnvelope(ctx context.Context, ws *websocket.Conn, env *Envelope) error
 		return fmt.Errorf("write %s: %w", env.Type, err)
 	}
 	return nil
+}
+
+// checkNode refuses a node that claims an address coderd did not assign to
+// this peer (spoofing another peer) or a key other than the peer's.
+func (pr *peerReader) checkNode(raw json.RawMessage) error {
+	var n tunnel.Node
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return fmt.Errorf("decode node: %w", err)
+	}
+	if err := tunnel.CheckAssignedAddresses(pr.opts.ID, &n); err != nil {
+		return err
+	}
+	if !pr.opts.NodeKey.IsZero() && n.Key != pr.opts.NodeKey {
+		return fmt.Errorf("node key %s is not the key %s the peer connected with", n.Key.ShortString(), pr.opts.NodeKey.ShortString())
+	}
+	if !n.Key.IsZero() {
+		if err := pr.keys.hold(n.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peerKey is the node key one socket holds in a NodeKeys set.
+type peerKey struct {
+	set     *NodeKeys
+	peer    uuid.UUID
+	held    key.NodePublic
+	release func()
+}
+
+// hold registers k for the peer (releasing a different key held before).
+func (pk *peerKey) hold(k key.NodePublic) error {
+	if pk.set == nil || k == pk.held {
+		return nil
+	}
+	rel, err := pk.set.Register(pk.peer, k)
+	if err != nil {
+		return err
+	}
+	if pk.release != nil {
+		pk.release()
+	}
+	pk.held, pk.release = k, rel
+	return nil
+}
+
+func (pk *peerKey) releaseKey() {
+	if pk.release != nil {
+		pk.release()
+		pk.release = nil
+	}
+}
+
+// tokenBucket is a per-peer rate limiter: rate tokens per second, at most
+// burst stored; each frame takes one.
+type tokenBucket struct {
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+	now    func() time.Time
+}
+
+func newTokenBucket(rate float64, burst int, now func() time.Time) *tokenBucket {
+	return &tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now(), now: now}
+}
+
+// take reports whether a token was available, and takes it.
+func (b *tokenBucket) take() bool {
+	t := b.now()
+	if el := t.Sub(b.last).Seconds(); el > 0 {
+		b.tokens = min(b.burst, b.tokens+el*b.rate)
+		b.last = t
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }

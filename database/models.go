@@ -1004,6 +1004,7 @@ type WorkspaceAgent struct {
 	DisplayOrder             int32                        `json:"display_order"`
 	LogsLength               int32                        `json:"logs_length"`
 	LogsOverflowed           bool                         `json:"logs_overflowed"`
+	SshHostKey               string                       `json:"ssh_host_key"`
 }
 
 type WorkspaceAgentLog struct {

@@ -160,6 +160,7 @@ type Querier interface {
 	UpdateWorkspaceAgentLogsLength(ctx context.Context, arg UpdateWorkspaceAgentLogsLengthParams) error
 	// Stores the latest collected value of each given key.
 	UpdateWorkspaceAgentMetadata(ctx context.Context, arg UpdateWorkspaceAgentMetadataParams) error
+	UpdateWorkspaceAgentSSHHostKeyByID(ctx context.Context, arg UpdateWorkspaceAgentSSHHostKeyByIDParams) error
 	UpdateWorkspaceAgentStartupByID(ctx context.Context, arg UpdateWorkspaceAgentStartupByIDParams) error
 	UpdateWorkspaceAppHealthByAgentAndID(ctx context.Context, arg UpdateWorkspaceAppHealthByAgentAndIDParams) (int64, error)
 	UpdateWorkspaceAppHealthByID(ctx context.Context, arg UpdateWorkspaceAppHealthByIDParams) error

@@ -15,7 +15,7 @@ import (
 
 const getWorkspaceAgentAuthByTokenHash = `-- name: GetWorkspaceAgentAuthByTokenHash :one
 SELECT
-    a.id, a.created_at, a.updated_at, a.name, a.resource_id, a.auth_token_hash, a.auth_instance_id, a.architecture, a.operating_system, a.directory, a.expanded_directory, a.environment_variables, a.instance_metadata, a.resource_metadata, a.version, a.api_version, a.connection_timeout_seconds, a.troubleshooting_url, a.motd_file, a.first_connected_at, a.last_connected_at, a.disconnected_at, a.last_connected_replica_id, a.lifecycle_state, a.started_at, a.ready_at, a.subsystems, a.display_apps, a.display_order, a.logs_length, a.logs_overflowed,
+    a.id, a.created_at, a.updated_at, a.name, a.resource_id, a.auth_token_hash, a.auth_instance_id, a.architecture, a.operating_system, a.directory, a.expanded_directory, a.environment_variables, a.instance_metadata, a.resource_metadata, a.version, a.api_version, a.connection_timeout_seconds, a.troubleshooting_url, a.motd_file, a.first_connected_at, a.last_connected_at, a.disconnected_at, a.last_connected_replica_id, a.lifecycle_state, a.started_at, a.ready_at, a.subsystems, a.display_apps, a.display_order, a.logs_length, a.logs_overflowed, a.ssh_host_key,
     w.id AS workspace_id,
     w.deleted AS workspace_deleted,
     b.build_number AS agent_build_number,
@@ -83,6 +83,7 @@ func (q *Queries) GetWorkspaceAgentAuthByTokenHash(ctx context.Context, authToke
 		&i.WorkspaceAgent.DisplayOrder,
 		&i.WorkspaceAgent.LogsLength,
 		&i.WorkspaceAgent.LogsOverflowed,
+		&i.WorkspaceAgent.SshHostKey,
 		&i.WorkspaceID,
 		&i.WorkspaceDeleted,
 		&i.AgentBuildNumber,
@@ -93,7 +94,7 @@ func (q *Queries) GetWorkspaceAgentAuthByTokenHash(ctx context.Context, authToke
 }
 
 const getWorkspaceAgentByAuthTokenHash = `-- name: GetWorkspaceAgentByAuthTokenHash :one
-SELECT id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed FROM workspace_agents WHERE auth_token_hash = $1 ORDER BY created_at DESC LIMIT 1
+SELECT id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed, ssh_host_key FROM workspace_agents WHERE auth_token_hash = $1 ORDER BY created_at DESC LIMIT 1
 `
 
 // The newest agent with this token (a token can outlive a build).
@@ -132,12 +133,13 @@ func (q *Queries) GetWorkspaceAgentByAuthTokenHash(ctx context.Context, authToke
 		&i.DisplayOrder,
 		&i.LogsLength,
 		&i.LogsOverflowed,
+		&i.SshHostKey,
 	)
 	return i, err
 }
 
 const getWorkspaceAgentByID = `-- name: GetWorkspaceAgentByID :one
-SELECT id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed FROM workspace_agents WHERE id = $1 LIMIT 1
+SELECT id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed, ssh_host_key FROM workspace_agents WHERE id = $1 LIMIT 1
 `
 
 func (q *Queries) GetWorkspaceAgentByID(ctx context.Context, id uuid.UUID) (WorkspaceAgent, error) {
@@ -175,6 +177,7 @@ func (q *Queries) GetWorkspaceAgentByID(ctx context.Context, id uuid.UUID) (Work
 		&i.DisplayOrder,
 		&i.LogsLength,
 		&i.LogsOverflowed,
+		&i.SshHostKey,
 	)
 	return i, err
 }
@@ -319,7 +322,7 @@ func (q *Queries) GetWorkspaceAgentScriptsByAgentIDs(ctx context.Context, ids []
 }
 
 const getWorkspaceAgentsByResourceIDs = `-- name: GetWorkspaceAgentsByResourceIDs :many
-SELECT id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed FROM workspace_agents WHERE resource_id = ANY($1::uuid[]) ORDER BY display_order ASC, name ASC
+SELECT id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed, ssh_host_key FROM workspace_agents WHERE resource_id = ANY($1::uuid[]) ORDER BY display_order ASC, name ASC
 `
 
 func (q *Queries) GetWorkspaceAgentsByResourceIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceAgent, error) {
@@ -363,6 +366,7 @@ func (q *Queries) GetWorkspaceAgentsByResourceIDs(ctx context.Context, ids []uui
 			&i.DisplayOrder,
 			&i.LogsLength,
 			&i.LogsOverflowed,
+			&i.SshHostKey,
 		); err != nil {
 			return nil, err
 		}
@@ -375,7 +379,7 @@ func (q *Queries) GetWorkspaceAgentsByResourceIDs(ctx context.Context, ids []uui
 }
 
 const getWorkspaceAgentsInLatestBuildByWorkspaceID = `-- name: GetWorkspaceAgentsInLatestBuildByWorkspaceID :many
-SELECT a.id, a.created_at, a.updated_at, a.name, a.resource_id, a.auth_token_hash, a.auth_instance_id, a.architecture, a.operating_system, a.directory, a.expanded_directory, a.environment_variables, a.instance_metadata, a.resource_metadata, a.version, a.api_version, a.connection_timeout_seconds, a.troubleshooting_url, a.motd_file, a.first_connected_at, a.last_connected_at, a.disconnected_at, a.last_connected_replica_id, a.lifecycle_state, a.started_at, a.ready_at, a.subsystems, a.display_apps, a.display_order, a.logs_length, a.logs_overflowed FROM workspace_agents a
+SELECT a.id, a.created_at, a.updated_at, a.name, a.resource_id, a.auth_token_hash, a.auth_instance_id, a.architecture, a.operating_system, a.directory, a.expanded_directory, a.environment_variables, a.instance_metadata, a.resource_metadata, a.version, a.api_version, a.connection_timeout_seconds, a.troubleshooting_url, a.motd_file, a.first_connected_at, a.last_connected_at, a.disconnected_at, a.last_connected_replica_id, a.lifecycle_state, a.started_at, a.ready_at, a.subsystems, a.display_apps, a.display_order, a.logs_length, a.logs_overflowed, a.ssh_host_key FROM workspace_agents a
 JOIN workspace_resources r ON r.id = a.resource_id
 JOIN workspace_builds b ON b.job_id = r.job_id
 WHERE b.workspace_id = $1
@@ -424,6 +428,7 @@ func (q *Queries) GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx context.Conte
 			&i.DisplayOrder,
 			&i.LogsLength,
 			&i.LogsOverflowed,
+			&i.SshHostKey,
 		); err != nil {
 			return nil, err
 		}
@@ -437,7 +442,7 @@ func (q *Queries) GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx context.Conte
 
 const getWorkspaceAgentsWithScriptsByResourceIDs = `-- name: GetWorkspaceAgentsWithScriptsByResourceIDs :many
 SELECT
-    a.id, a.created_at, a.updated_at, a.name, a.resource_id, a.auth_token_hash, a.auth_instance_id, a.architecture, a.operating_system, a.directory, a.expanded_directory, a.environment_variables, a.instance_metadata, a.resource_metadata, a.version, a.api_version, a.connection_timeout_seconds, a.troubleshooting_url, a.motd_file, a.first_connected_at, a.last_connected_at, a.disconnected_at, a.last_connected_replica_id, a.lifecycle_state, a.started_at, a.ready_at, a.subsystems, a.display_apps, a.display_order, a.logs_length, a.logs_overflowed,
+    a.id, a.created_at, a.updated_at, a.name, a.resource_id, a.auth_token_hash, a.auth_instance_id, a.architecture, a.operating_system, a.directory, a.expanded_directory, a.environment_variables, a.instance_metadata, a.resource_metadata, a.version, a.api_version, a.connection_timeout_seconds, a.troubleshooting_url, a.motd_file, a.first_connected_at, a.last_connected_at, a.disconnected_at, a.last_connected_replica_id, a.lifecycle_state, a.started_at, a.ready_at, a.subsystems, a.display_apps, a.display_order, a.logs_length, a.logs_overflowed, a.ssh_host_key,
     s.id AS script_id,
     s.log_source_id AS script_log_source_id,
     s.log_path AS script_log_path,
@@ -514,6 +519,7 @@ func (q *Queries) GetWorkspaceAgentsWithScriptsByResourceIDs(ctx context.Context
 			&i.WorkspaceAgent.DisplayOrder,
 			&i.WorkspaceAgent.LogsLength,
 			&i.WorkspaceAgent.LogsOverflowed,
+			&i.WorkspaceAgent.SshHostKey,
 			&i.ScriptID,
 			&i.ScriptLogSourceID,
 			&i.ScriptLogPath,
@@ -545,7 +551,7 @@ INSERT INTO workspace_agents (
     $1, $2, $3, $4, $5, $6, $7,
     $8, $9, $10, $11, $12,
     $13, $14, $15, $16, $17
-) RETURNING id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed
+) RETURNING id, created_at, updated_at, name, resource_id, auth_token_hash, auth_instance_id, architecture, operating_system, directory, expanded_directory, environment_variables, instance_metadata, resource_metadata, version, api_version, connection_timeout_seconds, troubleshooting_url, motd_file, first_connected_at, last_connected_at, disconnected_at, last_connected_replica_id, lifecycle_state, started_at, ready_at, subsystems, display_apps, display_order, logs_length, logs_overflowed, ssh_host_key
 `
 
 type InsertWorkspaceAgentParams struct {
@@ -621,6 +627,7 @@ func (q *Queries) InsertWorkspaceAgent(ctx context.Context, arg InsertWorkspaceA
 		&i.DisplayOrder,
 		&i.LogsLength,
 		&i.LogsOverflowed,
+		&i.SshHostKey,
 	)
 	return i, err
 }
@@ -932,6 +939,20 @@ func (q *Queries) UpdateWorkspaceAgentMetadata(ctx context.Context, arg UpdateWo
 		arg.Error,
 		arg.CollectedAt,
 	)
+	return err
+}
+
+const updateWorkspaceAgentSSHHostKeyByID = `-- name: UpdateWorkspaceAgentSSHHostKeyByID :exec
+UPDATE workspace_agents SET ssh_host_key = $1 WHERE id = $2
+`
+
+type UpdateWorkspaceAgentSSHHostKeyByIDParams struct {
+	SshHostKey string    `json:"ssh_host_key"`
+	ID         uuid.UUID `json:"id"`
+}
+
+func (q *Queries) UpdateWorkspaceAgentSSHHostKeyByID(ctx context.Context, arg UpdateWorkspaceAgentSSHHostKeyByIDParams) error {
+	_, err := q.db.Exec(ctx, updateWorkspaceAgentSSHHostKeyByID, arg.SshHostKey, arg.ID)
 	return err
 }
 

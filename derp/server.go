@@ -16,6 +16,8 @@ type Server struct {
 	derp    *derpserver.Server
 	handler http.Handler
 	logger  *slog.Logger
+	// admission is the loopback admission controller (AdmitOnly).
+	admission *admission
 }
 
 // NewServer returns a DERP relay. privateKey identifies the relay to its
@@ -57,7 +59,11 @@ func (s *Server) Handler() http.Handler { return s }
 // Close disconnects every client and stops the relay. It waits for the
 // connections to finish.
 func (s *Server) Close() error {
-	if err := s.derp.Close(); err != nil {
+	err := s.derp.Close()
+	if s.admission != nil {
+		s.admission.close()
+	}
+	if err != nil {
 		return fmt.Errorf("close derp server: %w", err)
 	}
 	return nil

@@ -13,8 +13,9 @@ import (
 	"tailscale.com/net/stun"
 )
 
-// DefaultSTUNAddress is where coderd listens for STUN by default.
-const DefaultSTUNAddress = "0.0.0.0:3478"
+// DefaultSTUNPort is the standard STUN port. coderd listens on it on the
+// hosts its HTTP server is bound to unless STUN addresses are configured.
+const DefaultSTUNPort = 3478
 
 // ListenSTUN answers STUN binding requests on the UDP address addr (e.g.
 // "0.0.0.0:3478", or "127.0.0.1:0" for a random port) until ctx is done or the

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"net/netip"
 
 	"github.com/google/uuid"
@@ -48,4 +49,22 @@ func addrWithSuffix(suffix []byte) netip.Addr {
 	b := TailnetPrefix.Addr().As16()
 	copy(b[6:], suffix)
 	return netip.AddrFrom16(b)
+}
+
+// CheckAssignedAddresses reports whether n claims only the address assigned
+// to peerID: its Addresses must be exactly PrefixFromUUID(peerID) and its
+// AllowedIPs (when set) nothing else. coderd assigns every peer's address
+// from its peer ID (agents: the agent ID; clients: the peer ID coderd hands
+// out), so a node announcing any other address is spoofing another peer.
+func CheckAssignedAddresses(peerID uuid.UUID, n *Node) error {
+	want := PrefixFromUUID(peerID)
+	if len(n.Addresses) != 1 || n.Addresses[0] != want {
+		return fmt.Errorf("node addresses %v are not the address %s assigned to peer %s", n.Addresses, want, peerID)
+	}
+	for _, p := range n.AllowedIPs {
+		if p != want {
+			return fmt.Errorf("node allowed IP %s is not the address %s assigned to peer %s", p, want, peerID)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"context"
+	"github.com/google/uuid"
 	"io"
 	"net"
 	"net/netip"
@@ -123,14 +124,15 @@ func BenchmarkColdStart(b *testing.B) {
 func coldStartOnce(b *testing.B, dm *tailcfg.DERPMap) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	newConn := func() *tunnel.Conn {
-		c, err := tunnel.NewConn(tunnel.Options{Addresses: []netip.Prefix{tunnel.RandomPrefix()}, DERPMap: dm, Logger: tunneltest.Logger()})
+	newConn := func(id uuid.UUID) *tunnel.Conn {
+		c, err := tunnel.NewConn(tunnel.Options{Addresses: []netip.Prefix{tunnel.PrefixFromUUID(id)}, DERPMap: dm, Logger: tunneltest.Logger()})
 		if err != nil {
 			b.Fatal(err)
 		}
 		return c
 	}
-	a, z := newConn(), newConn()
+	aID, zID := uuid.New(), uuid.New()
+	a, z := newConn(aID), newConn(zID)
 	defer func() {
 		b.StopTimer()
 		_ = a.Close()
@@ -149,7 +151,7 @@ func coldStartOnce(b *testing.B, dm *tailcfg.DERPMap) {
 		defer c.Close()
 		_, _ = io.Copy(c, c)
 	}()
-	tunneltest.Link(a, z)
+	tunneltest.Link(a, aID, z, zID)
 	if !a.AwaitReachable(ctx, z.Addresses()[0].Addr()) {
 		b.Fatal("not reachable")
 	}

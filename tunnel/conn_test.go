@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -309,9 +310,9 @@ func TestListenAddressRules(t *testing.T) {
 
 func TestPeerLostAndDisconnected(t *testing.T) {
 	dm := tunneltest.RunDERP(t)
-	newConn := func(lost time.Duration) *tunnel.Conn {
+	newConn := func(id uuid.UUID, lost time.Duration) *tunnel.Conn {
 		c, err := tunnel.NewConn(tunnel.Options{
-			Addresses:       []netip.Prefix{tunnel.RandomPrefix()},
+			Addresses:       []netip.Prefix{tunnel.PrefixFromUUID(id)},
 			DERPMap:         dm,
 			Logger:          tunneltest.Logger(),
 			LostPeerTimeout: lost,
@@ -322,9 +323,10 @@ func TestPeerLostAndDisconnected(t *testing.T) {
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	a := newConn(200 * time.Millisecond)
-	b := newConn(0)
-	_, bID := tunneltest.Link(a, b)
+	aID, bID := uuid.New(), uuid.New()
+	a := newConn(aID, 200*time.Millisecond)
+	b := newConn(bID, 0)
+	tunneltest.Link(a, aID, b, bID)
 	ctx := testCtx(t)
 	if !a.AwaitReachable(ctx, addrOf(b)) {
 		t.Fatal("not reachable")
@@ -371,19 +373,26 @@ func TestUpdatePeersRejectsInvalidNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	peerID := uuid.New()
 	good := func() *tunnel.Node {
 		k := key.NewNode().Public()
 		return &tunnel.Node{
 			ID:        tunnel.NodeIDFromKey(k),
 			Key:       k,
 			DiscoKey:  key.NewDisco().Public(),
-			Addresses: []netip.Prefix{tunnel.RandomPrefix()},
+			Addresses: []netip.Prefix{tunnel.PrefixFromUUID(peerID)},
 		}
 	}
+	victim := tunnel.AgentPrefix(uuid.New())
 	tests := []struct {
 		name   string
 		mutate func(n *tunnel.Node)
 	}{
+		// Spoofing: addresses other than the one assigned to the peer ID.
+		{"another peer's address", func(n *tunnel.Node) { n.Addresses = []netip.Prefix{victim} }},
+		{"extra address", func(n *tunnel.Node) { n.Addresses = append(n.Addresses, victim) }},
+		{"allowed IP of another peer", func(n *tunnel.Node) { n.AllowedIPs = []netip.Prefix{victim} }},
+		{"allowed IPs wider than the address", func(n *tunnel.Node) { n.AllowedIPs = []netip.Prefix{tunnel.TailnetPrefix} }},
 		{"zero ID", func(n *tunnel.Node) { n.ID = 0 }},
 		{"zero key", func(n *tunnel.Node) { n.Key = key.NodePublic{} }},
 		{"zero disco key", func(n *tunnel.Node) { n.DiscoKey = key.DiscoPublic{} }},
@@ -395,8 +404,11 @@ func TestUpdatePeersRejectsInvalidNodes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := good()
 			tc.mutate(n)
-			if err := c.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: uuid.New(), Kind: tunnel.PeerNode, Node: n}}); err == nil {
+			if err := c.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: peerID, Kind: tunnel.PeerNode, Node: n}}); err == nil {
 				t.Fatal("invalid node accepted")
+			}
+			if ids := c.PeerIDs(); len(ids) != 0 {
+				t.Fatalf("invalid node installed as peer %v", ids)
 			}
 		})
 	}
@@ -405,10 +417,12 @@ func TestUpdatePeersRejectsInvalidNodes(t *testing.T) {
 	}
 	// A key moving to another peer ID replaces the old peer instead of panicking.
 	n := good()
-	first, second := uuid.New(), uuid.New()
+	first, second := peerID, uuid.New()
 	if err := c.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: first, Kind: tunnel.PeerNode, Node: n}}); err != nil {
 		t.Fatal(err)
 	}
+	n = n.Clone()
+	n.Addresses = []netip.Prefix{tunnel.PrefixFromUUID(second)}
 	if err := c.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: second, Kind: tunnel.PeerNode, Node: n}}); err != nil {
 		t.Fatal(err)
 	}
@@ -513,12 +527,13 @@ func TestCloseFailsPendingWork(t *testing.T) {
 	}()
 	// A peer that never answers: valid keys, no endpoints, nobody on DERP.
 	k := key.NewNode().Public()
+	ghostID := uuid.New()
 	ghost := &tunnel.Node{
 		ID: tunnel.NodeIDFromKey(k), Key: k, DiscoKey: key.NewDisco().Public(),
 		PreferredDERP: tunneltest.RegionID,
-		Addresses:     []netip.Prefix{tunnel.RandomPrefix()},
+		Addresses:     []netip.Prefix{tunnel.PrefixFromUUID(ghostID)},
 	}
-	if err := a.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: uuid.New(), Kind: tunnel.PeerNode, Node: ghost}}); err != nil {
+	if err := a.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: ghostID, Kind: tunnel.PeerNode, Node: ghost}}); err != nil {
 		t.Fatal(err)
 	}
 	dialErr := make(chan error, 1)
@@ -547,5 +562,70 @@ func TestCloseFailsPendingWork(t *testing.T) {
 	}
 	if err := a.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestSpoofedAddressDoesNotDivertTraffic is the mesh spoofing attack at the
+// tunnel layer: a rogue peer announces the victim's address under its own
+// peer ID. The update is refused and connections to the victim's address
+// still reach the victim.
+func TestSpoofedAddressDoesNotDivertTraffic(t *testing.T) {
+	dm := tunneltest.RunDERP(t)
+	newConn := func(id uuid.UUID) *tunnel.Conn {
+		c, err := tunnel.NewConn(tunnel.Options{Addresses: []netip.Prefix{tunnel.PrefixFromUUID(id)}, DERPMap: dm, Logger: tunneltest.Logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	clientID, victimID, rogueID := uuid.New(), uuid.New(), uuid.New()
+	client, victim, rogue := newConn(clientID), newConn(victimID), newConn(rogueID)
+	tunneltest.Link(client, clientID, victim, victimID)
+	ctx := testCtx(t)
+	if !client.AwaitReachable(ctx, addrOf(victim)) {
+		t.Fatal("victim not reachable")
+	}
+	// Both the victim and the rogue listen on the same port and say who
+	// they are.
+	serveName := func(c *tunnel.Conn, name string) {
+		ln, err := c.Listen("tcp", ":7300")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		go func() {
+			for {
+				nc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = nc.Write([]byte(name))
+				_ = nc.Close()
+			}
+		}()
+	}
+	serveName(victim, "victim")
+	serveName(rogue, "rogue")
+
+	spoof := rogue.Node()
+	spoof.Addresses = []netip.Prefix{victim.Addresses()[0]}
+	spoof.AllowedIPs = []netip.Prefix{victim.Addresses()[0]}
+	if err := client.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: rogueID, Kind: tunnel.PeerNode, Node: spoof}}); err == nil {
+		t.Fatal("spoofed node accepted")
+	}
+	for i := range 10 {
+		nc, err := client.DialContext(ctx, "tcp", hostPort(victim, 7300))
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		got, err := io.ReadAll(nc)
+		_ = nc.Close()
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if string(got) != "victim" {
+			t.Fatalf("dial %d to the victim's address reached %q", i, got)
+		}
 	}
 }

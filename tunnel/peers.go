@@ -125,6 +125,12 @@ func (c *Conn) applyUpdateLocked(u *PeerUpdate) error {
 		if err := c.validatePeerNode(u.Node); err != nil {
 			return err
 		}
+		// Never let a peer claim an address coderd did not assign to its
+		// ID: it would divert traffic meant for another peer.
+		if err := CheckAssignedAddresses(u.PeerID, u.Node); err != nil {
+			c.logger.Warn("ignoring peer node with unassigned addresses", "peer", u.PeerID, "error", err)
+			return err
+		}
 		p, ok := c.peers[u.PeerID]
 		if !ok {
 			p = &peer{id: u.PeerID}

@@ -67,6 +67,7 @@ func Agent(agent database.WorkspaceAgent, workspaceID uuid.UUID, apps []database
 		Directory: agent.Directory, ExpandedDirectory: agent.ExpandedDirectory,
 		EnvironmentVariables: env, Version: agent.Version, APIVersion: agent.ApiVersion,
 		TailnetIP:                tunnel.IPFromUUID(agent.ID).String(),
+		SSHHostKey:               agent.SshHostKey,
 		ConnectionTimeoutSeconds: agent.ConnectionTimeoutSeconds,
 		TroubleshootingURL:       agent.TroubleshootingUrl,
 		LogsLength:               agent.LogsLength, LogsOverflowed: agent.LogsOverflowed,

@@ -28,6 +28,7 @@ import (
 	"tailscale.com/tailcfg"
 
 	"github.com/wgmesh/coder/codersdk/agentproto"
+	"github.com/wgmesh/coder/codersdk/workspacesdk"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/tunnel"
 )
@@ -67,12 +68,19 @@ type MeshOptions struct {
 	// forwarded TCP streams; several let concurrent streams avoid queueing
 	// behind each other in one connection's flow control.
 	SSHConnsPerAgent int
+	// HostKey returns the SSH host key (authorized_keys format) agentID
+	// reported to coderd. Required: the mesh's SSH connections accept
+	// only that key.
+	HostKey func(ctx context.Context, agentID uuid.UUID) (string, error)
+	// NodeKeys, when set, holds the mesh's node key while it exists, so
+	// coderd's DERP relay (which admits only known keys) serves it.
+	NodeKeys *coordinator.NodeKeys
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
 
 // Mesh is coderd's single mesh peer: one tunnel.Conn per process (created
-// on first use, with a random address), registered with the in-process
+// on first use, with the address of its random peer ID), registered with the in-process
 // coordinator, plus a small pool of SSH connections and one
 // http.Transport per agent it talks to, so connections to an agent are
 // reused.
@@ -88,11 +96,13 @@ type Mesh struct {
 	tunnelSignal chan struct{}
 	nodeSignal   chan struct{}
 
-	mu      sync.Mutex
-	closed  bool
-	conn    *tunnel.Conn
-	node    *tunnel.Node
-	tunnels map[uuid.UUID]struct{}
+	mu     sync.Mutex
+	closed bool
+	conn   *tunnel.Conn
+	// releaseKey drops the node key from MeshOptions.NodeKeys.
+	releaseKey func()
+	node       *tunnel.Node
+	tunnels    map[uuid.UUID]struct{}
 	// agents holds each agent's SSH connection slots (nil: not connected).
 	agents map[uuid.UUID][]*agentClient
 	// transports are per agent and outlive SSH reconnections.
@@ -119,6 +129,9 @@ func NewMesh(opts MeshOptions) (*Mesh, error) {
 	}
 	if opts.DERPMaps == nil {
 		return nil, errors.New("new mesh: DERPMaps is required")
+	}
+	if opts.HostKey == nil {
+		return nil, errors.New("new mesh: HostKey is required")
 	}
 	if opts.ReachTimeout <= 0 {
 		opts.ReachTimeout = DefaultReachTimeout
@@ -158,7 +171,11 @@ func (m *Mesh) Close() error {
 	m.agents = map[uuid.UUID][]*agentClient{}
 	transports := m.transports
 	conn := m.conn
+	releaseKey := m.releaseKey
 	m.mu.Unlock()
+	if releaseKey != nil {
+		defer releaseKey()
+	}
 	m.cancel()
 	for _, slots := range agents {
 		for _, a := range slots {
@@ -195,7 +212,9 @@ func (m *Mesh) tunnelConn(agentID uuid.UUID) (*tunnel.Conn, error) {
 			return nil, errors.New("no DERP map configured: coderd cannot join the mesh")
 		}
 		conn, err := tunnel.NewConn(tunnel.Options{
-			Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
+			// The address assigned to the mesh's peer ID: agents ignore
+			// nodes announcing any other.
+			Addresses:      []netip.Prefix{tunnel.PrefixFromUUID(m.id)},
 			DERPMap:        dm,
 			BlockEndpoints: m.opts.BlockEndpoints,
 			DERPPlainHTTP:  m.opts.DERPPlainHTTP,
@@ -204,6 +223,14 @@ func (m *Mesh) tunnelConn(agentID uuid.UUID) (*tunnel.Conn, error) {
 		})
 		if err != nil {
 			return nil, fmt.Errorf("create coderd tunnel: %w", err)
+		}
+		if m.opts.NodeKeys != nil {
+			release, err := m.opts.NodeKeys.Register(m.id, conn.NodeKey())
+			if err != nil {
+				_ = conn.Close()
+				return nil, fmt.Errorf("register coderd tunnel key: %w", err)
+			}
+			m.releaseKey = release
 		}
 		m.conn = conn
 		conn.SetNodeCallback(func(n *tunnel.Node) {
@@ -479,12 +506,21 @@ func (m *Mesh) forget(agentID uuid.UUID, a *agentClient) {
 }
 
 func (m *Mesh) connectSSH(ctx context.Context, agentID uuid.UUID) (*gossh.Client, error) {
+	// Only the SSH server holding the host key the agent reported at
+	// startup is the agent.
+	reported, err := m.opts.HostKey(ctx, agentID)
+	if err != nil {
+		return nil, fmt.Errorf("agent SSH host key: %w", err)
+	}
+	hostKeyCallback, err := workspacesdk.PinnedHostKey(reported)
+	if err != nil {
+		return nil, err
+	}
 	nc, err := m.DialTailnet(ctx, agentID, agentproto.SSHPort)
 	if err != nil {
 		return nil, err
 	}
-	// The mesh authenticates both ends: only the agent holds its address.
-	cfg := &gossh.ClientConfig{User: "coder", HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: m.opts.ReachTimeout}
+	cfg := &gossh.ClientConfig{User: "coder", HostKeyCallback: hostKeyCallback, Timeout: m.opts.ReachTimeout}
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	c, chans, reqs, err := gossh.NewClientConn(nc, "agent", cfg)
 	stop()

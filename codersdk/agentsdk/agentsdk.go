@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
 
 	"github.com/wgmesh/coder/codersdk"
 )
@@ -121,6 +122,9 @@ type PostStartupRequest struct {
 	Version           string   `json:"version"`
 	ExpandedDirectory string   `json:"expanded_directory"`
 	Subsystems        []string `json:"subsystems"`
+	// SSHHostKey is the agent's SSH host public key in authorized_keys
+	// format. coderd stores it; clients verify the agent against it.
+	SSHHostKey string `json:"ssh_host_key,omitempty"`
 }
 
 // PostStartup tells coderd the agent's version and expanded directory.
@@ -216,6 +220,19 @@ func (c *Client) PostAppHealth(ctx context.Context, req PostAppHealthsRequest) e
 // (GET /api/v2/workspaceagents/me/coordinate). It is a coordinator.Dialer.
 func (c *Client) DialCoordinator(ctx context.Context) (*websocket.Conn, error) {
 	return c.SDK.DialWebsocket(ctx, "/api/v2/workspaceagents/me/coordinate")
+}
+
+// CoordinatorDialer returns a coordinator.Dialer for the agent's
+// coordination websocket that tells coderd the tunnel's node key, so the
+// DERP relay admits the agent as soon as the socket is up.
+func (c *Client) CoordinatorDialer(nodeKey key.NodePublic) func(ctx context.Context) (*websocket.Conn, error) {
+	return func(ctx context.Context) (*websocket.Conn, error) {
+		text, err := nodeKey.MarshalText()
+		if err != nil {
+			return nil, fmt.Errorf("encode node key: %w", err)
+		}
+		return c.SDK.DialWebsocket(ctx, "/api/v2/workspaceagents/me/coordinate?node_key="+url.QueryEscape(string(text)))
+	}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {

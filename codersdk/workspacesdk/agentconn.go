@@ -56,6 +56,8 @@ type AgentConn struct {
 	conn    *tunnel.Conn
 	ctrl    *coordinator.Controller
 	logger  *slog.Logger
+	// hostKey fetches the agent's reported SSH host key.
+	hostKey func(ctx context.Context) (string, error)
 
 	sshMu     sync.Mutex
 	sshClient *gossh.Client
@@ -75,7 +77,7 @@ func TunnelOptions(client *codersdk.Client, info codersdk.AgentConnectionInfo, b
 	return base
 }
 
-// DialAgent builds a tunnel with a random mesh address, asks the coordinator
+// DialAgent builds a tunnel with the mesh address coderd assigns it, asks the coordinator
 // (through client's coordinate endpoint) for a tunnel to agentID, and waits
 // until the agent answers a disco ping (or ctx ends).
 func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, opts *DialAgentOptions) (_ *AgentConn, err error) {
@@ -94,8 +96,15 @@ func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, 
 		}
 		info = &fetched
 	}
+	// coderd assigns the tunnel's address; the coordinator and the agent
+	// refuse nodes announcing any other.
+	clientID := uuid.New()
+	identity, err := client.TailnetClient(ctx, clientID)
+	if err != nil {
+		return nil, fmt.Errorf("get tunnel client address: %w", err)
+	}
 	conn, err := tunnel.NewConn(TunnelOptions(client, *info, tunnel.Options{
-		Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
+		Addresses:      []netip.Prefix{identity.Address},
 		Logger:         logger.With("component", "tunnel"),
 		ListenPort:     opts.ListenPort,
 		BlockEndpoints: opts.BlockEndpoints,
@@ -111,7 +120,7 @@ func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, 
 	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
 		Conn: conn,
 		Dial: func(ctx context.Context) (*websocket.Conn, error) {
-			return client.DialCoordinator(ctx, agentID)
+			return client.DialClientCoordinator(ctx, agentID, clientID, conn.NodeKey())
 		},
 		Logger:     logger.With("component", "coordinator"),
 		BackoffMin: opts.BackoffMin,
@@ -122,6 +131,13 @@ func DialAgent(ctx context.Context, client *codersdk.Client, agentID uuid.UUID, 
 	}
 	ctrl.AddTunnel(agentID)
 	c := &AgentConn{agentID: agentID, ip: tunnel.IPFromUUID(agentID), conn: conn, ctrl: ctrl, logger: logger}
+	c.hostKey = func(ctx context.Context) (string, error) {
+		a, err := client.WorkspaceAgent(ctx, agentID)
+		if err != nil {
+			return "", fmt.Errorf("get agent SSH host key: %w", err)
+		}
+		return a.SSHHostKey, nil
+	}
 	if opts.SkipAwaitReachable {
 		return c, nil
 	}
@@ -172,10 +188,35 @@ func (c *AgentConn) SSH(ctx context.Context) (net.Conn, error) {
 	return c.dialPort(ctx, agentproto.SSHPort)
 }
 
-// NewSSHClient opens a new SSH client connection to the agent. The mesh
-// authenticates both sides, so the host key is not checked; the caller
+// HostKeyCallback returns a callback accepting only the SSH host key the
+// agent reported to coderd (fetched from the API now).
+func (c *AgentConn) HostKeyCallback(ctx context.Context) (gossh.HostKeyCallback, error) {
+	k, err := c.hostKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return PinnedHostKey(k)
+}
+
+// VerifyHostKey opens a short SSH handshake with the agent and checks that
+// its host key is the one the agent reported to coderd. `coder ssh --stdio`
+// runs it before handing the raw stream to OpenSSH.
+func (c *AgentConn) VerifyHostKey(ctx context.Context) error {
+	sc, err := c.NewSSHClient(ctx)
+	if err != nil {
+		return err
+	}
+	return sc.Close()
+}
+
+// NewSSHClient opens a new SSH client connection to the agent, verifying
+// its host key against the key the agent reported to coderd; the caller
 // closes the client.
 func (c *AgentConn) NewSSHClient(ctx context.Context) (*gossh.Client, error) {
+	hostKeyCallback, err := c.HostKeyCallback(ctx)
+	if err != nil {
+		return nil, err
+	}
 	nc, err := c.SSH(ctx)
 	if err != nil {
 		return nil, err
@@ -185,7 +226,7 @@ func (c *AgentConn) NewSSHClient(ctx context.Context) (*gossh.Client, error) {
 	}
 	sc, chans, reqs, err := gossh.NewClientConn(nc, c.ip.String(), &gossh.ClientConfig{
 		User:            "coder",
-		HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+		HostKeyCallback: hostKeyCallback,
 	})
 	if err != nil {
 		_ = nc.Close()

@@ -150,3 +150,6 @@ SELECT * FROM workspace_agent_logs WHERE agent_id = @agent_id AND id > @created_
 
 -- name: UpdateWorkspaceAgentLogsLength :exec
 UPDATE workspace_agents SET logs_length = logs_length + @output_length WHERE id = @id;
+
+-- name: UpdateWorkspaceAgentSSHHostKeyByID :exec
+UPDATE workspace_agents SET ssh_host_key = @ssh_host_key WHERE id = @id;

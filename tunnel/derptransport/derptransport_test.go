@@ -8,6 +8,7 @@ package derptransport_test
 import (
 	"context"
 	"errors"
+	"github.com/google/uuid"
 	"io"
 	"net"
 	"net/http"
@@ -66,9 +67,9 @@ func relayedEcho(t *testing.T, dm *tailcfg.DERPMap, plainHTTP, websockets bool) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	newConn := func() *tunnel.Conn {
+	newConn := func(id uuid.UUID) *tunnel.Conn {
 		c, err := tunnel.NewConn(tunnel.Options{
-			Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
+			Addresses:      []netip.Prefix{tunnel.PrefixFromUUID(id)},
 			DERPMap:        dm,
 			Logger:         tunneltest.Logger(),
 			BlockEndpoints: true,
@@ -81,8 +82,9 @@ func relayedEcho(t *testing.T, dm *tailcfg.DERPMap, plainHTTP, websockets bool) 
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	a, b := newConn(), newConn()
-	tunneltest.Link(a, b)
+	aID, bID := uuid.New(), uuid.New()
+	a, b := newConn(aID), newConn(bID)
+	tunneltest.Link(a, aID, b, bID)
 	bIP := b.Addresses()[0].Addr()
 	if !a.AwaitReachable(ctx, bIP) {
 		t.Fatal("peer never reachable through the relay")

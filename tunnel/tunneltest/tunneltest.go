@@ -164,8 +164,9 @@ func PairWithOptions(t testing.TB, opts PairOptions) (a, b *tunnel.Conn) {
 	if log == nil {
 		log = Logger()
 	}
+	aID, bID := uuid.New(), uuid.New()
 	a, err := tunnel.NewConn(tunnel.Options{
-		Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
+		Addresses:      []netip.Prefix{tunnel.PrefixFromUUID(aID)},
 		DERPMap:        dm,
 		Logger:         log.With("conn", "a"),
 		BlockEndpoints: opts.BlockEndpointsA,
@@ -175,7 +176,7 @@ func PairWithOptions(t testing.TB, opts PairOptions) (a, b *tunnel.Conn) {
 	}
 	t.Cleanup(func() { _ = a.Close() })
 	b, err = tunnel.NewConn(tunnel.Options{
-		Addresses:      []netip.Prefix{tunnel.RandomPrefix()},
+		Addresses:      []netip.Prefix{tunnel.PrefixFromUUID(bID)},
 		DERPMap:        dm,
 		Logger:         log.With("conn", "b"),
 		BlockEndpoints: opts.BlockEndpointsB,
@@ -184,7 +185,7 @@ func PairWithOptions(t testing.TB, opts PairOptions) (a, b *tunnel.Conn) {
 		t.Fatalf("create conn b: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	Link(a, b)
+	Link(a, aID, b, bID)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -197,16 +198,15 @@ func PairWithOptions(t testing.TB, opts PairOptions) (a, b *tunnel.Conn) {
 	return a, b
 }
 
-// Link plays a minimal coordinator between a and b: each node update of one
-// is passed to the other with UpdatePeers. It returns the peer IDs used for a
-// and b. Updates stop when a Conn closes.
-func Link(a, b *tunnel.Conn) (aID, bID uuid.UUID) {
-	aID, bID = uuid.New(), uuid.New()
+// Link plays a minimal coordinator between a (peer aID) and b (peer bID):
+// each node update of one is passed to the other with UpdatePeers. Each
+// Conn's address must be the one assigned to its ID (tunnel.PrefixFromUUID),
+// or the other side ignores its node. Updates stop when a Conn closes.
+func Link(a *tunnel.Conn, aID uuid.UUID, b *tunnel.Conn, bID uuid.UUID) {
 	a.SetNodeCallback(func(n *tunnel.Node) {
 		_ = b.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: aID, Kind: tunnel.PeerNode, Node: n}})
 	})
 	b.SetNodeCallback(func(n *tunnel.Node) {
 		_ = a.UpdatePeers([]*tunnel.PeerUpdate{{PeerID: bID, Kind: tunnel.PeerNode, Node: n}})
 	})
-	return aID, bID
 }

@@ -1,0 +1,98 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/uuid"
+	"tailscale.com/types/key"
+)
+
+// ErrNodeKeyInUse is returned by NodeKeys.Register when another peer holds
+// the key.
+var ErrNodeKeyInUse = errors.New("node key is registered by another peer")
+
+// NodeKeys is the set of WireGuard node keys of the peers currently
+// registered with the coordinator. The DERP relay admits only these keys, so
+// it relays for mesh peers and nobody else. A key belongs to one peer ID at
+// a time; the same peer may hold it on several overlapping registrations
+// (a reconnection that overlaps the old socket).
+type NodeKeys struct {
+	mu      sync.Mutex
+	holders map[key.NodePublic]*keyHolder
+	// changed is closed and replaced whenever a key is added.
+	changed chan struct{}
+}
+
+type keyHolder struct {
+	peer uuid.UUID
+	refs int
+}
+
+// NewNodeKeys returns an empty set.
+func NewNodeKeys() *NodeKeys {
+	return &NodeKeys{holders: map[key.NodePublic]*keyHolder{}, changed: make(chan struct{})}
+}
+
+// Register records that peer holds k until the returned release function is
+// called (release is idempotent). It fails with ErrNodeKeyInUse when another
+// peer holds k, and for the zero key.
+func (s *NodeKeys) Register(peer uuid.UUID, k key.NodePublic) (release func(), _ error) {
+	if k.IsZero() {
+		return nil, errors.New("register node key: zero key")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.holders[k]
+	switch {
+	case h == nil:
+		h = &keyHolder{peer: peer}
+		s.holders[k] = h
+		close(s.changed)
+		s.changed = make(chan struct{})
+	case h.peer != peer:
+		return nil, fmt.Errorf("register node key %s for peer %s: %w", k.ShortString(), peer, ErrNodeKeyInUse)
+	}
+	h.refs++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			h.refs--
+			if h.refs == 0 && s.holders[k] == h {
+				delete(s.holders, k)
+			}
+		})
+	}, nil
+}
+
+// Known reports whether a registered peer holds k.
+func (s *NodeKeys) Known(k key.NodePublic) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.holders[k]
+	return ok
+}
+
+// Await reports whether k is known, waiting until it is registered or ctx
+// ends. A peer connects to the relay and to the coordinator at the same
+// time, so the relay waits briefly for the coordinator to learn the key.
+func (s *NodeKeys) Await(ctx context.Context, k key.NodePublic) bool {
+	for {
+		s.mu.Lock()
+		_, ok := s.holders[k]
+		ch := s.changed
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+}

@@ -1,0 +1,1 @@
+ALTER TABLE workspace_agents DROP COLUMN IF EXISTS ssh_host_key;
