@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -21,9 +20,8 @@ import (
 // drops, disconnected_at is recorded.
 func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
 	agent := httpmw.WorkspaceAgent(r)
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		api.logger.DebugContext(r.Context(), "accept agent coordinate websocket", "agent_id", agent.ID, "error", err)
+	ws, ok := api.acceptWebsocket(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := api.agentConnContext(r.Context())
@@ -34,7 +32,7 @@ func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
 		defer close(hbDone)
 		api.agentHeartbeats(ctx, agent)
 	}()
-	err = coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
+	err := coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
 		Coordinator:  api.agents.coord,
 		ID:           agent.ID,
 		Name:         "agent " + agent.Name,
@@ -115,15 +113,14 @@ func (api *API) workspaceAgentCoordinate(w http.ResponseWriter, r *http.Request)
 	if !ok {
 		return
 	}
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		api.logger.DebugContext(r.Context(), "accept client coordinate websocket", "agent_id", agent.ID, "error", err)
+	ws, ok := api.acceptWebsocket(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := api.agentConnContext(r.Context())
 	defer cancel()
 	peerID := uuid.New()
-	err = coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
+	err := coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
 		Coordinator:  api.agents.coord,
 		ID:           peerID,
 		Name:         "client of agent " + agent.Name,
