@@ -210,6 +210,9 @@ func (api *API) routes() chi.Router {
 	r.Get("/bin/{name}", api.agentBinary)
 	api.appRoutes(r)
 	r.Route("/api/v2", func(r chi.Router) {
+		// Cookie-authenticated and unauthenticated state changes must come
+		// from the dashboard's origin with a JSON body (cross-site forgery).
+		r.Use(httpmw.CSRF(api.opts.AccessURL))
 		api.agentRoutes(r, apiKey)
 		api.provisioningRoutes(r, apiKey)
 		api.appAPIRoutes(r, apiKey)
