@@ -213,6 +213,8 @@ func (api *API) routes() chi.Router {
 		// Cookie-authenticated and unauthenticated state changes must come
 		// from the dashboard's origin with a JSON body (cross-site forgery).
 		r.Use(httpmw.CSRF(api.opts.AccessURL))
+		// Text PostgreSQL cannot store never reaches a query.
+		r.Use(httpapi.RejectBadText)
 		api.agentRoutes(r, apiKey)
 		api.provisioningRoutes(r, apiKey)
 		api.appAPIRoutes(r, apiKey)

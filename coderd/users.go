@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -325,8 +326,8 @@ func parsePaging(r *http.Request) (limit, offset int, errs []codersdk.Validation
 	}
 	if v := r.URL.Query().Get("offset"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			errs = append(errs, codersdk.ValidationError{Field: "offset", Detail: "must be a non-negative integer"})
+		if err != nil || n < 0 || n > math.MaxInt32 {
+			errs = append(errs, codersdk.ValidationError{Field: "offset", Detail: fmt.Sprintf("must be an integer between 0 and %d", math.MaxInt32)})
 		} else {
 			offset = n
 		}
