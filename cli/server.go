@@ -37,6 +37,11 @@ const (
 	EnvPrometheusAddress  = "CODER_PROMETHEUS_ADDRESS"
 	EnvWildcardAccessURL  = "CODER_WILDCARD_ACCESS_URL"
 	EnvDisablePathApps    = "CODER_DISABLE_PATH_APPS"
+	// EnvHTTPReadHeaderTimeout and the two below are the HTTP server's
+	// slow-client timeouts.
+	EnvHTTPReadHeaderTimeout = "CODER_HTTP_READ_HEADER_TIMEOUT"
+	EnvHTTPReadTimeout       = "CODER_HTTP_READ_TIMEOUT"
+	EnvHTTPIdleTimeout       = "CODER_HTTP_IDLE_TIMEOUT"
 )
 
 // ServerConfig configures StartServer.
@@ -72,6 +77,8 @@ type ServerConfig struct {
 	WildcardAccessURL string
 	// DisablePathApps refuses path-based workspace apps.
 	DisablePathApps bool
+	// HTTPServer holds the slow-client timeouts of the API listeners.
+	HTTPServer coderd.HTTPServerOptions
 }
 
 // Server is a running coderd with its database, pubsub and listeners.
@@ -196,11 +203,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		closeListeners()
 		return nil, fmt.Errorf("create coderd: %w", err)
 	}
-	s.httpServer = &http.Server{
-		Handler:           s.api.Handler(),
-		ReadHeaderTimeout: 30 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	httpOpts := cfg.HTTPServer
+	httpOpts.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	s.httpServer = coderd.NewHTTPServer(s.api.Handler(), httpOpts)
 	for _, ln := range lns {
 		s.serve(s.httpServer, ln)
 	}
@@ -374,6 +379,12 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "wildcard-access-url", EnvWildcardAccessURL)
 	fs.BoolVar(&cfg.DisablePathApps, "disable-path-apps", false, "Refuse path-based workspace apps (they share the dashboard origin).")
 	envFlag(fs, "disable-path-apps", EnvDisablePathApps)
+	fs.DurationVar(&cfg.HTTPServer.ReadHeaderTimeout, "http-read-header-timeout", coderd.DefaultHTTPReadHeaderTimeout, "Time a client has to send a request's headers.")
+	envFlag(fs, "http-read-header-timeout", EnvHTTPReadHeaderTimeout)
+	fs.DurationVar(&cfg.HTTPServer.ReadTimeout, "http-read-timeout", coderd.DefaultHTTPReadTimeout, "Time a client has to send a request's body (websockets and streamed responses are not limited).")
+	envFlag(fs, "http-read-timeout", EnvHTTPReadTimeout)
+	fs.DurationVar(&cfg.HTTPServer.IdleTimeout, "http-idle-timeout", coderd.DefaultHTTPIdleTimeout, "Time an idle keep-alive connection stays open.")
+	envFlag(fs, "http-idle-timeout", EnvHTTPIdleTimeout)
 	addDERPFlags(fs, &cfg.DERP)
 	return cmd
 }
