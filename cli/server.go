@@ -43,6 +43,11 @@ const (
 	// EnvDangerousAllowPathAppSharing is the env twin of
 	// --dangerous-allow-path-app-sharing.
 	EnvDangerousAllowPathAppSharing = "CODER_DANGEROUS_ALLOW_PATH_APP_SHARING"
+	// EnvHTTPReadHeaderTimeout and the two below are the HTTP server's
+	// slow-client timeouts.
+	EnvHTTPReadHeaderTimeout = "CODER_HTTP_READ_HEADER_TIMEOUT"
+	EnvHTTPReadTimeout       = "CODER_HTTP_READ_TIMEOUT"
+	EnvHTTPIdleTimeout       = "CODER_HTTP_IDLE_TIMEOUT"
 )
 
 // ServerConfig configures StartServer.
@@ -91,6 +96,8 @@ type ServerConfig struct {
 	// StateEncryptionOldKeys still decrypt state written before a rotation;
 	// new writes always use the current key.
 	StateEncryptionOldKeys []string
+	// HTTPServer holds the slow-client timeouts of the API listeners.
+	HTTPServer coderd.HTTPServerOptions
 }
 
 // Server is a running coderd with its database, pubsub and listeners.
@@ -229,11 +236,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		closeListeners()
 		return nil, fmt.Errorf("create coderd: %w", err)
 	}
-	s.httpServer = &http.Server{
-		Handler:           s.api.Handler(),
-		ReadHeaderTimeout: 30 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	httpOpts := cfg.HTTPServer
+	httpOpts.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	s.httpServer = coderd.NewHTTPServer(s.api.Handler(), httpOpts)
 	for _, ln := range lns {
 		s.serve(s.httpServer, ln)
 	}
@@ -428,6 +433,12 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "state-encryption-key", EnvStateEncryptionKey)
 	fs.StringSliceVar(&cfg.StateEncryptionOldKeys, "state-encryption-old-keys", nil, "Comma-separated previous state encryption keys, accepted for decryption only (key rotation).")
 	envFlag(fs, "state-encryption-old-keys", EnvStateEncryptionOldKeys)
+	fs.DurationVar(&cfg.HTTPServer.ReadHeaderTimeout, "http-read-header-timeout", coderd.DefaultHTTPReadHeaderTimeout, "Time a client has to send a request's headers.")
+	envFlag(fs, "http-read-header-timeout", EnvHTTPReadHeaderTimeout)
+	fs.DurationVar(&cfg.HTTPServer.ReadTimeout, "http-read-timeout", coderd.DefaultHTTPReadTimeout, "Time a client has to send a request's body (websockets and streamed responses are not limited).")
+	envFlag(fs, "http-read-timeout", EnvHTTPReadTimeout)
+	fs.DurationVar(&cfg.HTTPServer.IdleTimeout, "http-idle-timeout", coderd.DefaultHTTPIdleTimeout, "Time an idle keep-alive connection stays open.")
+	envFlag(fs, "http-idle-timeout", EnvHTTPIdleTimeout)
 	addDERPFlags(fs, &cfg.DERP)
 	return cmd
 }

@@ -110,6 +110,7 @@ func TestAuthzWalk(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				req.Header.Set("Content-Type", "application/json")
 				if token != "" {
 					req.Header.Set(codersdk.SessionTokenHeader, token)
 				}

@@ -67,6 +67,9 @@ type Options struct {
 	Provisioning ProvisioningOptions
 	// Apps configures the workspace apps proxy (workspaceapps.go).
 	Apps AppsOptions
+	// LoginLimits bounds password logins per client address and per
+	// account, and concurrent password hashing (loginlimit.go).
+	LoginLimits LoginLimitOptions
 }
 
 // API serves the coderd HTTP API.
@@ -82,6 +85,7 @@ type API struct {
 	site    *site.Handler
 	apps    *appsState
 	health  *healthState
+	logins  *loginLimits
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -127,6 +131,7 @@ func New(opts Options) (*API, error) {
 		db:      opts.Database,
 		authz:   opts.Authorizer,
 		metrics: metrics,
+		logins:  newLoginLimits(opts.LoginLimits, opts.Now),
 	}
 	if api.site, err = site.New(site.Options{Logger: opts.Logger}); err != nil {
 		return nil, fmt.Errorf("load dashboard: %w", err)
@@ -210,6 +215,11 @@ func (api *API) routes() chi.Router {
 	r.Get("/bin/{name}", api.agentBinary)
 	api.appRoutes(r)
 	r.Route("/api/v2", func(r chi.Router) {
+		// Cookie-authenticated and unauthenticated state changes must come
+		// from the dashboard's origin with a JSON body (cross-site forgery).
+		r.Use(httpmw.CSRF(api.opts.AccessURL))
+		// Text PostgreSQL cannot store never reaches a query.
+		r.Use(httpapi.RejectBadText)
 		api.agentRoutes(r, apiKey)
 		api.provisioningRoutes(r, apiKey)
 		api.appAPIRoutes(r, apiKey)

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -25,9 +24,8 @@ func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		api.logger.DebugContext(r.Context(), "accept agent coordinate websocket", "agent_id", agent.ID, "error", err)
+	ws, ok := api.acceptWebsocket(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := api.agentConnContext(r.Context())
@@ -38,7 +36,7 @@ func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
 		defer close(hbDone)
 		api.agentHeartbeats(ctx, agent)
 	}()
-	err = coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
+	err := coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
 		Coordinator:  api.agents.coord,
 		ID:           agent.ID,
 		Name:         "agent " + agent.Name,
@@ -134,15 +132,14 @@ func (api *API) workspaceAgentCoordinate(w http.ResponseWriter, r *http.Request)
 		clientID = uuid.New()
 	}
 	auth, _ := httpmw.AuthorizationFromContext(r.Context())
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		api.logger.DebugContext(r.Context(), "accept client coordinate websocket", "agent_id", agent.ID, "error", err)
+	ws, ok := api.acceptWebsocket(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := api.agentConnContext(r.Context())
 	defer cancel()
 	peerID := tailnetClientPeerID(auth.User.ID, clientID)
-	err = coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
+	err := coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
 		Coordinator:  api.agents.coord,
 		ID:           peerID,
 		Name:         "client of agent " + agent.Name,

@@ -36,7 +36,9 @@ const maxTerminalMessage = 1 << 20
 // browser sends ReconnectingPTYRequest JSON text messages; terminal output
 // comes back as binary messages (the scrollback first when reconnect names
 // an existing session). When the process exits the socket closes with
-// status 1000 and reason "exit N".
+// status 1000 and reason "exit N". The upgrade happens before anything
+// reaches the agent (acceptWebsocket: 426 for plain requests, 403 for
+// foreign origins); an unreachable agent then closes the socket with 1013.
 func (api *API) workspaceAgentPTY(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	agent, ok := api.authorizedAgent(w, r, true)
@@ -69,24 +71,29 @@ func (api *API) workspaceAgentPTY(w http.ResponseWriter, r *http.Request) {
 		}
 		*p.dst = uint16(n)
 	}
+	// Upgrade (refusing plain requests and foreign origins) before anything
+	// reaches the agent: a cross-site navigation to this URL must not start
+	// the command.
+	ws, ok := api.acceptWebsocket(w, r)
+	if !ok {
+		return
+	}
+	defer ws.CloseNow()
 	if api.agentStatus(agent) != codersdk.WorkspaceAgentConnected {
-		httpapi.Write(ctx, w, http.StatusBadGateway, codersdk.Response{Message: "The workspace agent is not connected."})
+		_ = ws.Close(websocket.StatusTryAgainLater, "The workspace agent is not connected.")
 		return
 	}
 	nc, err := api.apps.mesh.DialTailnet(ctx, agent.ID, agentproto.ReconnectingPTYPort)
 	if err != nil {
-		httpapi.Write(ctx, w, http.StatusBadGateway, codersdk.Response{Message: "Failed to reach the workspace agent.", Detail: err.Error()})
+		api.logger.WarnContext(ctx, "dial agent for terminal", "agent_id", agent.ID, "error", err)
+		_ = ws.Close(websocket.StatusTryAgainLater, "Failed to reach the workspace agent.")
 		return
 	}
 	defer nc.Close()
 	pty, err := agentproto.AttachPTY(nc, init)
 	if err != nil {
-		httpapi.Write(ctx, w, http.StatusBadGateway, codersdk.Response{Message: "Failed to start the terminal.", Detail: err.Error()})
-		return
-	}
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		api.logger.DebugContext(ctx, "accept pty websocket", "agent_id", agent.ID, "error", err)
+		api.logger.WarnContext(ctx, "start terminal", "agent_id", agent.ID, "error", err)
+		_ = ws.Close(websocket.StatusInternalError, "Failed to start the terminal.")
 		return
 	}
 	ws.SetReadLimit(maxTerminalMessage)

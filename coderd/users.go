@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -169,24 +170,34 @@ func (api *API) postLogin(w http.ResponseWriter, r *http.Request) {
 		writeValidation(w, r, errs)
 		return
 	}
+	if !api.logins.admit(w, r, req.Email) {
+		return
+	}
 	user, err := api.db.GetUserByEmail(ctx, req.Email)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		httpapi.InternalServerError(w, r, "Internal error fetching user.", err)
 		return
 	}
 	var ok bool
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Spend the same time as for a real user, so timing does not reveal
-		// which emails exist.
-		ok = userpassword.CompareDummy(req.Password)
-	} else {
-		ok, err = userpassword.Compare(user.HashedPassword, req.Password)
-		if err != nil {
-			httpapi.InternalServerError(w, r, "Internal error checking password.", err)
-			return
+	var cmpErr error
+	noUser := errors.Is(err, pgx.ErrNoRows)
+	if err := api.logins.hash(ctx, func() {
+		if noUser {
+			// Spend the same time as for a real user, so timing does not
+			// reveal which emails exist.
+			ok = userpassword.CompareDummy(req.Password)
+		} else {
+			ok, cmpErr = userpassword.Compare(user.HashedPassword, req.Password)
 		}
+	}); err != nil {
+		return // the client went away while waiting for a hashing slot
+	}
+	if cmpErr != nil {
+		httpapi.InternalServerError(w, r, "Internal error checking password.", cmpErr)
+		return
 	}
 	if !ok {
+		api.logins.perAccount.Add(accountKey(req.Email))
 		httpapi.Write(ctx, w, http.StatusUnauthorized, codersdk.Response{Message: "Incorrect email or password."})
 		return
 	}
@@ -202,6 +213,7 @@ func (api *API) postLogin(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
+	api.logins.perAccount.Reset(accountKey(req.Email))
 	token, _, err := api.createAPIKey(ctx, user.ID, database.LoginTypePassword, api.opts.SessionLifetime, "", codersdk.APIKeyScopeAll)
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Internal error creating session.", err)
@@ -325,8 +337,8 @@ func parsePaging(r *http.Request) (limit, offset int, errs []codersdk.Validation
 	}
 	if v := r.URL.Query().Get("offset"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			errs = append(errs, codersdk.ValidationError{Field: "offset", Detail: "must be a non-negative integer"})
+		if err != nil || n < 0 || n > math.MaxInt32 {
+			errs = append(errs, codersdk.ValidationError{Field: "offset", Detail: fmt.Sprintf("must be an integer between 0 and %d", math.MaxInt32)})
 		} else {
 			offset = n
 		}

@@ -516,6 +516,7 @@ func TestMalformedJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Content-Type", "application/json")
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -535,6 +536,7 @@ func TestMalformedJSON(t *testing.T) {
 	}
 	// Wrong types name the field.
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, client.URL.String()+"/api/v2/users/login", bytes.NewBufferString(`{"email": 5, "extra": true}`))
+	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

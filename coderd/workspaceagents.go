@@ -124,8 +124,8 @@ func (api *API) workspaceAgentLogs(w http.ResponseWriter, r *http.Request) {
 		httpapi.Write(ctx, w, http.StatusOK, convert.AgentLogs(logs))
 		return
 	}
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
+	ws, ok := api.acceptWebsocket(w, r)
+	if !ok {
 		return
 	}
 	defer ws.CloseNow()

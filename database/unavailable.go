@@ -38,3 +38,13 @@ func IsUnavailable(err error) bool {
 	}
 	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
+
+// IsDataException reports whether err is a PostgreSQL data exception
+// (SQLSTATE class 22: a NUL byte or invalid UTF-8 in text, a number out of
+// range, a malformed value): the request's input was wrong, not the
+// server. Handlers should have refused such input first; this is the
+// backstop that turns it into a 400 instead of a 500.
+func IsDataException(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22")
+}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/wgmesh/coder/codersdk"
@@ -76,6 +77,13 @@ func Read(ctx context.Context, w http.ResponseWriter, r *http.Request, v any) bo
 		Write(ctx, w, http.StatusBadRequest, resp)
 		return false
 	}
+	if errs := textErrors(reflect.ValueOf(v), "", nil); len(errs) > 0 {
+		Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+			Message:     "Validation failed.",
+			Validations: errs,
+		})
+		return false
+	}
 	if val, ok := v.(Validator); ok {
 		if errs := val.Validate(); len(errs) > 0 {
 			Write(ctx, w, http.StatusBadRequest, codersdk.Response{
@@ -105,11 +113,13 @@ func Forbidden(w http.ResponseWriter, r *http.Request) {
 }
 
 // InternalServerError logs err with the request's logger (see Logger) and
-// writes a 500 whose message names the failed step; the error is included
-// as detail so operators can debug. Callers do not log it themselves. When
-// err means the database cannot be reached it writes DatabaseUnavailable's
-// 503 instead (logged at warn): the request was fine, the client may retry,
-// and the driver's text is not the client's business.
+// writes a 500 whose message names the failed step. The error itself is
+// only logged, never sent: driver and SQL text are not the client's
+// business. Callers do not log it themselves. When err means the database
+// cannot be reached it writes DatabaseUnavailable's 503 instead (logged at
+// warn): the request was fine and the client may retry. When err is a
+// PostgreSQL data exception (input PostgreSQL could not take, which the
+// handler should have refused) it writes a 400 without the driver text.
 func InternalServerError(w http.ResponseWriter, r *http.Request, message string, err error) {
 	ctx := r.Context()
 	if database.IsUnavailable(err) {
@@ -117,12 +127,19 @@ func InternalServerError(w http.ResponseWriter, r *http.Request, message string,
 		DatabaseUnavailable(w, r)
 		return
 	}
-	Logger(ctx).ErrorContext(ctx, "internal server error", "message", message, "error", err)
-	resp := codersdk.Response{Message: message}
-	if err != nil {
-		resp.Detail = err.Error()
+	if database.IsDataException(err) {
+		Logger(ctx).WarnContext(ctx, "database refused request input", "message", message, "error", err)
+		Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+			Message: "Invalid input.",
+			Detail:  "A value in the request is out of range or holds characters that cannot be stored.",
+		})
+		return
 	}
-	Write(ctx, w, http.StatusInternalServerError, resp)
+	Logger(ctx).ErrorContext(ctx, "internal server error", "message", message, "error", err)
+	Write(ctx, w, http.StatusInternalServerError, codersdk.Response{
+		Message: message,
+		Detail:  "The error was logged on the server.",
+	})
 }
 
 // DatabaseUnavailable writes a 503 (with Retry-After) for a request that
