@@ -82,6 +82,8 @@ type API struct {
 	site    *site.Handler
 	apps    *appsState
 	health  *healthState
+
+	agentBinaryHashes agentBinaryHashes
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -208,6 +210,7 @@ func (api *API) routes() chi.Router {
 	r.HandleFunc("/derp", api.derpHandler)
 	r.HandleFunc("/derp/latency-check", api.derpHandler)
 	r.Get("/bin/{name}", api.agentBinary)
+	r.Head("/bin/{name}", api.agentBinary)
 	api.appRoutes(r)
 	r.Route("/api/v2", func(r chi.Router) {
 		api.agentRoutes(r, apiKey)
