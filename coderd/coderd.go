@@ -84,6 +84,7 @@ type API struct {
 	health  *healthState
 
 	agentBinaryHashes agentBinaryHashes
+	conns             *agentConns
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -141,7 +142,10 @@ func New(opts Options) (*API, error) {
 		return nil, err
 	}
 	api.health = newHealthState(api)
+	api.conns = newAgentConns(api)
+	api.conns.start(api.agents.opts.ConnReconcileInterval)
 	if err := api.startProvisioning(); err != nil {
+		api.conns.stop()
 		_ = api.apps.close()
 		_ = api.agents.close()
 		return nil, err
@@ -164,7 +168,9 @@ func (api *API) Router() chi.Routes { return api.router }
 func (api *API) Close() error {
 	api.closeProvisioning()
 	appsErr := api.apps.close()
-	return errors.Join(api.agents.close(), appsErr)
+	agentsErr := api.agents.close()
+	api.conns.stop()
+	return errors.Join(agentsErr, appsErr)
 }
 
 // PublicRoutes returns the "METHOD pattern" (or "* pattern" for a route
