@@ -78,16 +78,17 @@ if [ -z "$cache_dir" ]; then
 	fi
 fi
 mkdir -p "$cache_dir"
+if ! command -v curl >/dev/null 2>&1 && ! command -v wget >/dev/null 2>&1 && ! command -v busybox >/dev/null 2>&1; then
+	echo "coder init: no download tool found (need curl, wget or busybox)" >&2
+	exit 1
+fi
 fetch() {
 	if command -v curl >/dev/null 2>&1; then
 		curl -fsSL --compressed "$1" -o "$2"
 	elif command -v wget >/dev/null 2>&1; then
 		wget -q "$1" -O "$2"
-	elif command -v busybox >/dev/null 2>&1; then
-		busybox wget -q "$1" -O "$2"
 	else
-		echo "coder init: no download tool found (need curl, wget or busybox)" >&2
-		exit 1
+		busybox wget -q "$1" -O "$2"
 	fi
 }
 delay=1
