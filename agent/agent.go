@@ -88,6 +88,13 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// TunnelListenPort is the UDP port of the mesh (0: random).
 	TunnelListenPort uint16
+	// TokenRefusedAttempts and TokenRefusedPeriod bound how long the agent
+	// lives while coderd refuses its token: after at least that many 401s
+	// in a row spanning at least that period, Run stops and returns
+	// ErrTokenRefused (defaults DefaultTokenRefusedAttempts and
+	// DefaultTokenRefusedPeriod). A negative period disables the check.
+	TokenRefusedAttempts int
+	TokenRefusedPeriod   time.Duration
 }
 
 // Agent is the workspace agent.
@@ -107,6 +114,9 @@ type Agent struct {
 	rptyOpen int64
 	state    codersdk.WorkspaceAgentLifecycle
 	stateCh  chan struct{}
+	// refused is closed when coderd has kept refusing the token.
+	refused     chan struct{}
+	refusedOnce sync.Once
 }
 
 // New returns an agent; Run starts it.
@@ -143,6 +153,10 @@ func New(opts Options) (*Agent, error) {
 		stateCh: make(chan struct{}),
 	}
 	a.life = newLifecycleReporter(opts.Logger.With("component", "lifecycle"))
+	a.refused = make(chan struct{})
+	if opts.TokenRefusedPeriod >= 0 {
+		a.watchRefusals()
+	}
 	return a, nil
 }
 
@@ -174,11 +188,61 @@ func (a *Agent) setLifecycle(state codersdk.WorkspaceAgentLifecycle) {
 
 func (a *Agent) newBackoff() *backoff { return newBackoff(a.opts.BackoffMin, a.opts.BackoffMax) }
 
+// watchRefusals wraps the client's transport so that every coderd answer
+// feeds the refusal tracker (the websocket dials of the coordinator use
+// the same HTTP client).
+func (a *Agent) watchRefusals() {
+	attempts, period := a.opts.TokenRefusedAttempts, a.opts.TokenRefusedPeriod
+	if attempts <= 0 {
+		attempts = DefaultTokenRefusedAttempts
+	}
+	if period == 0 {
+		period = DefaultTokenRefusedPeriod
+	}
+	tracker := &refusalTracker{attempts: attempts, period: period, now: time.Now, onRefuse: func() {
+		a.refusedOnce.Do(func() {
+			a.logger.Error("coderd keeps refusing the agent token; exiting", "attempts", attempts, "period", period)
+			close(a.refused)
+		})
+	}}
+	sdk := a.opts.Client.SDK
+	hc := &http.Client{}
+	if sdk.HTTPClient != nil {
+		*hc = *sdk.HTTPClient
+	}
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	hc.Transport = &refusalTransport{base: base, tracker: tracker}
+	sdk.HTTPClient = hc
+}
+
 // Run runs the agent until ctx is cancelled (SIGTERM in `coder agent`):
 // then it runs the shutdown scripts, reports the final lifecycle state,
 // flushes logs and returns nil. It returns an error only when the agent
 // could not start (ctx cancelled before a manifest arrived is not an error).
-func (a *Agent) Run(ctx context.Context) error {
+func (a *Agent) Run(ctx context.Context) (err error) {
+	// A token coderd keeps refusing ends the agent like a SIGTERM would,
+	// and Run says why.
+	ctx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go func() {
+		select {
+		case <-a.refused:
+			cancelRun()
+		case <-ctx.Done():
+		}
+	}()
+	defer func() {
+		select {
+		case <-a.refused:
+			if err == nil {
+				err = ErrTokenRefused
+			}
+		default:
+		}
+	}()
 	// Lines a previous run could not deliver go out first.
 	if err := a.logs.loadSpool(filepath.Join(a.opts.DataDir, logSpoolFile)); err != nil {
 		a.logger.Warn("restore unsent logs", "error", err)
@@ -289,6 +353,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Deliver what is queued (bounded), then stop the background senders.
 	bgCancel()
 	bg.Wait()
+	select {
+	case <-a.refused:
+		// coderd no longer knows this agent: nothing can be delivered.
+		return ErrTokenRefused
+	default:
+	}
 	flushCtx, flushCancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.FlushTimeout)
 	defer flushCancel()
 	a.life.flush(flushCtx, a.opts.Client, a.newBackoff())

@@ -27,6 +27,8 @@ const (
 	EnvAgentTokenFile = "CODER_AGENT_TOKEN_FILE"
 	EnvAgentAuth      = "CODER_AGENT_AUTH"
 	EnvAgentDataDir   = "CODER_AGENT_DATA_DIR"
+	// EnvAgentTokenRefusedTimeout is the twin of --token-refused-timeout.
+	EnvAgentTokenRefusedTimeout = "CODER_AGENT_TOKEN_REFUSED_TIMEOUT"
 )
 
 func (r *root) agentCommand() *cobra.Command {
@@ -36,6 +38,7 @@ func (r *root) agentCommand() *cobra.Command {
 		tokenFile string
 		auth      string
 		dataDir   string
+		refused   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -81,11 +84,16 @@ func (r *root) agentCommand() *cobra.Command {
 			if err := prependExecutableDir(); err != nil {
 				logger.Warn("cannot put the agent binary's directory in PATH", "error", err)
 			}
+			refusedPeriod := refused
+			if refusedPeriod <= 0 {
+				refusedPeriod = -1 // never exit
+			}
 			a, err := agent.New(agent.Options{
-				Logger:  logger,
-				Client:  agentsdk.New(u, token),
-				DataDir: dataDir,
-				Version: buildinfo.Version(),
+				Logger:             logger,
+				Client:             agentsdk.New(u, token),
+				DataDir:            dataDir,
+				Version:            buildinfo.Version(),
+				TokenRefusedPeriod: refusedPeriod,
 			})
 			if err != nil {
 				return err
@@ -94,6 +102,10 @@ func (r *root) agentCommand() *cobra.Command {
 			defer stop()
 			logger.Info("starting agent", "url", u.Redacted(), "data_dir", dataDir)
 			err = a.Run(ctx)
+			if errors.Is(err, agent.ErrTokenRefused) {
+				return fmt.Errorf("agent stopped: %w (it exits after %s of refusals; --token-refused-timeout, $%s)",
+					err, refused, EnvAgentTokenRefusedTimeout)
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return err
 			}
@@ -112,6 +124,9 @@ func (r *root) agentCommand() *cobra.Command {
 	envFlag(fs, "auth", EnvAgentAuth)
 	fs.StringVar(&dataDir, "data-dir", "", "Directory of the agent's persistent state (node key, SSH host key). Default <user cache dir>/coder-agent.")
 	envFlag(fs, "data-dir", EnvAgentDataDir)
+	fs.DurationVar(&refused, "token-refused-timeout", agent.DefaultTokenRefusedPeriod,
+		"Exit when coderd has refused the agent token (401) for this long without a success in between (the workspace was deleted or its agent replaced); 0 never exits.")
+	envFlag(fs, "token-refused-timeout", EnvAgentTokenRefusedTimeout)
 	return cmd
 }
 

@@ -62,3 +62,46 @@ func TestListApps(t *testing.T) {
 		}
 	}
 }
+
+// TestListAgentHealth checks the AGENT column of `coder list`: build status
+// alone said "running" for a workspace whose agent was gone or whose
+// startup script failed.
+func TestListAgentHealth(t *testing.T) {
+	t.Parallel()
+	e := newReachEnv(t)
+	now := time.Now().UTC()
+	tests := []struct {
+		name, want        string
+		first, last, disc *time.Time
+		lifecycle         string
+	}{
+		{name: "never", want: "connecting", lifecycle: "created"},
+		{name: "ready", want: "connected", first: &now, last: &now, lifecycle: "ready"},
+		{name: "failed", want: "start_error", first: &now, last: &now, lifecycle: "start_error"},
+		{name: "slow", want: "start_timeout", first: &now, last: &now, lifecycle: "start_timeout"},
+		{name: "gone", want: "disconnected", first: &now, last: &now, disc: &now, lifecycle: "ready"},
+	}
+	for _, tc := range tests {
+		agentID, _ := e.addWorkspace("health-" + tc.name)
+		if _, err := e.srv.DB.Pool().Exec(context.Background(), `UPDATE workspace_agents SET first_connected_at = $1,
+			last_connected_at = $2, disconnected_at = $3, lifecycle_state = $4 WHERE id = $5`,
+			tc.first, tc.last, tc.disc, tc.lifecycle, agentID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := mustRun(t, e.env, "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if !strings.Contains(lines[0], "AGENT") {
+		t.Fatalf("list header: %s", lines[0])
+	}
+	got := map[string]string{}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		got[f[0]] = f[len(f)-2]
+	}
+	for _, tc := range tests {
+		if g := got["owner/health-"+tc.name]; g != tc.want {
+			t.Errorf("%s: AGENT %q, want %q\n%s", tc.name, g, tc.want, out)
+		}
+	}
+}

@@ -187,9 +187,9 @@ func (r *root) listCommand() *cobra.Command {
 			rows := make([][]string, 0, len(res.Workspaces))
 			for _, ws := range res.Workspaces {
 				rows = append(rows, []string{ws.OwnerName + "/" + ws.Name, ws.TemplateName, string(ws.LatestBuild.Status),
-					string(ws.LatestBuild.Transition), humanTime(ws.LatestBuild.CreatedAt), strconv.Itoa(workspaceAppCount(ws))})
+					string(ws.LatestBuild.Transition), humanTime(ws.LatestBuild.CreatedAt), agentHealth(ws), strconv.Itoa(workspaceAppCount(ws))})
 			}
-			return writeTable(r.stdout, []string{"WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "AT", "APPS"}, rows)
+			return writeTable(r.stdout, []string{"WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "AT", "AGENT", "APPS"}, rows)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "List the workspaces of every user you may see.")
@@ -199,6 +199,35 @@ func (r *root) listCommand() *cobra.Command {
 
 // workspaceAppCount counts the apps of every agent of the workspace's
 // latest build.
+// agentHealth is the AGENT column of `coder list`: for each agent (distinct
+// values joined by ","), its connection status unless it is connected
+// (disconnected, connecting, timeout), else its startup outcome when that
+// is not "ready" (starting, start_error, start_timeout, shutting_down...),
+// else "connected"; "-" for a workspace without agents. Build status alone
+// hides a dead agent or a failed startup script.
+func agentHealth(ws codersdk.Workspace) string {
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range workspaceAgents(ws) {
+		h := string(a.Status)
+		if a.Status == codersdk.WorkspaceAgentConnected && a.LifecycleState != "" &&
+			a.LifecycleState != codersdk.WorkspaceAgentLifecycleReady {
+			h = string(a.LifecycleState)
+		}
+		if h == "" {
+			h = "unknown"
+		}
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ",")
+}
+
 func workspaceAppCount(ws codersdk.Workspace) int {
 	n := 0
 	for _, a := range workspaceAgents(ws) {

@@ -75,6 +75,10 @@ type AgentOptions struct {
 	// CoordinatorPingInterval is the keepalive of coordination websockets
 	// (0: the coordinator package's default).
 	CoordinatorPingInterval time.Duration
+	// ConnReconcileInterval is how often agents recorded as connected to a
+	// coderd that is gone are recorded disconnected (it also runs once
+	// when coderd starts). Default DefaultAgentConnReconcileInterval.
+	ConnReconcileInterval time.Duration
 }
 
 // agentState is the API's agent-side state: the coordinator, the DERP map
@@ -105,6 +109,9 @@ func newAgentState(api *API) (*agentState, error) {
 	}
 	if opts.LogsPollInterval <= 0 {
 		opts.LogsPollInterval = DefaultAgentLogsPollInterval
+	}
+	if opts.ConnReconcileInterval <= 0 {
+		opts.ConnReconcileInterval = DefaultAgentConnReconcileInterval
 	}
 	m := opts.DERPMap
 	if m == nil && opts.DERPServer != nil {

@@ -86,6 +86,9 @@ type API struct {
 	apps    *appsState
 	health  *healthState
 	logins  *loginLimits
+
+	agentBinaryHashes agentBinaryHashes
+	conns             *agentConns
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -144,7 +147,10 @@ func New(opts Options) (*API, error) {
 		return nil, err
 	}
 	api.health = newHealthState(api)
+	api.conns = newAgentConns(api)
+	api.conns.start(api.agents.opts.ConnReconcileInterval)
 	if err := api.startProvisioning(); err != nil {
+		api.conns.stop()
 		_ = api.apps.close()
 		_ = api.agents.close()
 		return nil, err
@@ -167,7 +173,9 @@ func (api *API) Router() chi.Routes { return api.router }
 func (api *API) Close() error {
 	api.closeProvisioning()
 	appsErr := api.apps.close()
-	return errors.Join(api.agents.close(), appsErr)
+	agentsErr := api.agents.close()
+	api.conns.stop()
+	return errors.Join(agentsErr, appsErr)
 }
 
 // PublicRoutes returns the "METHOD pattern" (or "* pattern" for a route
@@ -213,6 +221,7 @@ func (api *API) routes() chi.Router {
 	r.HandleFunc("/derp", api.derpHandler)
 	r.HandleFunc("/derp/latency-check", api.derpHandler)
 	r.Get("/bin/{name}", api.agentBinary)
+	r.Head("/bin/{name}", api.agentBinary)
 	api.appRoutes(r)
 	r.Route("/api/v2", func(r chi.Router) {
 		// Cookie-authenticated and unauthenticated state changes must come

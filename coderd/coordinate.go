@@ -82,7 +82,9 @@ func (api *API) agentHeartbeats(ctx context.Context, agent database.WorkspaceAge
 			ID:               agent.ID,
 			FirstConnectedAt: first,
 			LastConnectedAt:  pgtype.Timestamptz{Time: now, Valid: true},
-			UpdatedAt:        now,
+			// This instance holds the connection (see agentconns.go).
+			LastConnectedReplicaID: uuid.NullUUID{UUID: api.conns.id, Valid: true},
+			UpdatedAt:              now,
 		}
 		if disconnected {
 			params.DisconnectedAt = pgtype.Timestamptz{Time: now, Valid: true}

@@ -88,7 +88,7 @@ func (p *provisioning) notifyJobs() { p.srv.NotifyJobs() }
 // provisionerDaemonPublicRoutes are the routes authenticated by the daemon
 // PSK (not an API key) and the agent binary download.
 func provisionerDaemonPublicRoutes() []string {
-	return append(provisionerdserver.PublicRoutes("/api/v2/provisionerdaemons"), "GET /bin/{name}")
+	return append(provisionerdserver.PublicRoutes("/api/v2/provisionerdaemons"), "GET /bin/{name}", "HEAD /bin/{name}")
 }
 
 // provisionerDaemonRoutes mounts the daemon protocol.

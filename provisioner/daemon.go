@@ -42,6 +42,35 @@ type Daemon struct {
 	RetryInterval time.Duration
 	// MaxRetryInterval caps the backoff; 0 means ten seconds.
 	MaxRetryInterval time.Duration
+	// ReportTimeout bounds one attempt of a report to coderd (a batch of
+	// logs, a state upload, completing or failing a job); a failed attempt
+	// is retried with the backoff above until coderd answers, so a job may
+	// run and report for any length of time. 0 means DefaultReportTimeout.
+	ReportTimeout time.Duration
+	// ShutdownGrace is how long the reports of a running job keep being
+	// retried after the daemon's context ends (the job itself is
+	// interrupted at once). 0 means DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+}
+
+// Defaults of Daemon.
+const (
+	DefaultReportTimeout = 30 * time.Second
+	DefaultShutdownGrace = time.Minute
+)
+
+func (d *Daemon) reportTimeout() time.Duration {
+	if d.ReportTimeout > 0 {
+		return d.ReportTimeout
+	}
+	return DefaultReportTimeout
+}
+
+func (d *Daemon) shutdownGrace() time.Duration {
+	if d.ShutdownGrace > 0 {
+		return d.ShutdownGrace
+	}
+	return DefaultShutdownGrace
 }
 
 func (d *Daemon) logger() *slog.Logger {
@@ -124,6 +153,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		log.Warn("register provisioner daemon", "error", err, "attempt", failures, "retry_in", wait)
 		d.sleep(ctx, wait)
 	}
+	if removed, err := d.runner().CleanStale(); err != nil {
+		log.Warn("clean stale terraform work directories", "error", err)
+	} else if len(removed) > 0 {
+		log.Info("removed the work directories of jobs a previous daemon left behind", "dirs", removed)
+	}
 	log.Info("provisioner daemon registered", "id", reg.ID, "name", d.Name, "tags", reg.Tags,
 		"terraform", version.Flavor+" "+version.Version)
 	heartbeat := time.Duration(reg.HeartbeatIntervalMillis) * time.Millisecond
@@ -155,25 +189,100 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
+// isPermanent reports whether a refused report must not be retried: coderd
+// answered that the job is over (409), not this daemon's (403), unknown
+// (404) or the request is bad (400). Anything else (network errors,
+// timeouts, 5xx while the database is down) is retried.
+func isPermanent(err error) bool {
+	apiErr, ok := codersdk.AsError(err)
+	if !ok {
+		return false
+	}
+	switch apiErr.StatusCode() {
+	case http.StatusConflict, http.StatusForbidden, http.StatusNotFound, http.StatusBadRequest, http.StatusUnauthorized:
+		return true
+	}
+	return false
+}
+
+// report calls fn until it succeeds, fails permanently (isPermanent) or
+// ctx ends; each attempt is bounded by ReportTimeout and failures back off.
+func (d *Daemon) report(ctx context.Context, what string, log *slog.Logger, fn func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, d.reportTimeout())
+		err := fn(actx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				log.Info(what+" delivered after retries", "attempts", attempt)
+			}
+			return nil
+		}
+		if isPermanent(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: gave up: %w", what, errors.Join(ctx.Err(), err))
+		}
+		wait := d.retryDelay(attempt)
+		log.Warn(what+" failed; retrying", "error", err, "attempt", attempt, "retry_in", wait)
+		d.sleep(ctx, wait)
+	}
+}
+
 // logBatcher sends job logs to coderd in batches from its own goroutine.
+// A batch coderd did not take is kept and resent (with backoff) before
+// anything newer, so no line is lost while coderd is briefly unreachable.
 type logBatcher struct {
 	ch   chan provisionersdk.Log
 	done chan struct{}
 }
 
-func (d *Daemon) startLogs(ctx context.Context, daemonID, jobID uuid.UUID) *logBatcher {
+// maxPendingLogs bounds the lines a log batcher keeps while coderd does not
+// take them; past it the oldest are dropped and a line says how many.
+const maxPendingLogs = 10000
+
+func (d *Daemon) startLogs(ctx context.Context, daemonID, jobID uuid.UUID, log *slog.Logger) *logBatcher {
 	b := &logBatcher{ch: make(chan provisionersdk.Log, 256), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		var batch []provisionersdk.Log
-		flush := func() {
-			if len(batch) == 0 {
-				return
+		var pending []provisionersdk.Log
+		dropped := 0
+		failures := 0
+		var retryAt time.Time
+		// flush sends what is pending; with force it retries until coderd
+		// takes it (or gives up for good), otherwise it tries once when due.
+		flush := func(force bool) {
+			for len(pending) > 0 {
+				if !force && time.Now().Before(retryAt) {
+					return
+				}
+				batch := pending
+				if dropped > 0 {
+					batch = append([]provisionersdk.Log{{
+						CreatedAt: batch[0].CreatedAt, Level: codersdk.LogLevelWarn, Stage: batch[0].Stage,
+						Output: fmt.Sprintf("provisioner daemon: %d log line(s) dropped while coderd was unreachable", dropped),
+					}}, batch...)
+				}
+				actx, cancel := context.WithTimeout(ctx, d.reportTimeout())
+				err := d.Client.SendLogs(actx, daemonID, provisionersdk.LogsRequest{JobID: jobID, Logs: batch})
+				cancel()
+				if err == nil || isPermanent(err) || ctx.Err() != nil {
+					if err != nil {
+						log.Warn("send job logs", "error", err)
+					}
+					pending, dropped, failures = nil, 0, 0
+					return
+				}
+				failures++
+				wait := d.retryDelay(failures)
+				retryAt = time.Now().Add(wait)
+				log.Warn("send job logs failed; retrying", "error", err, "attempt", failures, "retry_in", wait)
+				if !force {
+					return
+				}
+				d.sleep(ctx, wait)
 			}
-			if err := d.Client.SendLogs(ctx, daemonID, provisionersdk.LogsRequest{JobID: jobID, Logs: batch}); err != nil {
-				d.logger().Warn("send job logs", "job_id", jobID, "error", err)
-			}
-			batch = nil
 		}
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
@@ -181,15 +290,19 @@ func (d *Daemon) startLogs(ctx context.Context, daemonID, jobID uuid.UUID) *logB
 			select {
 			case l, ok := <-b.ch:
 				if !ok {
-					flush()
+					flush(true)
 					return
 				}
-				batch = append(batch, l)
-				if len(batch) >= 100 {
-					flush()
+				pending = append(pending, l)
+				if over := len(pending) - maxPendingLogs; over > 0 {
+					pending = append(pending[:0:0], pending[over:]...)
+					dropped += over
+				}
+				if len(pending) >= 100 {
+					flush(false)
 				}
 			case <-t.C:
-				flush()
+				flush(false)
 			}
 		}
 	}()
@@ -203,14 +316,84 @@ func (b *logBatcher) close() {
 	<-b.done
 }
 
+// stateUploader sends the latest partial state of a build to coderd from
+// its own goroutine, coalescing states that arrive while one is in flight.
+type stateUploader struct {
+	mu     sync.Mutex
+	latest []byte
+	kick   chan struct{}
+	done   chan struct{}
+	stop   chan struct{}
+}
+
+func (d *Daemon) startStateUploads(ctx context.Context, daemonID, jobID uuid.UUID, log *slog.Logger) *stateUploader {
+	u := &stateUploader{kick: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
+	go func() {
+		defer close(u.done)
+		send := func() {
+			u.mu.Lock()
+			state := u.latest
+			u.latest = nil
+			u.mu.Unlock()
+			if state == nil {
+				return
+			}
+			err := d.report(ctx, "upload partial state", log, func(ctx context.Context) error {
+				return d.Client.UpdateState(ctx, daemonID, provisionersdk.StateRequest{JobID: jobID, State: state})
+			})
+			if err != nil {
+				log.Warn("upload partial state", "error", err)
+			} else {
+				log.Debug("partial state uploaded", "bytes", len(state))
+			}
+		}
+		for {
+			select {
+			case <-u.kick:
+				send()
+			case <-u.stop:
+				send()
+				return
+			}
+		}
+	}()
+	return u
+}
+
+// update queues state for upload (replacing one not sent yet).
+func (u *stateUploader) update(state []byte) {
+	u.mu.Lock()
+	u.latest = state
+	u.mu.Unlock()
+	select {
+	case u.kick <- struct{}{}:
+	default:
+	}
+}
+
+// close sends what is queued and stops.
+func (u *stateUploader) close() {
+	close(u.stop)
+	<-u.done
+}
+
 // runJob runs one job: logs stream while it runs, a heartbeat keeps it alive
-// and watches for cancelation, then the result is reported.
+// and watches for cancelation, then the result is reported. Nothing here is
+// bounded by the job's length: each report attempt has its own timeout and
+// is retried until coderd answers. The heartbeat goes on until the final
+// report is delivered, so coderd never takes a job whose result is on its
+// way for a hung one.
 func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *provisionersdk.AcquiredJob, heartbeat time.Duration) {
 	log := d.logger().With("job_id", job.JobID, "type", job.Type)
 	log.Info("running job")
-	// Reports use a context that outlives a daemon shutdown, bounded in time.
-	reportCtx, cancelReport := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	// Reports outlive a daemon shutdown by ShutdownGrace; the job does not.
+	reportCtx, cancelReport := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReport()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(d.shutdownGrace(), cancelReport)
+		context.AfterFunc(reportCtx, func() { t.Stop() })
+	})
+	defer stopGrace()
 	jobCtx, cancelJob := context.WithCancel(ctx)
 	defer cancelJob()
 
@@ -226,11 +409,13 @@ func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *provisione
 			select {
 			case <-hbStop:
 				return
-			case <-jobCtx.Done():
+			case <-reportCtx.Done():
 				return
 			case <-t.C:
 			}
-			resp, err := d.Client.Heartbeat(jobCtx, daemonID, job.JobID)
+			hctx, cancel := context.WithTimeout(reportCtx, d.reportTimeout())
+			resp, err := d.Client.Heartbeat(hctx, daemonID, job.JobID)
+			cancel()
 			if err != nil {
 				if apiErr, ok := codersdk.AsError(err); ok && apiErr.StatusCode() == http.StatusConflict {
 					mu.Lock()
@@ -242,31 +427,34 @@ func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *provisione
 				log.Warn("heartbeat", "error", err)
 				continue
 			}
-			if resp.Canceled {
+			if resp.Canceled && jobCtx.Err() == nil {
 				mu.Lock()
 				canceledReason = "canceled by a user"
 				mu.Unlock()
 				log.Info("job canceled; interrupting terraform")
 				cancelJob()
-				return
 			}
 		}
 	}()
+	defer func() {
+		close(hbStop)
+		<-hbDone
+	}()
 
-	logs := d.startLogs(reportCtx, daemonID, job.JobID)
+	logs := d.startLogs(reportCtx, daemonID, job.JobID, log)
 	logFn := func(l provisionersdk.Log) {
 		if l.CreatedAt.IsZero() {
 			l.CreatedAt = time.Now()
 		}
 		logs.log(l)
 	}
-	completed, runErr := d.execute(jobCtx, job, logFn)
+	states := d.startStateUploads(reportCtx, daemonID, job.JobID, log)
+	completed, runErr := d.execute(jobCtx, job, logFn, states.update)
 	if runErr != nil && ctx.Err() != nil {
 		logFn(provisionersdk.Log{Level: codersdk.LogLevelError, Stage: "Cleaning up", Output: "provisioner daemon shutting down: job interrupted"})
 	}
+	states.close()
 	logs.close()
-	close(hbStop)
-	<-hbDone
 
 	mu.Lock()
 	reason := canceledReason
@@ -284,13 +472,17 @@ func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *provisione
 		if completed != nil {
 			fail.State = completed.State
 		}
-		if err := d.Client.FailJob(reportCtx, daemonID, fail); err != nil {
+		if err := d.report(reportCtx, "report failed job", log, func(ctx context.Context) error {
+			return d.Client.FailJob(ctx, daemonID, fail)
+		}); err != nil {
 			log.Error("report failed job", "error", err)
 		}
 		log.Info("job failed", "error", msg)
 		return
 	}
-	if err := d.Client.CompleteJob(reportCtx, daemonID, *completed); err != nil {
+	if err := d.report(reportCtx, "report completed job", log, func(ctx context.Context) error {
+		return d.Client.CompleteJob(ctx, daemonID, *completed)
+	}); err != nil {
 		log.Error("report completed job", "error", err)
 		return
 	}
@@ -299,7 +491,8 @@ func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *provisione
 
 // execute runs the job with terraform. On a failed build it may return a
 // CompletedJob carrying the state terraform left, alongside the error.
-func (d *Daemon) execute(ctx context.Context, job *provisionersdk.AcquiredJob, logs terraform.LogFunc) (*provisionersdk.CompletedJob, error) {
+// Builds pass the state terraform writes as it applies to onState.
+func (d *Daemon) execute(ctx context.Context, job *provisionersdk.AcquiredJob, logs terraform.LogFunc, onState terraform.StateFunc) (*provisionersdk.CompletedJob, error) {
 	r := d.runner()
 	switch job.Type {
 	case codersdk.ProvisionerJobTypeTemplateVersionImport:
@@ -327,7 +520,7 @@ func (d *Daemon) execute(ctx context.Context, job *provisionersdk.AcquiredJob, l
 		wb := job.WorkspaceBuild
 		md := wb.Metadata
 		md.WorkspaceTransition = wb.Transition
-		res, err := r.Build(ctx, job.TemplateSourceArchive, wb.State, md, job.ParameterValues, logs)
+		res, err := r.Build(ctx, job.TemplateSourceArchive, wb.State, md, job.ParameterValues, logs, terraform.WithStateUpdates(onState))
 		if err != nil {
 			if res != nil {
 				return &provisionersdk.CompletedJob{JobID: job.JobID, State: res.State}, err

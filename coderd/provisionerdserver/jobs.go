@@ -2,6 +2,7 @@ package provisionerdserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,6 +19,12 @@ import (
 
 // runningJob loads the {job} of the {daemon}; it must be running on that daemon.
 func (s *Server) runningJob(w http.ResponseWriter, r *http.Request) (database.ProvisionerJob, bool) {
+	return s.runningJobOr(w, r, nil)
+}
+
+// runningJobOr is runningJob; when the job is already completed it calls
+// onCompleted (if set) before answering 409, with a note it may return.
+func (s *Server) runningJobOr(w http.ResponseWriter, r *http.Request, onCompleted func(database.ProvisionerJob) string) (database.ProvisionerJob, bool) {
 	d, ok := s.daemonFromRequest(w, r)
 	if !ok {
 		return database.ProvisionerJob{}, false
@@ -44,6 +51,11 @@ func (s *Server) runningJob(w http.ResponseWriter, r *http.Request) (database.Pr
 		msg := "The job is already completed."
 		if job.Error.Valid {
 			msg += " " + job.Error.String
+		}
+		if onCompleted != nil {
+			if note := onCompleted(job); note != "" {
+				msg += " " + note
+			}
 		}
 		httpapi.Write(r.Context(), w, http.StatusConflict, codersdk.Response{Message: msg})
 		return database.ProvisionerJob{}, false
@@ -82,7 +94,86 @@ func (s *Server) postLogs(w http.ResponseWriter, r *http.Request) {
 		httpapi.InternalServerError(w, r, "Insert job logs.", err)
 		return
 	}
+	// A daemon that reports is alive, whatever its heartbeat ticker does.
+	s.touchJob(ctx, job)
 	httpapi.Write(ctx, w, http.StatusOK, codersdk.Response{Message: "Logs stored."})
+}
+
+// touchJob records that the job's daemon was heard from (it counts as a
+// heartbeat for the hung-job detector).
+func (s *Server) touchJob(ctx context.Context, job database.ProvisionerJob) {
+	now := s.now()
+	if _, err := s.db.UpdateProvisionerJobHeartbeat(ctx, database.UpdateProvisionerJobHeartbeatParams{
+		ID: job.ID, WorkerID: job.WorkerID, HeartbeatAt: pgtype.Timestamptz{Time: now, Valid: true},
+	}); err != nil {
+		s.logger.Warn("record provisioner job activity", "job_id", job.ID, "error", err)
+	}
+}
+
+// postState stores the partial Terraform state of a running workspace
+// build: the daemon sends it while terraform applies, so that what a build
+// created is destroyed by the next delete even if the build never reports.
+func (s *Server) postState(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	job, ok := s.runningJob(w, r)
+	if !ok {
+		return
+	}
+	var req provisionersdk.StateRequest
+	if !httpapi.Read(ctx, w, r, &req) {
+		return
+	}
+	if job.Type != database.ProvisionerJobTypeWorkspaceBuild {
+		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+			Message:     "Only workspace builds have a state.",
+			Validations: []codersdk.ValidationError{{Field: "state", Detail: "this job is a " + string(job.Type)}},
+		})
+		return
+	}
+	if len(req.State) == 0 || !json.Valid(req.State) {
+		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+			Message:     "Invalid state.",
+			Validations: []codersdk.ValidationError{{Field: "state", Detail: "must be a Terraform state (JSON)"}},
+		})
+		return
+	}
+	if err := s.storeBuildState(ctx, s.db.Queries, job.ID, req.State); err != nil {
+		httpapi.InternalServerError(w, r, "Store partial state.", err)
+		return
+	}
+	s.touchJob(ctx, job)
+	httpapi.Write(ctx, w, http.StatusOK, codersdk.Response{Message: "State stored."})
+}
+
+func (s *Server) storeBuildState(ctx context.Context, q *database.Queries, jobID uuid.UUID, state []byte) error {
+	build, err := q.GetWorkspaceBuildByJobID(ctx, jobID)
+	if err != nil {
+		return fmt.Errorf("get build: %w", err)
+	}
+	if err := q.UpdateWorkspaceBuildProvisionerStateByID(ctx, database.UpdateWorkspaceBuildProvisionerStateByIDParams{
+		ID: build.ID, ProvisionerState: state, UpdatedAt: s.now(),
+	}); err != nil {
+		return fmt.Errorf("store state: %w", err)
+	}
+	return nil
+}
+
+// lateState keeps the state of a workspace build that coderd failed as
+// hung while its daemon was still working (coderd unreachable for longer
+// than the heartbeat timeout): the job stays failed, but what the build
+// created is known, so the next delete destroys it. It reports whether the
+// state was stored.
+func (s *Server) lateState(ctx context.Context, job database.ProvisionerJob, state []byte) bool {
+	if job.Type != database.ProvisionerJobTypeWorkspaceBuild || !job.ErrorCode.Valid || job.ErrorCode.String != "HUNG" ||
+		len(state) == 0 || !json.Valid(state) {
+		return false
+	}
+	if err := s.storeBuildState(ctx, s.db.Queries, job.ID, state); err != nil {
+		s.logger.Warn("store the state of a job failed as hung", "job_id", job.ID, "error", err)
+		return false
+	}
+	s.logger.Info("stored the state a daemon reported after its job was failed as hung", "job_id", job.ID)
+	return true
 }
 
 func (s *Server) insertJobLogs(ctx context.Context, q *database.Queries, jobID uuid.UUID, source string, logs []provisionersdk.Log) error {
@@ -137,12 +228,17 @@ func (s *Server) postHeartbeat(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) postFail(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	job, ok := s.runningJob(w, r)
-	if !ok {
-		return
-	}
 	var req provisionersdk.FailedJob
 	if !httpapi.Read(ctx, w, r, &req) {
+		return
+	}
+	job, ok := s.runningJobOr(w, r, func(job database.ProvisionerJob) string {
+		if s.lateState(ctx, job, req.State) {
+			return "The reported state was stored."
+		}
+		return ""
+	})
+	if !ok {
 		return
 	}
 	msg := req.Error
@@ -182,12 +278,17 @@ func (s *Server) postFail(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) postComplete(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	job, ok := s.runningJob(w, r)
-	if !ok {
-		return
-	}
 	var req provisionersdk.CompletedJob
 	if !httpapi.Read(ctx, w, r, &req) {
+		return
+	}
+	job, ok := s.runningJobOr(w, r, func(job database.ProvisionerJob) string {
+		if s.lateState(ctx, job, req.State) {
+			return "The reported state was stored."
+		}
+		return ""
+	})
+	if !ok {
 		return
 	}
 	now := s.now()

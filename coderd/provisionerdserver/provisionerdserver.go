@@ -166,6 +166,7 @@ func PublicRoutes(prefix string) []string {
 		"POST /{daemon}/acquire",
 		"POST /{daemon}/jobs/{job}/logs",
 		"POST /{daemon}/jobs/{job}/heartbeat",
+		"POST /{daemon}/jobs/{job}/state",
 		"POST /{daemon}/jobs/{job}/complete",
 		"POST /{daemon}/jobs/{job}/fail",
 	}
@@ -186,6 +187,7 @@ func (s *Server) Routes(r chi.Router) {
 		r.Route("/jobs/{job}", func(r chi.Router) {
 			r.Post("/logs", s.postLogs)
 			r.Post("/heartbeat", s.postHeartbeat)
+			r.Post("/state", s.postState)
 			r.Post("/complete", s.postComplete)
 			r.Post("/fail", s.postFail)
 		})

@@ -115,3 +115,9 @@ func (c *Client) FailJob(ctx context.Context, daemon uuid.UUID, req FailedJob) e
 	_, err := c.post(ctx, fmt.Sprintf("/%s/jobs/%s/fail", daemon, req.JobID), req, nil)
 	return err
 }
+
+// UpdateState stores the partial Terraform state of a running workspace build.
+func (c *Client) UpdateState(ctx context.Context, daemon uuid.UUID, req StateRequest) error {
+	_, err := c.post(ctx, fmt.Sprintf("/%s/jobs/%s/state", daemon, req.JobID), req, nil)
+	return err
+}

@@ -162,6 +162,15 @@ type FailedJob struct {
 	State []byte `json:"state,omitempty"`
 }
 
+// StateRequest carries the Terraform state a workspace build has produced so
+// far. A daemon sends it while terraform applies, so that the resources a
+// build created are known to coderd (and destroyed by the next delete) even
+// if the daemon dies before the build ends.
+type StateRequest struct {
+	JobID uuid.UUID `json:"job_id"`
+	State []byte    `json:"state"`
+}
+
 // RichParameter is a template parameter (data.coder_parameter) as an import
 // finds it: the user API's codersdk.TemplateVersionParameter plus its display
 // order, which coderd stores and sorts by but does not expose.

@@ -57,6 +57,9 @@ type Runner struct {
 	// (SIGINT, sent when the job's context is canceled) before it is killed.
 	// Default: DefaultInterruptGrace.
 	InterruptGrace time.Duration
+	// StatePollInterval is how often the state file is checked while a build
+	// applies, for Build's WithStateUpdates. Default: DefaultStatePollInterval.
+	StatePollInterval time.Duration
 }
 
 // VersionInfo describes the binary a Runner uses.
@@ -150,9 +153,13 @@ func (r *Runner) Version(ctx context.Context) (VersionInfo, error) {
 type job struct {
 	r     *Runner
 	dir   string
+	lock  *jobLock
 	tf    *tfexec.Terraform
 	logs  LogFunc
 	diags *diagnostics
+	// failed is set when a terraform command failed or was interrupted:
+	// close then kills what the job left running.
+	failed bool
 }
 
 func (r *Runner) newJob(archive []byte, env map[string]string, logs LogFunc) (*job, error) {
@@ -160,18 +167,11 @@ func (r *Runner) newJob(archive []byte, env map[string]string, logs LogFunc) (*j
 	if err != nil {
 		return nil, err
 	}
-	workDir := r.WorkDir
-	if workDir == "" {
-		workDir = os.TempDir()
-	}
-	if err := os.MkdirAll(workDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create work dir: %w", err)
-	}
-	dir, err := os.MkdirTemp(workDir, "coder-tf-")
+	dir, lock, err := newJobDir(r.workDir())
 	if err != nil {
-		return nil, fmt.Errorf("create job dir: %w", err)
+		return nil, err
 	}
-	j := &job{r: r, dir: dir, logs: logs, diags: &diagnostics{}}
+	j := &job{r: r, dir: dir, lock: lock, logs: logs, diags: &diagnostics{}}
 	if err := templatearchive.Extract(archive, dir); err != nil {
 		j.close()
 		return nil, err
@@ -189,6 +189,7 @@ func (r *Runner) newJob(archive []byte, env map[string]string, logs LogFunc) (*j
 		full[k] = v
 	}
 	full["CHECKPOINT_DISABLE"] = "1"
+	full[JobDirEnv] = dir
 	if rc := r.cliConfigPath(); rc != "" {
 		full["TF_CLI_CONFIG_FILE"] = rc
 	}
@@ -216,10 +217,21 @@ func copyMap(m map[string]string) map[string]string {
 	return out
 }
 
+// close ends the job in every outcome: after a failure or a cancel it kills
+// the processes terraform left in its process group (the `sh -c` of an
+// interrupted local-exec and its children), then it removes the working
+// directory (template, plan and state, which holds agent tokens) and
+// releases the lock.
 func (j *job) close() {
+	if j.failed {
+		if err := killJobProcesses(j.dir); err != nil {
+			j.r.logger().Warn("kill processes left by terraform", "dir", j.dir, "error", err)
+		}
+	}
 	if err := os.RemoveAll(j.dir); err != nil {
 		j.r.logger().Warn("remove terraform job dir", "dir", j.dir, "error", err)
 	}
+	j.lock.release()
 }
 
 func (j *job) log(stage string, level codersdk.LogLevel, output string) {
@@ -238,6 +250,7 @@ func (j *job) writers(stage string, jsonOut bool) (*logWriter, *logWriter) {
 // fail builds the error for a failed terraform command, preferring terraform's own
 // diagnostics and reporting interruption when ctx was canceled.
 func (j *job) fail(ctx context.Context, what string, err error) error {
+	j.failed = true
 	if ctx.Err() != nil {
 		return fmt.Errorf("terraform %s interrupted: %w", what, errors.Join(ctx.Err(), err))
 	}
@@ -371,7 +384,14 @@ func (r *Runner) planOnly(ctx context.Context, archive []byte, md provisionersdk
 // BuildResult (non-nil) carries the state terraform left, so it is not lost.
 // Canceling ctx interrupts terraform (SIGINT) and waits for it to stop gracefully
 // (up to InterruptGrace).
-func (r *Runner) Build(ctx context.Context, archive, state []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*BuildResult, error) {
+//
+// Options may add a StateFunc (WithStateUpdates) that receives the state
+// terraform writes while it applies.
+func (r *Runner) Build(ctx context.Context, archive, state []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc, opts ...BuildOption) (*BuildResult, error) {
+	var bo buildOptions
+	for _, o := range opts {
+		o(&bo)
+	}
 	var stage string
 	switch md.WorkspaceTransition {
 	case codersdk.WorkspaceTransitionStart:
@@ -402,7 +422,9 @@ func (r *Runner) Build(ctx context.Context, archive, state []byte, md provisione
 	if err != nil {
 		return nil, err
 	}
+	stopWatch := j.watchState(bo.onState, r.statePollInterval())
 	applyErr := j.apply(ctx, stage, planFile)
+	stopWatch()
 	newState, readErr := os.ReadFile(j.statePath())
 	if readErr != nil && !errors.Is(readErr, os.ErrNotExist) {
 		return nil, errors.Join(applyErr, fmt.Errorf("read state: %w", readErr))

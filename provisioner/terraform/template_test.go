@@ -1,6 +1,8 @@
 package terraform
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +33,11 @@ exec sleep 600
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /bin/coder-linux-amd64", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(fakeAgent))
+	})
+	// The init script asks for the binary's hash first (its cache key).
+	mux.HandleFunc("GET /bin/coder-linux-amd64.sha256", func(w http.ResponseWriter, _ *http.Request) {
+		sum := sha256.Sum256([]byte(fakeAgent))
+		_, _ = fmt.Fprintln(w, hex.EncodeToString(sum[:]))
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
