@@ -60,8 +60,10 @@ type Validator interface {
 }
 
 // Read decodes the JSON request body into v. Unknown fields are tolerated.
-// On malformed JSON, or when v (a pointer) implements Validator and reports problems, it
-// writes a 400 response with the error shape and returns false.
+// On malformed JSON, a string holding a NUL character (NULFieldErrors:
+// PostgreSQL cannot store it), or when v (a pointer) implements Validator
+// and reports problems, it writes a 400 response with the error shape and
+// returns false.
 func Read(ctx context.Context, w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
 	if err := dec.Decode(v); err != nil {
@@ -74,6 +76,10 @@ func Read(ctx context.Context, w http.ResponseWriter, r *http.Request, v any) bo
 			}}
 		}
 		Write(ctx, w, http.StatusBadRequest, resp)
+		return false
+	}
+	if errs := NULFieldErrors(v); len(errs) > 0 {
+		Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Validation failed.", Validations: errs})
 		return false
 	}
 	if val, ok := v.(Validator); ok {
