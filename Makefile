@@ -11,7 +11,7 @@ GO_PACKAGES := ./...
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count 1
 
-.PHONY: all build deps run test bench lint gen site clean
+.PHONY: all build deps run test bench fuzz lint gen site clean
 
 all: build
 
@@ -38,6 +38,13 @@ test: deps
 ## bench: run the Go benchmarks; results land in bench.txt (compare runs with benchstat)
 bench: deps
 	go test $(BENCH_FLAGS) $(GO_PACKAGES) | tee bench.txt
+
+## fuzz: run each Go fuzz target for FUZZTIME (default 30s) with FUZZPARALLEL workers (default 1);
+## the targets are listed in scripts/fuzz.sh (`make test` runs their seed corpora)
+FUZZTIME ?= 30s
+FUZZPARALLEL ?= 1
+fuzz: deps
+	FUZZTIME=$(FUZZTIME) FUZZPARALLEL=$(FUZZPARALLEL) bash scripts/fuzz.sh
 
 ## lint: go vet and gofmt must both be clean
 lint:

@@ -61,8 +61,10 @@ type Validator interface {
 }
 
 // Read decodes the JSON request body into v. Unknown fields are tolerated.
-// On malformed JSON, or when v (a pointer) implements Validator and reports problems, it
-// writes a 400 response with the error shape and returns false.
+// On malformed JSON, a string holding a NUL character or invalid UTF-8
+// (PostgreSQL cannot store them; textErrors), or when v (a pointer) implements Validator
+// and reports problems, it writes a 400 response with the error shape and
+// returns false.
 func Read(ctx context.Context, w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
 	if err := dec.Decode(v); err != nil {

@@ -134,7 +134,12 @@ func ParsePathApp(path string) (req Request, prefix, rest string, ok bool) {
 		return Request{}, "", "", false
 	}
 	req.Owner = parts[0]
-	req.Workspace, req.Agent, _ = strings.Cut(parts[1], ".")
+	var hasAgent bool
+	req.Workspace, req.Agent, hasAgent = strings.Cut(parts[1], ".")
+	if req.Workspace == "" || hasAgent && req.Agent == "" {
+		// "/@o/.x/..." or "/@o/w./...": an empty workspace or agent name.
+		return Request{}, "", "", false
+	}
 	name, after, hasSlash := strings.Cut(parts[3], "/")
 	if name == "" {
 		return Request{}, "", "", false
@@ -143,11 +148,11 @@ func ParsePathApp(path string) (req Request, prefix, rest string, ok bool) {
 	case "apps":
 		req.App = name
 	case "ports":
-		p, err := strconv.ParseUint(name, 10, 16)
-		if err != nil || p == 0 {
+		p, ok := parsePort(name)
+		if !ok {
 			return Request{}, "", "", false
 		}
-		req.Port = uint16(p)
+		req.Port = p
 	default:
 		return Request{}, "", "", false
 	}
@@ -158,9 +163,43 @@ func ParsePathApp(path string) (req Request, prefix, rest string, ok bool) {
 	return req, prefix, rest, true
 }
 
+// parsePort parses a port written canonically: 1-65535 in decimal digits
+// without a sign or leading zeros, so each port has exactly one spelling
+// (one origin, one path prefix).
+func parsePort(s string) (uint16, bool) {
+	if s == "" || s[0] == '0' || len(s) > 5 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	p, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return 0, false
+	}
+	return uint16(p), true
+}
+
+// isHostLabelByte reports whether c may appear in a subdomain app label:
+// ASCII letters, digits, '-' and '_' (all a browser sends after IDNA;
+// Terraform names may contain '_').
+func isHostLabelByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+}
+
 // ParseSubdomain parses the first label of a subdomain app host:
-// APP--AGENT--WORKSPACE--OWNER or PORT--AGENT--WORKSPACE--OWNER.
+// APP--AGENT--WORKSPACE--OWNER or PORT--AGENT--WORKSPACE--OWNER. Only
+// ASCII letters, digits, '-' and '_' are accepted, and a port must be
+// written canonically, so a request has exactly one host (SubdomainLabel,
+// case aside): an app never gets a second origin.
 func ParseSubdomain(label string) (Request, bool) {
+	for i := 0; i < len(label); i++ {
+		if !isHostLabelByte(label[i]) {
+			return Request{}, false
+		}
+	}
 	parts := strings.Split(strings.ToLower(label), "--")
 	if len(parts) != 4 {
 		return Request{}, false
@@ -171,11 +210,12 @@ func ParseSubdomain(label string) (Request, bool) {
 		}
 	}
 	req := Request{Agent: parts[1], Workspace: parts[2], Owner: parts[3]}
-	if p, err := strconv.ParseUint(parts[0], 10, 16); err == nil {
-		if p == 0 {
-			return Request{}, false
-		}
-		req.Port = uint16(p)
+	if p, ok := parsePort(parts[0]); ok {
+		req.Port = p
+	} else if strings.Trim(parts[0], "0123456789") == "" {
+		// All digits but not a canonical port (0, 08080, 99999): neither
+		// a port nor, being numeric, an app slug.
+		return Request{}, false
 	} else {
 		req.App = parts[0]
 	}

@@ -117,7 +117,7 @@ func writeArchiveFile(target string, mode os.FileMode, r io.Reader) error {
 
 // Create packs the regular files and directories under dir into a template
 // archive with relative paths, skipping .terraform directories and state files
-// (terraform.tfstate*). Owners are cleared; symlinks and other special files are
+// and directories (terraform.tfstate*). Owners are cleared; symlinks and other special files are
 // left out.
 func Create(dir string) ([]byte, error) {
 	var buf bytes.Buffer
@@ -134,10 +134,13 @@ func Create(dir string) ([]byte, error) {
 			return nil
 		}
 		base := d.Name()
-		if d.IsDir() && base == ".terraform" {
+		isState := strings.HasPrefix(base, "terraform.tfstate")
+		if d.IsDir() && (base == ".terraform" || isState) {
+			// Provider caches and state directories (terraform.tfstate.d
+			// of CLI workspaces), with everything under them.
 			return filepath.SkipDir
 		}
-		if strings.HasPrefix(base, "terraform.tfstate") {
+		if isState {
 			return nil
 		}
 		info, err := d.Info()

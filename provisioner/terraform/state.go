@@ -2,7 +2,10 @@ package terraform
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"sort"
 	"strconv"
 	"strings"
@@ -329,7 +332,7 @@ func convert(all []resource, refs map[string][]string) (*Converted, error) {
 			res := &out.Resources[i]
 			res.Hide = boolean(m.values, "hide")
 			res.Icon = str(m.values, "icon")
-			res.DailyCost = int32(integer(m.values, "daily_cost"))
+			res.DailyCost = integer32(m.values, "daily_cost")
 			for _, item := range blocks(m.values, "item") {
 				res.Metadata = append(res.Metadata, provisionersdk.ResourceMetadata{
 					WorkspaceResourceMetadata: codersdk.WorkspaceResourceMetadata{
@@ -379,7 +382,7 @@ func convertAgent(a resource) (*provisionersdk.Agent, error) {
 		OperatingSystem:          str(v, "os"),
 		Architecture:             str(v, "arch"),
 		Directory:                str(v, "dir"),
-		ConnectionTimeoutSeconds: int32(integer(v, "connection_timeout")),
+		ConnectionTimeoutSeconds: integer32(v, "connection_timeout"),
 		TroubleshootingURL:       str(v, "troubleshooting_url"),
 		MOTDFile:                 str(v, "motd_file"),
 		Order:                    integer(v, "order"),
@@ -456,8 +459,8 @@ func convertApp(r resource) provisionersdk.App {
 	if hc := blocks(v, "healthcheck"); len(hc) > 0 {
 		app.Healthcheck = &codersdk.Healthcheck{
 			URL:       str(hc[0], "url"),
-			Interval:  int32(integer(hc[0], "interval")),
-			Threshold: int32(integer(hc[0], "threshold")),
+			Interval:  integer32(hc[0], "interval"),
+			Threshold: integer32(hc[0], "threshold"),
 		}
 	}
 	return app
@@ -473,7 +476,7 @@ func convertScript(r resource) provisionersdk.AgentScript {
 		RunOnStart:       boolean(v, "run_on_start"),
 		RunOnStop:        boolean(v, "run_on_stop"),
 		StartBlocksLogin: boolean(v, "start_blocks_login"),
-		TimeoutSeconds:   int32(integer(v, "timeout")),
+		TimeoutSeconds:   integer32(v, "timeout"),
 		LogPath:          str(v, "log_path"),
 	}
 }
@@ -493,7 +496,7 @@ func convertParameter(r resource) (provisionersdk.RichParameter, error) {
 			Required:     !boolean(v, "optional"),
 			Ephemeral:    boolean(v, "ephemeral"),
 		},
-		Order: int32(integer(v, "order")),
+		Order: integer32(v, "order"),
 	}
 	if p.Name == "" {
 		return p, fmt.Errorf("%s: parameter without a name", r.address)
@@ -512,11 +515,11 @@ func convertParameter(r resource) (provisionersdk.RichParameter, error) {
 		p.ValidationError = str(b, "error")
 		p.ValidationMonotonic = str(b, "monotonic")
 		if _, ok := b["min"]; ok && b["min"] != nil && !boolean(b, "min_disabled") {
-			n := int32(integer(b, "min"))
+			n := integer32(b, "min")
 			p.ValidationMin = &n
 		}
 		if _, ok := b["max"]; ok && b["max"] != nil && !boolean(b, "max_disabled") {
-			n := int32(integer(b, "max"))
+			n := integer32(b, "max")
 			p.ValidationMax = &n
 		}
 	}
@@ -543,22 +546,50 @@ func boolean(m map[string]any, key string) bool {
 	return b
 }
 
+// integer reads a whole number: a fraction is truncated toward zero and a
+// number beyond int64 saturates at its bounds (a decimal string as
+// strconv.ParseInt reads it); anything else is 0.
 func integer(m map[string]any, key string) int64 {
 	switch v := m[key].(type) {
 	case json.Number:
 		if n, err := v.Int64(); err == nil {
 			return n
 		}
-		f, _ := v.Float64()
-		return int64(f)
-	case float64:
-		return int64(v)
-	case string:
-		n, _ := strconv.ParseInt(v, 10, 64)
+		f, _, err := big.ParseFloat(string(v), 10, 128, big.ToZero)
+		if err != nil {
+			return 0
+		}
+		n, _ := f.Int64() // truncates toward zero, saturates at the bounds
 		return n
+	case float64:
+		if math.IsNaN(v) {
+			return 0
+		}
+		n, _ := big.NewFloat(v).Int64()
+		return n
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return 0
+		}
+		return n // ParseInt saturates on ErrRange
 	default:
 		return 0
 	}
+}
+
+// integer32 is integer saturated at the int32 bounds, for the fields
+// stored as int32 (timeouts, costs, intervals, orders, parameter bounds): a
+// value of 2^31 must not wrap to a negative one.
+func integer32(m map[string]any, key string) int32 {
+	n := integer(m, key)
+	switch {
+	case n > math.MaxInt32:
+		return math.MaxInt32
+	case n < math.MinInt32:
+		return math.MinInt32
+	}
+	return int32(n)
 }
 
 func blocks(m map[string]any, key string) []map[string]any {
