@@ -1,10 +1,16 @@
 package agent
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/codersdk/agentsdk"
 )
 
 // Defaults of Options.TokenRefused*.
@@ -22,8 +28,10 @@ var ErrTokenRefused = errors.New("coderd keeps refusing the agent token (401): t
 
 // refusalTracker watches every response coderd gives the agent. A 401 that
 // follows only 401s since the first one counts; any other answer resets
-// the count. Network errors and 5xx (coderd or its database down) say
-// nothing about the token and are ignored.
+// the count. Network errors, 5xx (coderd or its database down) and the
+// temporary refusal of an agent whose build is still running
+// (agentsdk.TokenBuildPendingMessage: a restart's new agent starts during
+// the apply) say nothing final about the token and are ignored.
 type refusalTracker struct {
 	attempts int
 	period   time.Duration
@@ -36,9 +44,12 @@ type refusalTracker struct {
 	fired bool
 }
 
-func (r *refusalTracker) observe(status int) {
+func (r *refusalTracker) observe(status int, pending bool) {
 	r.mu.Lock()
 	switch {
+	case status == http.StatusUnauthorized && pending:
+		r.mu.Unlock()
+		return
 	case status == http.StatusUnauthorized:
 		if r.count == 0 {
 			r.first = r.now()
@@ -69,7 +80,37 @@ type refusalTransport struct {
 func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := t.base.RoundTrip(req)
 	if err == nil {
-		t.tracker.observe(res.StatusCode)
+		pending := false
+		if res.StatusCode == http.StatusUnauthorized {
+			pending = buildPending(res)
+		}
+		t.tracker.observe(res.StatusCode, pending)
 	}
 	return res, err
+}
+
+// maxRefusalBody bounds how much of a 401's body is read to classify it.
+const maxRefusalBody = 64 << 10
+
+// buildPending reports whether the 401 is coderd's temporary refusal of an
+// agent whose workspace build is still running. It reads the (small) body
+// and puts it back for the caller.
+func buildPending(res *http.Response) bool {
+	if res.Body == nil {
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxRefusalBody))
+	rest := res.Body
+	res.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), rest), rest}
+	if err != nil {
+		return false
+	}
+	var msg codersdk.Response
+	if json.Unmarshal(body, &msg) != nil {
+		return false
+	}
+	return msg.Message == agentsdk.TokenBuildPendingMessage
 }
