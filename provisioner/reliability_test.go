@@ -1,6 +1,7 @@
 package provisioner_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,8 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
+	"github.com/wgmesh/coder/coderd/statecrypt"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/provisionersdk"
 	"github.com/wgmesh/coder/provisioner"
@@ -35,6 +39,29 @@ type daemonEnv struct {
 	srv     *coderdtest.Server
 	proxy   *cutProxy
 	workDir string
+	keys    *statecrypt.Keyring
+}
+
+// storedState reads the latest build's stored state, which must be
+// encrypted (coderd runs with a state key here, as coder server always
+// does), and returns it decrypted ("" when the build has none yet).
+func (e *daemonEnv) storedState(t *testing.T, workspaceID uuid.UUID) string {
+	t.Helper()
+	b, err := e.srv.DB.GetLatestWorkspaceBuildByWorkspaceID(context.Background(), workspaceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.ProvisionerState) == 0 {
+		return ""
+	}
+	if !statecrypt.IsEncrypted(b.ProvisionerState) {
+		t.Fatalf("stored state is not encrypted: %.80q", b.ProvisionerState)
+	}
+	plain, err := e.keys.Decrypt(b.ProvisionerState, workspaceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(plain)
 }
 
 // cutProxy forwards to coderd; while down it drops every request's
@@ -61,8 +88,12 @@ func newDaemonEnv(t *testing.T, heartbeatTimeout time.Duration, configure func(*
 	t.Helper()
 	const psk = "reliability-psk"
 	deps := terraformtest.Find(t)
+	keys, err := statecrypt.NewKeyring(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
 	client, srv := coderdtest.New(t, &coderdtest.Options{API: coderd.Options{Provisioning: coderd.ProvisioningOptions{
-		PSK: psk, HeartbeatTimeout: heartbeatTimeout, AcquireWait: time.Second,
+		PSK: psk, HeartbeatTimeout: heartbeatTimeout, AcquireWait: time.Second, StateKeys: keys,
 	}}})
 	coderdtest.CreateFirstUser(t, client)
 	proxy := &cutProxy{dropped: map[string]int{}}
@@ -87,7 +118,7 @@ func newDaemonEnv(t *testing.T, heartbeatTimeout time.Duration, configure func(*
 	}))
 	t.Cleanup(ps.Close)
 	proxyURL, _ := url.Parse(ps.URL)
-	env := &daemonEnv{client: client, srv: srv, proxy: proxy, workDir: t.TempDir()}
+	env := &daemonEnv{client: client, srv: srv, proxy: proxy, workDir: t.TempDir(), keys: keys}
 	d := &provisioner.Daemon{
 		Client: &provisionersdk.Client{URL: proxyURL, PSK: psk},
 		Name:   "reliability",
@@ -208,9 +239,8 @@ resource "terraform_data" "long" {
 			t.Fatalf("build logs lack %q:\n%s", want, logs)
 		}
 	}
-	state, err := env.srv.DB.GetLatestWorkspaceBuildByWorkspaceID(context.Background(), ws.ID)
-	if err != nil || !strings.Contains(string(state.ProvisionerState), `"long"`) {
-		t.Fatalf("state after the long build: %q %v", state.ProvisionerState, err)
+	if state := env.storedState(t, ws.ID); !strings.Contains(state, `"long"`) {
+		t.Fatalf("state after the long build: %q", state)
 	}
 	assertEmptyDir(t, env.workDir)
 }
@@ -276,9 +306,9 @@ resource "terraform_data" "second" {
 `, pids, pids, pids))
 	waitFile(t, pids)
 	ctx := context.Background()
+	// The partial state is stored as it goes, encrypted like a final one.
 	waitUntil(t, "partial state in coderd", func() bool {
-		b, err := env.srv.DB.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
-		return err == nil && strings.Contains(string(b.ProvisionerState), "created-first")
+		return strings.Contains(env.storedState(t, ws.ID), "created-first")
 	})
 	raw, err := os.ReadFile(pids)
 	if err != nil {
@@ -307,9 +337,8 @@ resource "terraform_data" "second" {
 	for _, pid := range procs {
 		waitUntil(t, fmt.Sprintf("local-exec process %d gone", pid), func() bool { return !alive(pid) })
 	}
-	latest, err := env.srv.DB.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
-	if err != nil || !strings.Contains(string(latest.ProvisionerState), "created-first") {
-		t.Fatalf("state after cancel: %q %v", latest.ProvisionerState, err)
+	if state := env.storedState(t, ws.ID); !strings.Contains(state, "created-first") {
+		t.Fatalf("state after cancel: %q", state)
 	}
 	waitUntil(t, "empty work dir", func() bool { return len(dirEntries(t, env.workDir)) == 0 })
 }

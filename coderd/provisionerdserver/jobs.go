@@ -150,8 +150,13 @@ func (s *Server) storeBuildState(ctx context.Context, q *database.Queries, jobID
 	if err != nil {
 		return fmt.Errorf("get build: %w", err)
 	}
+	// Partial states hold the agent tokens like final ones: sealed the same way.
+	sealed, err := s.sealState(state, build.WorkspaceID)
+	if err != nil {
+		return fmt.Errorf("encrypt state: %w", err)
+	}
 	if err := q.UpdateWorkspaceBuildProvisionerStateByID(ctx, database.UpdateWorkspaceBuildProvisionerStateByIDParams{
-		ID: build.ID, ProvisionerState: state, UpdatedAt: s.now(),
+		ID: build.ID, ProvisionerState: sealed, UpdatedAt: s.now(),
 	}); err != nil {
 		return fmt.Errorf("store state: %w", err)
 	}
