@@ -13,10 +13,13 @@ import (
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 )
 
-// Defaults of Options.TokenRefused*.
+// Defaults of Options.TokenRefused*. The period is long because coderd
+// also answers 401 to an agent whose build is still running (coderd learns
+// agent tokens when the build completes): an agent started early in a long
+// build must not give up before its build ends.
 const (
 	DefaultTokenRefusedAttempts = 5
-	DefaultTokenRefusedPeriod   = 2 * time.Minute
+	DefaultTokenRefusedPeriod   = 10 * time.Minute
 )
 
 // ErrTokenRefused is returned by Run when coderd kept refusing the agent
