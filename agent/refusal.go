@@ -14,9 +14,10 @@ import (
 )
 
 // Defaults of Options.TokenRefused*. The period is long because coderd
-// also answers 401 to an agent whose build is still running (coderd learns
-// agent tokens when the build completes): an agent started early in a long
-// build must not give up before its build ends.
+// learns a first build's agent tokens only when the build completes, so it
+// answers 401 (TokenInvalidMessage) to an agent started early in a long
+// build: that agent must not give up before its build ends. (The new agent
+// of a later build gets TokenBuildPendingMessage, which never counts.)
 const (
 	DefaultTokenRefusedAttempts = 5
 	DefaultTokenRefusedPeriod   = 10 * time.Minute
