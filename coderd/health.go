@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"tailscale.com/types/key"
 
 	"github.com/wgmesh/coder/coderd/healthcheck"
 	"github.com/wgmesh/coder/coderd/httpapi"
@@ -95,6 +97,8 @@ func (api *API) debugHealth(w http.ResponseWriter, r *http.Request) {
 			ProvisionerDaemons: api.healthProvisionerDaemons,
 			Now:                api.opts.Now,
 			DERPPlainHTTP:      api.opts.AccessURL.Scheme == "http",
+			// The embedded relay admits only keys on the coordinator.
+			AdmitProbeKey: func(k key.NodePublic) (func(), error) { return api.agents.nodeKeys.Register(uuid.New(), k) },
 		})
 		h.report, h.reportAt = &rep, time.Now()
 	}

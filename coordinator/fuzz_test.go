@@ -16,7 +16,19 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/wgmesh/coder/coordinator"
+	"github.com/wgmesh/coder/tunnel"
 )
+
+// acceptableNode is the model of the coordinator's node check: a node must
+// decode and claim only the address assigned to its peer (no node key is
+// pinned for the fuzzed peer).
+func acceptableNode(peerID uuid.UUID, raw json.RawMessage) bool {
+	var n tunnel.Node
+	if json.Unmarshal(raw, &n) != nil {
+		return false
+	}
+	return tunnel.CheckAssignedAddresses(peerID, &n) == nil
+}
 
 // fuzzAgent is the one agent the fuzzed peer may open a tunnel to.
 var fuzzAgent = uuid.MustParse("6b0e8c1e-2f57-4c4e-9a0b-7a4b1f1f0001")
@@ -30,8 +42,9 @@ const maxFuzzFrames = 16
 // checks against the protocol's rules (DecodeEnvelope and the peer →
 // coordinator types):
 //   - frames are handled in order; the first malformed frame closes the
-//     socket with 1007 (1008 for another version or a coordinator-only
-//     type), a disconnect with 1000, and anything else keeps it open;
+//     socket with 1007 (1008 for another version, a coordinator-only type
+//     or a node that does not decode or claims an address not assigned to
+//     the peer), a disconnect with 1000, and anything else keeps it open;
 //   - the close reason is valid UTF-8 within the 123 bytes a close frame
 //     allows (RFC 6455 5.5.1; browsers fail the connection otherwise);
 //   - every frame the server sends decodes and is of a coordinator → peer
@@ -72,6 +85,11 @@ func FuzzServeWebsocket(f *testing.F) {
 	published := map[uuid.UUID][][]byte{}
 
 	f.Fuzz(func(t *testing.T, input []byte) {
+		// Each input is a new peer. "@ADDR@" in an input stands for the
+		// address coderd assigned to it, so a seed can announce a node the
+		// coordinator accepts.
+		peerID := uuid.New()
+		input = bytes.ReplaceAll(input, []byte("@ADDR@"), []byte(tunnel.PrefixFromUUID(peerID).String()))
 		frames := bytes.Split(input, []byte("\n"))
 		if len(frames) > maxFuzzFrames {
 			frames = frames[:maxFuzzFrames]
@@ -91,6 +109,8 @@ func FuzzServeWebsocket(f *testing.F) {
 				wantCode = websocket.StatusNormalClosure
 			case env.Type != coordinator.TypeUpdateSelf && env.Type != coordinator.TypeAddTunnel && env.Type != coordinator.TypeRemoveTunnel:
 				wantCode = websocket.StatusPolicyViolation
+			case env.Type == coordinator.TypeUpdateSelf && !acceptableNode(peerID, env.Node):
+				wantCode = websocket.StatusPolicyViolation
 			case env.Type == coordinator.TypeUpdateSelf:
 				sent = append(sent, env.Node)
 			}
@@ -102,7 +122,6 @@ func FuzzServeWebsocket(f *testing.F) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		peerID := uuid.New()
 		published[peerID] = sent
 		peers <- peerID
 		ws, _, err := websocket.Dial(ctx, wsURL, nil)

@@ -202,7 +202,7 @@ func New(opts Options) (*Server, error) {
 		},
 		SubsystemHandlers: map[string]ssh.SubsystemHandler{},
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
-			s.logger.Debug("ssh handshake failed", "remote", conn.RemoteAddr().String(), "error", err)
+			s.logger.Debug("ssh handshake failed", "remote", conn.RemoteAddr(), "error", err)
 		},
 	}
 	if !opts.DisableSFTP {
@@ -320,7 +320,7 @@ func (s *Server) connCallback(ctx ssh.Context, conn net.Conn) net.Conn {
 	s.mu.Unlock()
 	s.conns64.Add(1)
 	s.totalConns.Add(1)
-	s.logger.Debug("ssh connection", "remote", conn.RemoteAddr().String())
+	s.logger.Debug("ssh connection", "remote", conn.RemoteAddr())
 	go func() {
 		defer s.wg.Done()
 		defer func() {
@@ -331,7 +331,7 @@ func (s *Server) connCallback(ctx ssh.Context, conn net.Conn) net.Conn {
 		}()
 		handshake := time.AfterFunc(s.opts.HandshakeTimeout, func() {
 			if ctx.Value(ssh.ContextKeyConn) == nil {
-				s.logger.Info("closing ssh connection stuck in handshake", "remote", conn.RemoteAddr().String())
+				s.logger.Info("closing ssh connection stuck in handshake", "remote", conn.RemoteAddr())
 				_ = conn.Close()
 			}
 		})
@@ -365,7 +365,7 @@ func (s *Server) keepalive(ctx ssh.Context, raw net.Conn) {
 		if pending.Load() {
 			missed++
 			if missed >= s.opts.KeepaliveMax {
-				s.logger.Info("closing unresponsive ssh connection", "remote", raw.RemoteAddr().String(), "missed_keepalives", missed)
+				s.logger.Info("closing unresponsive ssh connection", "remote", raw.RemoteAddr(), "missed_keepalives", missed)
 				_ = raw.Close()
 				return
 			}

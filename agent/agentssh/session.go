@@ -59,7 +59,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 		return
 	}
 	defer s.wg.Done()
-	logger := s.logger.With("remote", sess.RemoteAddr().String(), "command", sess.RawCommand())
+	logger := s.logger.With("remote", sess.RemoteAddr(), "command", sess.RawCommand())
 
 	kind := sessionKind(sess.Environ(), sess.RawCommand())
 	counter := s.sessionCounter(kind)

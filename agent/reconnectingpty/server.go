@@ -116,7 +116,7 @@ func (s *Server) Serve(l net.Listener) error {
 		go func() {
 			defer s.wg.Done()
 			if err := s.Handle(c); err != nil && !errors.Is(err, ErrClosed) {
-				s.logger().Debug("reconnecting pty connection ended", "remote", c.RemoteAddr().String(), "error", err)
+				s.logger().Debug("reconnecting pty connection ended", "remote", c.RemoteAddr(), "error", err)
 			}
 		}()
 	}
@@ -406,7 +406,7 @@ func (p *session) broadcast(b []byte) {
 		select {
 		case c.out <- chunk:
 		default:
-			p.logger.Info("dropping slow reconnecting pty client", "remote", c.conn.RemoteAddr().String())
+			p.logger.Info("dropping slow reconnecting pty client", "remote", c.conn.RemoteAddr())
 			delete(p.clients, c)
 			c.close()
 			_ = c.conn.Close()

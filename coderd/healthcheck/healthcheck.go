@@ -38,6 +38,9 @@ type Options struct {
 	ProvisionerDaemons func(ctx context.Context) ([]codersdk.ProvisionerDaemonItem, error)
 	// DERPPlainHTTP reaches relays over plain HTTP (an http:// access URL).
 	DERPPlainHTTP bool
+	// AdmitProbeKey, when set, makes the DERP probe's random node key known
+	// to a relay that admits only known keys, until release is called.
+	AdmitProbeKey func(k key.NodePublic) (release func(), err error)
 	// Timeout bounds each check (default DefaultCheckTimeout).
 	Timeout time.Duration
 	// Now is the clock (default time.Now).
@@ -73,7 +76,7 @@ func Run(ctx context.Context, opts Options) codersdk.HealthReport {
 		}()
 	}
 	run(func(ctx context.Context) { r.Database = checkDatabase(ctx, opts.PingDB) })
-	run(func(ctx context.Context) { r.DERP = checkDERP(ctx, m) })
+	run(func(ctx context.Context) { r.DERP = checkDERP(ctx, m, opts.AdmitProbeKey) })
 	run(func(ctx context.Context) { r.STUN = checkSTUN(ctx, m) })
 	run(func(ctx context.Context) { r.ProvisionerDaemons = checkDaemons(ctx, opts.ProvisionerDaemons) })
 	wg.Wait()
@@ -107,7 +110,7 @@ func checkDatabase(ctx context.Context, ping func(context.Context) error) coders
 // checkDERP connects to every node of every region with the DERP protocol
 // and pings the relay. A region is healthy when one of its nodes is; the
 // section is unhealthy when a whole region is.
-func checkDERP(ctx context.Context, m *tailcfg.DERPMap) codersdk.DERPHealth {
+func checkDERP(ctx context.Context, m *tailcfg.DERPMap, admit func(key.NodePublic) (func(), error)) codersdk.DERPHealth {
 	h := codersdk.DERPHealth{HealthSection: codersdk.NewHealthSection(), Regions: []codersdk.DERPRegionHealth{}}
 	if m == nil || len(m.Regions) == 0 {
 		h.SetError("the DERP map has no regions: peers that cannot connect directly cannot connect at all")
@@ -132,7 +135,7 @@ func checkDERP(ctx context.Context, m *tailcfg.DERPMap) codersdk.DERPHealth {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				rh.Nodes[j] = checkDERPNode(ctx, region, node)
+				rh.Nodes[j] = checkDERPNode(ctx, region, node, admit)
 			}()
 		}
 		regions[i] = rh
@@ -164,11 +167,20 @@ func checkDERP(ctx context.Context, m *tailcfg.DERPMap) codersdk.DERPHealth {
 	return h
 }
 
-func checkDERPNode(ctx context.Context, region *tailcfg.DERPRegion, node *tailcfg.DERPNode) codersdk.DERPNodeHealth {
+func checkDERPNode(ctx context.Context, region *tailcfg.DERPRegion, node *tailcfg.DERPNode, admit func(key.NodePublic) (func(), error)) codersdk.DERPNodeHealth {
 	h := codersdk.DERPNodeHealth{HealthSection: codersdk.NewHealthSection(), Name: node.Name, HostName: node.HostName}
 	single := *region
 	single.Nodes = []*tailcfg.DERPNode{node}
-	c := derphttp.NewRegionClient(key.NewNode(), logger.Discard, netmon.NewStatic(), func() *tailcfg.DERPRegion { return &single })
+	probeKey := key.NewNode()
+	if admit != nil {
+		release, err := admit(probeKey.Public())
+		if err != nil {
+			h.SetError(fmt.Sprintf("admit the probe's node key: %v", err))
+			return h
+		}
+		defer release()
+	}
+	c := derphttp.NewRegionClient(probeKey, logger.Discard, netmon.NewStatic(), func() *tailcfg.DERPRegion { return &single })
 	defer c.Close()
 	start := time.Now()
 	if err := c.Connect(ctx); err != nil {
