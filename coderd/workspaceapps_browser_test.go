@@ -5,22 +5,18 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/wgmesh/coder/internal/browsertest"
 
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 )
-
-// chromiumPath is where Debian's chromium package (installed by
-// scripts/deps.sh) puts the browser.
-const chromiumPath = "/usr/bin/chromium"
 
 // browserAppsDomain is the wildcard domain of subdomain apps in the browser
 // tests; chromium resolves it to 127.0.0.1 by --host-resolver-rules.
@@ -35,31 +31,7 @@ type chromeTab struct {
 
 func newChromeTab(t *testing.T) *chromeTab {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium not found at %s (%v): run `make deps` to install it", chromiumPath, err)
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("host-resolver-rules", "MAP *."+browserAppsDomain+" 127.0.0.1"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	ctx := browsertest.Start(t, browserAppsDomain, 1280, 900)
 	return &chromeTab{t: t, ctx: ctx}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/wgmesh/coder/internal/browsertest"
 
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
@@ -29,10 +30,6 @@ import (
 	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 	"github.com/wgmesh/coder/tunnel/tunneltest"
 )
-
-// chromiumPath is where Debian's chromium package (installed by
-// scripts/deps.sh) puts the browser.
-const chromiumPath = "/usr/bin/chromium"
 
 // appsDomain is the wildcard domain of subdomain apps in the browser tests;
 // chromium resolves it to 127.0.0.1 by --host-resolver-rules.
@@ -50,9 +47,6 @@ type browser struct {
 // t.Cleanup stops. A missing chromium fails the test.
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium not found at %s (%v): run `make deps` to install it", chromiumPath, err)
-	}
 	artifacts := os.Getenv("CODER_TEST_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = t.TempDir()
@@ -62,29 +56,7 @@ func newBrowser(t *testing.T) *browser {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("host-resolver-rules", "MAP *."+appsDomain+" 127.0.0.1"),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	ctx := browsertest.Start(t, appsDomain, 1280, 900)
 	return &browser{t: t, ctx: ctx, artifacts: artifacts}
 }
 

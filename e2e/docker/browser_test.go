@@ -13,12 +13,10 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/wgmesh/coder/internal/browsertest"
 
 	"github.com/wgmesh/coder/codersdk"
 )
-
-// chromiumPath is where Debian's chromium (scripts/deps.sh) puts the browser.
-const chromiumPath = "/usr/bin/chromium"
 
 // chrome is a headless chromium tab; t.Cleanup stops it.
 type chrome struct {
@@ -29,33 +27,7 @@ type chrome struct {
 
 func newChrome(t *testing.T) *chrome {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium not found at %s (%v): run make deps", chromiumPath, err)
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		// Subdomain apps live under *.example.test: resolve it to coderd.
-		chromedp.Flag("host-resolver-rules", "MAP *."+appsDomain+" 127.0.0.1"),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 900),
-	)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	ctx := browsertest.Start(t, appsDomain, 1400, 900)
 	return &chrome{t: t, ctx: ctx, dir: t.ArtifactDir()}
 }
 
