@@ -131,6 +131,10 @@ type Conn struct {
 	tcpListeners   map[uint16][]*listener
 	packetConns    map[net.PacketConn]struct{}
 
+	// tcpConns are the live TCP connections by remote address; a removed
+	// peer's are closed (peerconns.go).
+	tcpConns peerConns
+
 	// peerMu serialises peer changes (magicsock requires UpsertPeer/RemovePeer
 	// calls to be serialised) and guards peers.
 	peerMu sync.Mutex

@@ -40,7 +40,7 @@ func (c *Conn) DialContext(ctx context.Context, network, addr string) (net.Conn,
 			}
 			return nil, fmt.Errorf("tunnel: dial tcp %s: %w", addr, err)
 		}
-		return conn, nil
+		return c.tcpConns.track(conn, ap.Addr()), nil
 	case "udp", "udp4", "udp6":
 		conn, err := c.netStack.DialContextUDP(ctx, ap)
 		if err != nil {
@@ -176,7 +176,7 @@ func (c *Conn) tcpHandlerForFlow(src, dst netip.AddrPort) (func(net.Conn), bool)
 	if l == nil {
 		return nil, true // RST
 	}
-	return l.deliver, true
+	return func(nc net.Conn) { l.deliver(c.tcpConns.track(nc, src.Addr())) }, true
 }
 
 func (c *Conn) removeListener(l *listener) {

@@ -234,6 +234,13 @@ func (c *Conn) removePeerLocked(p *peer) {
 	c.rebuildTablesLocked()
 	c.magicConn.RemovePeer(p.node.ID)
 	c.engine.SyncDevicePeer(p.node.Key)
+	// No packet reaches the peer any more: end its connections now rather
+	// than when TCP gives up retransmitting. (The closing FIN goes nowhere;
+	// the peer's side ends the same way when it removes us.)
+	prefixes := append(slices.Clone(p.node.Addresses), p.node.AllowedIPs...)
+	if n := c.tcpConns.closeMatching(prefixes); n > 0 {
+		c.logger.Info("closed connections of removed peer", "peer", p.id, "connections", n)
+	}
 }
 
 func (c *Conn) expireLostPeer(p *peer) {
