@@ -34,6 +34,8 @@ type server struct {
 	mu    sync.Mutex
 	auths map[uuid.UUID]coordinator.TunnelAuth
 	ended map[uuid.UUID]chan error
+	// cancels end the latest socket of each peer with a cause (revoke).
+	cancels map[uuid.UUID]context.CancelCauseFunc
 }
 
 func newServer(t *testing.T, opts coordinator.InMemoryOptions) *server {
@@ -44,6 +46,8 @@ func newServer(t *testing.T, opts coordinator.InMemoryOptions) *server {
 		keys:  coordinator.NewNodeKeys(),
 		auths: map[uuid.UUID]coordinator.TunnelAuth{},
 		ended: map[uuid.UUID]chan error{},
+
+		cancels: map[uuid.UUID]context.CancelCauseFunc{},
 	}
 	s.http = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(func() {
@@ -99,8 +103,22 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	if tweak != nil {
 		tweak(&opts)
 	}
-	err = coordinator.ServeWebsocket(r.Context(), ws, opts)
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	s.mu.Lock()
+	s.cancels[id] = cancel
+	s.mu.Unlock()
+	err = coordinator.ServeWebsocket(ctx, ws, opts)
 	s.endedChan(id) <- err
+}
+
+// cancelPeer ends the context of id's latest socket with cause, as coderd
+// does when it revokes the peer's access.
+func (s *server) cancelPeer(id uuid.UUID, cause error) {
+	s.mu.Lock()
+	cancel := s.cancels[id]
+	s.mu.Unlock()
+	cancel(cause)
 }
 
 func (s *server) url(id uuid.UUID) string {

@@ -124,7 +124,12 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 		}
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
+	// The socket's own context is not a child of the caller's: when the
+	// caller's ends (a shutdown, or access revoked with cause ErrRevoked)
+	// the socket is closed with a status and reason first (finish), and
+	// only then are its pending reads and writes cancelled.
+	parent := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	defer cancel()
 
 	reqs, resps := opts.Coordinator.Coordinate(ctx, opts.ID, opts.Name, opts.Auth)
@@ -143,6 +148,9 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 		})
 		cancel()
 	}
+
+	stopParent := context.AfterFunc(parent, func() { finish(parentEnded(parent)) })
+	defer stopParent()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -221,6 +229,15 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 	}
 	logger.Debug("coordinator websocket closed", "code", end.code, "reason", end.reason, "err", end.err)
 	return end
+}
+
+// parentEnded is how the socket closes when the caller's context ends.
+func parentEnded(parent context.Context) *closeError {
+	cause := context.Cause(parent)
+	if errors.Is(cause, ErrRevoked) {
+		return &closeError{code: websocket.StatusPolicyViolation, reason: "access revoked", err: cause}
+	}
+	return &closeError{code: websocket.StatusGoingAway, reason: "server shutting down", err: cause}
 }
 
 // peerReader checks one peer's frames before they reach the coordinator.
