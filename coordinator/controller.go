@@ -368,6 +368,9 @@ func (c *Controller) session(ws *websocket.Conn) (answered bool, _ error) {
 		case <-c.tunnelSignal:
 		case f := <-frames:
 			if f.err != nil {
+				if IsRevoked(f.err) {
+					c.dropTunnelPeers()
+				}
 				closeWith(websocket.StatusGoingAway, "read failed")
 				return answered, fmt.Errorf("read from coordinator: %w", f.err)
 			}
@@ -379,6 +382,24 @@ func (c *Controller) session(ws *websocket.Conn) (answered bool, _ error) {
 			closeWith(websocket.StatusInternalError, "write failed")
 			return answered, err
 		}
+	}
+}
+
+// dropTunnelPeers removes every tunnel destination from the Conn, as if
+// each had disconnected: coderd revoked our access, so the agents already
+// dropped us and connections through the tunnel can only hang. The wanted
+// tunnels stay: if access comes back (a new key), the next connection asks
+// for them again and the peers return.
+func (c *Controller) dropTunnelPeers() {
+	c.mu.Lock()
+	updates := make([]*tunnel.PeerUpdate, 0, len(c.tunnels))
+	for dst := range c.tunnels {
+		updates = append(updates, &tunnel.PeerUpdate{PeerID: dst, Kind: tunnel.PeerDisconnected})
+	}
+	c.mu.Unlock()
+	c.logger.Warn("coordinator revoked our access; dropping tunnel peers", "peers", len(updates))
+	if err := c.conn.UpdatePeers(updates); err != nil {
+		c.logger.Warn("drop tunnel peers", "err", err)
 	}
 }
 

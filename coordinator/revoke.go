@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/coder/websocket"
 	"github.com/google/uuid"
 )
 
@@ -13,6 +14,18 @@ import (
 // the socket is closed with StatusPolicyViolation and reason "access
 // revoked" instead of a shutdown status.
 var ErrRevoked = errors.New("access revoked")
+
+// RevokedReason is the close reason of a revoked peer's socket (status
+// StatusPolicyViolation). A Controller that reads it drops every tunnel
+// peer at once: its connections through them end instead of hanging.
+const RevokedReason = "access revoked"
+
+// IsRevoked reports whether err is the close of a socket whose access was
+// revoked.
+func IsRevoked(err error) bool {
+	var ce websocket.CloseError
+	return errors.As(err, &ce) && ce.Code == websocket.StatusPolicyViolation && ce.Reason == RevokedReason
+}
 
 // Disconnect removes peer id from c as though it had said goodbye: its
 // tunnel peers learn KindDisconnected at once (they drop it, which ends the

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
@@ -202,7 +204,12 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 		case <-ctx.Done():
 		case r, ok := <-resps:
 			if !ok {
-				finish(&closeError{code: websocket.StatusTryAgainLater, reason: "coordinator dropped this connection"})
+				if errors.Is(context.Cause(parent), ErrRevoked) {
+					// Disconnect replaced a revoked peer's registration.
+					finish(parentEnded(parent))
+				} else {
+					finish(&closeError{code: websocket.StatusTryAgainLater, reason: "coordinator dropped this connection"})
+				}
 				continue
 			}
 			env = responseEnvelope(r)
@@ -235,7 +242,7 @@ func ServeWebsocket(ctx context.Context, ws *websocket.Conn, opts ServeOptions) 
 func parentEnded(parent context.Context) *closeError {
 	cause := context.Cause(parent)
 	if errors.Is(cause, ErrRevoked) {
-		return &closeError{code: websocket.StatusPolicyViolation, reason: "access revoked", err: cause}
+		return &closeError{code: websocket.StatusPolicyViolation, reason: RevokedReason, err: cause}
 	}
 	return &closeError{code: websocket.StatusGoingAway, reason: "server shutting down", err: cause}
 }
@@ -295,12 +302,20 @@ func (pr *peerReader) readLoop(ctx context.Context, ws *websocket.Conn, reqs cha
 	}
 }
 
-// truncateReason keeps a close reason within the 123 bytes a close frame allows.
+// truncateReason keeps a close reason within the 123 bytes a close frame
+// allows, as valid UTF-8 (RFC 6455 requires it; a reason echoing a peer's
+// invalid bytes, or cut inside a character, would make the close frame
+// itself invalid). Found by FuzzServeWebsocket.
 func truncateReason(s string) string {
-	if len(s) > 120 {
-		return s[:120]
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= 120 {
+		return s
 	}
-	return s
+	cut := 120
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 func responseEnvelope(r *Response) *Envelope {
