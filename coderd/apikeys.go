@@ -15,6 +15,7 @@ import (
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/rbac"
+	"github.com/wgmesh/coder/coderd/revocation"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 )
@@ -151,6 +152,8 @@ func (api *API) deleteAPIKey(w http.ResponseWriter, r *http.Request) {
 		httpapi.InternalServerError(w, r, "Internal error deleting API key.", err)
 		return
 	}
+	// The key no longer authenticates; end what it already opened.
+	api.revoke(ctx, revocation.APIKey(key.ID))
 	w.WriteHeader(http.StatusNoContent)
 }
 

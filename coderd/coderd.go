@@ -23,6 +23,7 @@ import (
 	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/prometheusmetrics"
 	"github.com/wgmesh/coder/coderd/rbac"
+	"github.com/wgmesh/coder/coderd/revocation"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/pubsub"
@@ -89,6 +90,8 @@ type API struct {
 
 	agentBinaryHashes agentBinaryHashes
 	conns             *agentConns
+	// revocations ends live sessions whose access is revoked (revoke.go).
+	revocations *revocation.Registry
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -139,11 +142,16 @@ func New(opts Options) (*API, error) {
 	if api.site, err = site.New(site.Options{Logger: opts.Logger}); err != nil {
 		return nil, fmt.Errorf("load dashboard: %w", err)
 	}
+	if api.revocations, err = newRevocations(api); err != nil {
+		return nil, err
+	}
 	if api.agents, err = newAgentState(api); err != nil {
+		api.revocations.Close()
 		return nil, err
 	}
 	if api.apps, err = newAppsState(api); err != nil {
 		_ = api.agents.close()
+		api.revocations.Close()
 		return nil, err
 	}
 	api.health = newHealthState(api)
@@ -153,6 +161,7 @@ func New(opts Options) (*API, error) {
 		api.conns.stop()
 		_ = api.apps.close()
 		_ = api.agents.close()
+		api.revocations.Close()
 		return nil, err
 	}
 	api.router = api.routes()
@@ -175,6 +184,7 @@ func (api *API) Close() error {
 	appsErr := api.apps.close()
 	agentsErr := api.agents.close()
 	api.conns.stop()
+	api.revocations.Close()
 	return errors.Join(agentsErr, appsErr)
 }
 
@@ -250,6 +260,7 @@ func (api *API) routes() chi.Router {
 				r.Route("/{user}", func(r chi.Router) {
 					r.Use(userParam)
 					r.Get("/", api.user)
+					r.Delete("/", api.deleteUser)
 					r.Put("/status/suspend", api.putUserStatus(database.UserStatusSuspended))
 					r.Put("/status/activate", api.putUserStatus(database.UserStatusActive))
 					r.Put("/roles", api.putUserRoles)

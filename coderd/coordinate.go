@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/wgmesh/coder/coderd/httpmw"
+	"github.com/wgmesh/coder/coderd/revocation"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/database"
 )
@@ -19,6 +20,7 @@ import (
 // agent's last_connected_at is refreshed every heartbeat interval; when it
 // drops, disconnected_at is recorded.
 func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
+	connected := time.Now()
 	agent := httpmw.WorkspaceAgent(r)
 	nodeKey, ok := parseNodeKey(w, r)
 	if !ok {
@@ -28,8 +30,21 @@ func (api *API) agentCoordinate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx, cancel := api.agentConnContext(r.Context())
+	connCtx, cancel := api.agentConnContext(r.Context())
 	defer cancel()
+	// When the workspace's stop or delete completes (the agent's token
+	// stops working), this socket is closed and the agent removed from the
+	// coordinator (its clients drop it). While the stop runs the agent
+	// stays, to hear its clients being removed.
+	ctx, revoke := context.WithCancelCause(connCtx)
+	defer revoke(nil)
+	unregister := api.revocations.Register(revocation.Session{
+		Kind: "agent coordinate", WorkspaceID: httpmw.WorkspaceAgentWorkspaceID(r), Agent: true,
+	}, connected, func() {
+		revoke(coordinator.ErrRevoked)
+		api.disconnectPeer(agent.ID)
+	})
+	defer unregister()
 
 	hbDone := make(chan struct{})
 	go func() {
@@ -133,14 +148,28 @@ func (api *API) workspaceAgentCoordinate(w http.ResponseWriter, r *http.Request)
 	if clientID == uuid.Nil {
 		clientID = uuid.New()
 	}
+	workspace := httpmw.WorkspaceParam(r)
+	if !api.agentInRunningBuild(w, r, workspace, agent) {
+		return
+	}
 	auth, _ := httpmw.AuthorizationFromContext(r.Context())
 	ws, ok := api.acceptWebsocket(w, r)
 	if !ok {
 		return
 	}
-	ctx, cancel := api.agentConnContext(r.Context())
+	connCtx, cancel := api.agentConnContext(r.Context())
 	defer cancel()
 	peerID := tailnetClientPeerID(auth.User.ID, clientID)
+	// Revoking the key, suspending or deleting the user, or stopping the
+	// workspace closes this socket and removes the client and its tunnel
+	// from the coordinator: the agent drops the peer, which ends the
+	// WireGuard session and every connection through it.
+	ctx, revoke := context.WithCancelCause(connCtx)
+	defer revoke(nil)
+	defer api.trackUserSession(r, "client coordinate", workspace.ID, func() {
+		revoke(coordinator.ErrRevoked)
+		api.disconnectPeer(peerID)
+	})()
 	err := coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
 		Coordinator:  api.agents.coord,
 		ID:           peerID,

@@ -8,13 +8,16 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/wgmesh/coder/coderd/apikey"
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/provisionerdserver"
 	"github.com/wgmesh/coder/coderd/rbac"
+	"github.com/wgmesh/coder/coderd/revocation"
 	"github.com/wgmesh/coder/coderd/statecrypt"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/database"
 )
 
 // ProvisioningOptions configures templates, workspaces and the provisioner
@@ -60,6 +63,18 @@ func (api *API) startProvisioning() error {
 		Now:              api.opts.Now,
 		Logger:           api.logger.With("component", "provisionerdserver"),
 		StateKeys:        o.StateKeys,
+		BuildDone: func(ctx context.Context, workspaceID uuid.UUID, transition database.WorkspaceTransition) {
+			// The agents of a stopped or deleted workspace lose their
+			// tokens now: close what they still hold (a start build's
+			// agents are the workspace's live ones).
+			if transition != database.WorkspaceTransitionStart {
+				// Users first (none should remain: they were revoked
+				// when the build was queued), so that the agents still
+				// hear them removed; then the agents.
+				api.revoke(ctx, revocation.Workspace(workspaceID))
+				api.revoke(ctx, revocation.WorkspaceAgents(workspaceID))
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("create provisioner daemon server: %w", err)

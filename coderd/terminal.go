@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 
 	"github.com/wgmesh/coder/coderd/httpapi"
+	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/agentproto"
 )
@@ -43,6 +45,9 @@ func (api *API) workspaceAgentPTY(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	agent, ok := api.authorizedAgent(w, r, true)
 	if !ok {
+		return
+	}
+	if !api.agentInRunningBuild(w, r, httpmw.WorkspaceParam(r), agent) {
 		return
 	}
 	q := r.URL.Query()
@@ -99,6 +104,12 @@ func (api *API) workspaceAgentPTY(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(maxTerminalMessage)
 	cctx, cancel := api.agentConnContext(ctx)
 	defer cancel()
+	// Revoking the key, the user or the workspace ends the terminal.
+	var revoked atomic.Bool
+	defer api.trackUserSession(r, "terminal", httpmw.WorkspaceParam(r).ID, func() {
+		revoked.Store(true)
+		cancel()
+	})()
 	stop := context.AfterFunc(cctx, func() { _ = pty.Close() })
 	defer stop()
 
@@ -140,7 +151,9 @@ func (api *API) workspaceAgentPTY(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if err != nil {
-			if code, ok := pty.ExitCode(); ok {
+			if revoked.Load() {
+				_ = ws.Close(websocket.StatusPolicyViolation, "access revoked")
+			} else if code, ok := pty.ExitCode(); ok {
 				_ = ws.Close(websocket.StatusNormalClosure, fmt.Sprintf("exit %d", code))
 			} else if errors.Is(err, io.EOF) {
 				_ = ws.Close(websocket.StatusNormalClosure, "terminal closed")

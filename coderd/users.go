@@ -18,6 +18,7 @@ import (
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/rbac"
+	"github.com/wgmesh/coder/coderd/revocation"
 	"github.com/wgmesh/coder/coderd/userpassword"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
@@ -242,6 +243,7 @@ func (api *API) postLogout(w http.ResponseWriter, r *http.Request) {
 		httpapi.InternalServerError(w, r, "Internal error deleting API key.", err)
 		return
 	}
+	api.revoke(ctx, revocation.APIKey(auth.Key.ID))
 	http.SetCookie(w, &http.Cookie{
 		Name:     codersdk.SessionTokenCookie,
 		Value:    "",
@@ -506,8 +508,58 @@ func (api *API) putUserStatus(status database.UserStatus) http.HandlerFunc {
 			return
 		}
 		api.logger.InfoContext(ctx, "user status changed", "user_id", user.ID, "status", status, "by", auth.User.ID)
+		if status == database.UserStatusSuspended {
+			// Suspended users' keys stop authenticating; end what they
+			// already opened.
+			api.revoke(ctx, revocation.User(user.ID))
+		}
 		httpapi.Write(ctx, w, http.StatusOK, convertUser(updated))
 	}
+}
+
+// deleteUser serves DELETE /api/v2/users/{user}: owners delete another
+// user, who must not own workspaces any more (their resources would be
+// orphaned). The user is soft-deleted (username and email become
+// reusable), their keys are deleted and their live sessions end.
+func (api *API) deleteUser(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	user := httpmw.UserParam(r)
+	auth, _ := httpmw.AuthorizationFromContext(ctx)
+	if !api.authorizeVisible(w, r, rbac.ActionDelete, userObject(user)) {
+		return
+	}
+	if user.ID == auth.User.ID {
+		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "You cannot delete yourself."})
+		return
+	}
+	workspaces, err := api.db.GetWorkspaces(ctx, database.GetWorkspacesParams{OwnerID: user.ID})
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Internal error fetching the user's workspaces.", err)
+		return
+	}
+	if len(workspaces) > 0 {
+		httpapi.Write(ctx, w, http.StatusConflict, codersdk.Response{
+			Message: fmt.Sprintf("The user owns %d workspace(s); delete them before deleting the user.", len(workspaces)),
+			Detail:  fmt.Sprintf("For example: coder delete %s/%s", user.Username, workspaces[0].Name),
+		})
+		return
+	}
+	err = api.db.InTx(ctx, func(q *database.Queries) error {
+		if err := q.UpdateUserDeletedByID(ctx, database.UpdateUserDeletedByIDParams{ID: user.ID, UpdatedAt: api.now()}); err != nil {
+			return fmt.Errorf("delete user: %w", err)
+		}
+		if err := q.DeleteAPIKeysByUserID(ctx, user.ID); err != nil {
+			return fmt.Errorf("delete user's keys: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Internal error deleting the user.", err)
+		return
+	}
+	api.logger.InfoContext(ctx, "user deleted", "user_id", user.ID, "by", auth.User.ID)
+	api.revoke(ctx, revocation.User(user.ID))
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (api *API) putUserRoles(w http.ResponseWriter, r *http.Request) {

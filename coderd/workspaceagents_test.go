@@ -35,6 +35,7 @@ import (
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/dbtestutil"
+	"github.com/wgmesh/coder/database/pubsub"
 	"github.com/wgmesh/coder/tunnel"
 	"github.com/wgmesh/coder/tunnel/tunneltest"
 )
@@ -53,6 +54,8 @@ type agentEnv struct {
 	url     *url.URL
 	// tweak adjusts the agent options of every coderd this env starts.
 	tweak func(*coderd.AgentOptions)
+	// ps, when set, is the pubsub every coderd this env starts uses.
+	ps *pubsub.Pubsub
 }
 
 func newAgentEnv(t testing.TB) *agentEnv {
@@ -94,6 +97,7 @@ func (e *agentEnv) start() {
 	}
 	api, err := coderd.New(coderd.Options{
 		Database:  e.store,
+		Pubsub:    e.ps,
 		AccessURL: e.url,
 		Agents:    agentOpts,
 	})

@@ -102,6 +102,7 @@ func newAppsState(api *API) (*appsState, error) {
 		DisablePathApps:  api.opts.Apps.DisablePathApps,
 		AuthCacheTTL:     api.opts.Apps.AuthCacheTTL,
 		Now:              api.opts.Now,
+		Track:            api.trackAppRequest,
 	})
 	if err != nil {
 		_ = mesh.Close()
@@ -162,7 +163,7 @@ func (b *appsBackend) Identify(ctx context.Context, c workspaceapps.Credential) 
 	if err != nil {
 		return nil, err
 	}
-	return &workspaceapps.Identity{UserID: a.User.ID, Subject: a.Subject, Expires: a.Key.ExpiresAt}, nil
+	return &workspaceapps.Identity{UserID: a.User.ID, KeyID: a.Key.ID, Subject: a.Subject, Expires: a.Key.ExpiresAt}, nil
 }
 
 // IssueHandshake implements workspaceapps.AppKeys: a handshake key is an

@@ -10,6 +10,7 @@ import (
 	"github.com/wgmesh/coder/coderd/httpapi"
 	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/rbac"
+	"github.com/wgmesh/coder/coderd/revocation"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 )
@@ -110,6 +111,12 @@ func (api *API) postWorkspaceBuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.prov.notifyJobs()
+	if transition != database.WorkspaceTransitionStart {
+		// A stopping or deleting workspace is no longer reachable: end
+		// users' terminals, app connections and tunnels to its agents
+		// (the agents' own connections end when the build completes).
+		api.revoke(ctx, revocation.Workspace(ws.ID))
+	}
 	out, err := api.convertBuilds(ctx, ws, []database.WorkspaceBuild{build})
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Convert build.", err)

@@ -203,6 +203,13 @@ func (c *Client) UpdateUserStatus(ctx context.Context, user string, status UserS
 	return u, err
 }
 
+// DeleteUser deletes a user (owners only). It is refused (409) while the
+// user owns workspaces; the user's keys stop working and their live
+// connections end.
+func (c *Client) DeleteUser(ctx context.Context, user string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v2/users/"+url.PathEscape(user), nil, http.StatusNoContent, nil)
+}
+
 // UpdateUserRoles replaces a user's site roles.
 func (c *Client) UpdateUserRoles(ctx context.Context, user string, req UpdateRoles) (User, error) {
 	var u User

@@ -32,6 +32,10 @@ type Authorization struct {
 	User database.User
 	// Subject is the user and roles authorization decisions are made for.
 	Subject rbac.Subject
+	// CheckedAt is when the key was looked up (real time, whatever clock
+	// the authenticator runs on): a revocation after it may not have been
+	// seen (coderd/revocation).
+	CheckedAt time.Time
 }
 
 type authzContextKey struct{}
@@ -134,6 +138,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string, want Key
 		return Authorization{}, unauthorized("You must be logged in to do this.",
 			fmt.Sprintf("Send an API key in the %q header or the %q cookie.", codersdk.SessionTokenHeader, codersdk.SessionTokenCookie))
 	}
+	checkedAt := time.Now()
 	id, secret, err := apikey.Parse(token)
 	if err != nil {
 		return Authorization{}, unauthorized("Invalid API key.", err.Error())
@@ -196,9 +201,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string, want Key
 		user = updated
 	}
 	return Authorization{
-		Key:     key,
-		User:    user,
-		Subject: rbac.Subject{ID: user.ID, Roles: append([]string(nil), user.RbacRoles...)},
+		Key:       key,
+		User:      user,
+		Subject:   rbac.Subject{ID: user.ID, Roles: append([]string(nil), user.RbacRoles...)},
+		CheckedAt: checkedAt,
 	}, nil
 }
 

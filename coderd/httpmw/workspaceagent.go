@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wgmesh/coder/coderd/apikey"
@@ -23,6 +24,15 @@ type workspaceAgentContextKey struct{}
 func WorkspaceAgentFromContext(ctx context.Context) (database.WorkspaceAgent, bool) {
 	a, ok := ctx.Value(workspaceAgentContextKey{}).(database.WorkspaceAgent)
 	return a, ok
+}
+
+type workspaceAgentWorkspaceKey struct{}
+
+// WorkspaceAgentWorkspaceID returns the ID of the workspace of the agent
+// authenticated by ExtractWorkspaceAgent (uuid.Nil without it).
+func WorkspaceAgentWorkspaceID(r *http.Request) uuid.UUID {
+	id, _ := r.Context().Value(workspaceAgentWorkspaceKey{}).(uuid.UUID)
+	return id
 }
 
 // WorkspaceAgent returns the agent authenticated by ExtractWorkspaceAgent;
@@ -70,7 +80,9 @@ func ExtractWorkspaceAgent(db *database.Store) func(http.Handler) http.Handler {
 				httpapi.Write(ctx, w, http.StatusUnauthorized, refusal)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, workspaceAgentContextKey{}, row.WorkspaceAgent)))
+			ctx = context.WithValue(ctx, workspaceAgentContextKey{}, row.WorkspaceAgent)
+			ctx = context.WithValue(ctx, workspaceAgentWorkspaceKey{}, row.WorkspaceID)
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }

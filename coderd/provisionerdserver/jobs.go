@@ -278,6 +278,7 @@ func (s *Server) postFail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.Info("provisioner job failed", "job_id", job.ID, "error", msg)
+	s.buildDone(ctx, job)
 	httpapi.Write(ctx, w, http.StatusOK, codersdk.Response{Message: "Job failed."})
 }
 
@@ -360,6 +361,7 @@ func (s *Server) postComplete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.Info("provisioner job completed", "job_id", job.ID, "type", job.Type, "resources", len(req.Resources))
+	s.buildDone(ctx, job)
 	httpapi.Write(ctx, w, http.StatusOK, codersdk.Response{Message: "Job completed."})
 }
 

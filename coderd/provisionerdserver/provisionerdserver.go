@@ -72,6 +72,11 @@ type Options struct {
 	// agent tokens); nil stores it as plaintext. Plaintext rows are always
 	// read, and sealed on the next write when StateKeys is set.
 	StateKeys *statecrypt.Keyring
+	// BuildDone, when set, is called after a workspace build's job
+	// completed or failed, with the build's workspace and transition.
+	// coderd ends the sessions of a stopped or deleted workspace's agents,
+	// whose tokens stop working then.
+	BuildDone func(ctx context.Context, workspaceID uuid.UUID, transition database.WorkspaceTransition)
 }
 
 // Server serves the provisioner daemon protocol.
@@ -129,6 +134,19 @@ func (s *Server) openState(stored []byte, workspaceID uuid.UUID) ([]byte, error)
 }
 
 // now returns the clock's time in UTC, truncated to PostgreSQL's precision.
+// buildDone reports a finished workspace build job to Options.BuildDone.
+func (s *Server) buildDone(ctx context.Context, job database.ProvisionerJob) {
+	if s.opts.BuildDone == nil || job.Type != database.ProvisionerJobTypeWorkspaceBuild {
+		return
+	}
+	build, err := s.db.GetWorkspaceBuildByJobID(ctx, job.ID)
+	if err != nil {
+		s.logger.WarnContext(ctx, "get finished build", "job_id", job.ID, "error", err)
+		return
+	}
+	s.opts.BuildDone(ctx, build.WorkspaceID, build.Transition)
+}
+
 func (s *Server) now() time.Time { return s.opts.Now().UTC().Truncate(time.Microsecond) }
 
 // NotifyJobs wakes every acquire long poll of this server; call it after

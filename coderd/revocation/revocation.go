@@ -30,10 +30,9 @@ import (
 // PubsubEvent is the pubsub channel revocations are published on.
 const PubsubEvent = "coder_revocations"
 
-// RecentWindow is how long a revocation is remembered: a session
-// registered within it that the revocation covers is ended at once. It
-// covers the gap between a request's authentication and its registration,
-// during which a revocation would otherwise be missed.
+// RecentWindow is how long a revocation is remembered, for sessions that
+// authenticated before it but register after it (see Register). A request
+// takes far less from authentication to registration.
 const RecentWindow = time.Minute
 
 // Kind is what a revocation names.
@@ -45,9 +44,12 @@ const (
 	KindAPIKey Kind = "api_key"
 	// KindUser: a user (its ID) was suspended or deleted.
 	KindUser Kind = "user"
-	// KindWorkspace: a workspace (its ID) is being stopped or deleted, or
-	// its agents were superseded.
+	// KindWorkspace: a workspace (its ID) is being stopped or deleted:
+	// users' sessions reaching it end.
 	KindWorkspace Kind = "workspace"
+	// KindWorkspaceAgents: a workspace's stop or delete completed, its
+	// agents' tokens stopped working: the agents' own sessions end.
+	KindWorkspaceAgents Kind = "workspace_agents"
 )
 
 // Event is one revocation.
@@ -62,9 +64,11 @@ func APIKey(id string) Event { return Event{Kind: KindAPIKey, ID: id} }
 // User is the revocation of a user's access.
 func User(id uuid.UUID) Event { return Event{Kind: KindUser, ID: id.String()} }
 
-// Workspace is the revocation of access to a workspace (its agents
-// included).
+// Workspace is the revocation of users' access to a workspace.
 func Workspace(id uuid.UUID) Event { return Event{Kind: KindWorkspace, ID: id.String()} }
+
+// WorkspaceAgents is the revocation of a workspace's agents' sessions.
+func WorkspaceAgents(id uuid.UUID) Event { return Event{Kind: KindWorkspaceAgents, ID: id.String()} }
 
 func (e Event) valid() error {
 	switch e.Kind {
@@ -72,7 +76,7 @@ func (e Event) valid() error {
 		if e.ID == "" {
 			return errors.New("api key revocation without an ID")
 		}
-	case KindUser, KindWorkspace:
+	case KindUser, KindWorkspace, KindWorkspaceAgents:
 		if _, err := uuid.Parse(e.ID); err != nil {
 			return fmt.Errorf("%s revocation: ID %q: %w", e.Kind, e.ID, err)
 		}
@@ -95,6 +99,10 @@ type Session struct {
 	// WorkspaceID is the workspace the connection reaches (or, for an
 	// agent, runs in).
 	WorkspaceID uuid.UUID
+	// Agent marks a workspace agent's own session (KindWorkspaceAgents
+	// ends it, KindWorkspace does not: an agent stays connected while its
+	// workspace stops, so that it hears its clients being removed).
+	Agent bool
 }
 
 // Matches reports whether e revokes s.
@@ -105,7 +113,9 @@ func (s Session) Matches(e Event) bool {
 	case KindUser:
 		return s.UserID != uuid.Nil && s.UserID.String() == e.ID
 	case KindWorkspace:
-		return s.WorkspaceID != uuid.Nil && s.WorkspaceID.String() == e.ID
+		return !s.Agent && s.WorkspaceID != uuid.Nil && s.WorkspaceID.String() == e.ID
+	case KindWorkspaceAgents:
+		return s.Agent && s.WorkspaceID != uuid.Nil && s.WorkspaceID.String() == e.ID
 	}
 	return false
 }
@@ -195,15 +205,19 @@ func (r *Registry) Close() {
 
 // Register tracks a live session until the returned function is called
 // (when the connection ends). end is called at most once, when a
-// revocation covers s, and must not block for long; it is called at once
-// when a revocation within RecentWindow already covers s.
-func (r *Registry) Register(s Session, end func()) (unregister func()) {
+// revocation covers s, and must not block for long. since is when the
+// session's credentials were checked (Now's clock): a revocation this
+// registry received after since (within RecentWindow) that covers s ends
+// it at once, since the check may have read the database before the
+// revoking change; one received before since does not (the check saw the
+// change: a user reactivated after a suspension connects again).
+func (r *Registry) Register(s Session, since time.Time, end func()) (unregister func()) {
 	e := &entry{s: s, end: end}
 	r.mu.Lock()
 	var hit *Event
 	now := r.now()
 	for _, re := range r.recent {
-		if now.Sub(re.at) <= RecentWindow && s.Matches(re.ev) {
+		if now.Sub(re.at) <= RecentWindow && !re.at.Before(since) && s.Matches(re.ev) {
 			hit = &re.ev
 			break
 		}

@@ -36,7 +36,7 @@ func session(t *testing.T, reg *revocation.Registry, s revocation.Session) <-cha
 	t.Helper()
 	ended := make(chan struct{})
 	var once sync.Once
-	unregister := reg.Register(s, func() { once.Do(func() { close(ended) }) })
+	unregister := reg.Register(s, time.Now(), func() { once.Do(func() { close(ended) }) })
 	t.Cleanup(unregister)
 	return ended
 }
@@ -78,11 +78,15 @@ func TestRevokeAcrossReplicas(t *testing.T) {
 	}{
 		{"api key", revocation.Session{Kind: "terminal", APIKeyID: "key-1", UserID: alice, WorkspaceID: wsAlice}, revocation.APIKey("key-1")},
 		{"user", revocation.Session{Kind: "client coordinate", APIKeyID: "key-2", UserID: alice, WorkspaceID: wsAlice}, revocation.User(alice)},
-		{"workspace", revocation.Session{Kind: "agent coordinate", WorkspaceID: wsAlice}, revocation.Workspace(wsAlice)},
+		{"workspace", revocation.Session{Kind: "client coordinate", APIKeyID: "key-3", UserID: alice, WorkspaceID: wsAlice}, revocation.Workspace(wsAlice)},
+		{"workspace agents", revocation.Session{Kind: "agent coordinate", WorkspaceID: wsAlice, Agent: true}, revocation.WorkspaceAgents(wsAlice)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Bob's sessions share nothing with the victim's but the kind.
 			bobOnB := session(t, b, revocation.Session{Kind: tc.victim.Kind, APIKeyID: "bob-key", UserID: bob, WorkspaceID: wsBob})
+			// A workspace's agent outlives users' revocation of it, and
+			// its users outlive the agents' revocation.
+			sameWorkspace := session(t, b, revocation.Session{Kind: "other side", WorkspaceID: wsAlice, Agent: !tc.victim.Agent})
 			victimOnB := session(t, b, tc.victim)
 			victimOnA := session(t, a, tc.victim)
 			if err := a.Revoke(ctx, tc.event); err != nil {
@@ -99,6 +103,9 @@ func TestRevokeAcrossReplicas(t *testing.T) {
 			}
 			awaitEnded(t, "marker", marker)
 			requireLive(t, "bob's session", bobOnB)
+			if tc.event.Kind == revocation.KindWorkspace || tc.event.Kind == revocation.KindWorkspaceAgents {
+				requireLive(t, "the workspace's other side", sameWorkspace)
+			}
 		})
 	}
 }
@@ -112,30 +119,38 @@ func requireEndedNow(t *testing.T, what string, ch <-chan struct{}) {
 	}
 }
 
-// TestRegisterAfterRevocation: a session that authenticated before a
-// revocation but registers after it (the request was in flight) is ended
-// at once; a session registered after RecentWindow is not.
+// TestRegisterAfterRevocation: a session whose credentials were checked
+// before a revocation but that registers after it (the request was in
+// flight) is ended at once; one checked after the revocation (the user was
+// reactivated) is not, nor one registered after RecentWindow.
 func TestRegisterAfterRevocation(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	reg, err := revocation.New(revocation.Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Close()
+	register := func(s revocation.Session, since time.Time) <-chan struct{} {
+		ended := make(chan struct{})
+		var once sync.Once
+		t.Cleanup(reg.Register(s, since, func() { once.Do(func() { close(ended) }) }))
+		return ended
+	}
 	user := uuid.New()
+	checked := clock()
+	advance(time.Second)
 	if err := reg.Revoke(context.Background(), revocation.User(user)); err != nil {
 		t.Fatal(err)
 	}
-	requireEndedNow(t, "late registration", session(t, reg, revocation.Session{Kind: "terminal", UserID: user}))
-	requireLive(t, "another user's session", session(t, reg, revocation.Session{Kind: "terminal", UserID: uuid.New()}))
-
-	mu.Lock()
-	now = now.Add(revocation.RecentWindow + time.Second)
-	mu.Unlock()
-	// Reactivated and reconnected a while later: not ended by the old event.
-	requireLive(t, "session after the window", session(t, reg, revocation.Session{Kind: "terminal", UserID: user}))
+	advance(time.Second)
+	requireEndedNow(t, "in-flight registration", register(revocation.Session{Kind: "terminal", UserID: user}, checked))
+	requireLive(t, "another user's in-flight session", register(revocation.Session{Kind: "terminal", UserID: uuid.New()}, checked))
+	requireLive(t, "session checked after the revocation", register(revocation.Session{Kind: "terminal", UserID: user}, clock()))
+	advance(revocation.RecentWindow)
+	requireLive(t, "session registered after the window", register(revocation.Session{Kind: "terminal", UserID: user}, checked))
 }
 
 // TestRecheckAfterDroppedMessages: when B's pubsub listener loses its

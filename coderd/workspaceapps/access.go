@@ -57,7 +57,9 @@ type AccessRequest struct {
 type Grant struct {
 	// UserID is who was granted; uuid.Nil for an anonymous request to a
 	// public app.
-	UserID        uuid.UUID `json:"user_id"`
+	UserID uuid.UUID `json:"user_id"`
+	// KeyID is the API key the grant rests on; empty when anonymous.
+	KeyID         string    `json:"key_id,omitempty"`
 	WorkspaceID   uuid.UUID `json:"workspace_id"`
 	WorkspaceName string    `json:"workspace_name"`
 	AgentID       uuid.UUID `json:"agent_id"`
@@ -72,6 +74,9 @@ type Grant struct {
 	// Expires is when the credential the grant rests on expires; a grant
 	// is never used past it. Zero for an anonymous grant.
 	Expires time.Time `json:"expires,omitzero"`
+	// CheckedAt is when the decision was made (real time); set by the
+	// Server, for Options.Track.
+	CheckedAt time.Time `json:"-"`
 }
 
 // Denial is a decision not to proxy a request: an HTTP status and the

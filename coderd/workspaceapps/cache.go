@@ -112,6 +112,13 @@ func (c *decisionCache) put(k decisionKey, t *target, now, notAfter time.Time) {
 	c.entries[k] = decision{target: t, expires: expires}
 }
 
+// clear forgets every decision.
+func (c *decisionCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+}
+
 // len returns the number of entries (expired or not).
 func (c *decisionCache) len() int {
 	c.mu.Lock()

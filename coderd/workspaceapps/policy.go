@@ -18,6 +18,9 @@ import (
 // Identity is who an authenticated app request comes from.
 type Identity struct {
 	UserID uuid.UUID
+	// KeyID is the ID of the API key (session or app key) the credential
+	// is, for ending the connections it opened when it is revoked.
+	KeyID string
 	// Subject is what owner-level access is decided for.
 	Subject rbac.Subject
 	// Expires is when the credential expires.
@@ -284,7 +287,7 @@ func (p *Policy) Authorize(ctx context.Context, req AccessRequest) (Decision, er
 		g.AppSlug = res.App.Slug
 	}
 	if id != nil {
-		g.UserID, g.Expires = id.UserID, id.Expires
+		g.UserID, g.Expires, g.KeyID = id.UserID, id.Expires, id.KeyID
 	}
 	return Decision{Grant: g}, nil
 }

@@ -41,6 +41,12 @@ type Options struct {
 	// of authorization decisions (default DefaultAuthCacheTTL; negative
 	// disables the cache).
 	AuthCacheTTL time.Duration
+	// Track, when set, is called for every proxied request with its
+	// grant; the request is served with the returned context and done is
+	// called when it ends. coderd ends the context when the grant's key,
+	// user or workspace is revoked, which closes the request and, for an
+	// upgraded (websocket) connection, the connection.
+	Track func(ctx context.Context, g *Grant) (tracked context.Context, done func())
 }
 
 // Server resolves, authorizes and proxies workspace app requests.
@@ -102,6 +108,10 @@ func ParseWildcardHostname(pattern string) (string, error) {
 // WildcardHostname returns the configured pattern ("" when subdomain apps
 // are disabled).
 func (s *Server) WildcardHostname() string { return s.opts.WildcardHostname }
+
+// ForgetGrants drops every remembered authorization decision, so the next
+// request of a revoked credential, user or workspace is decided afresh.
+func (s *Server) ForgetGrants() { s.cache.clear() }
 
 // Request names what an app request asks for.
 type Request struct {
@@ -292,6 +302,7 @@ func (s *Server) authorize(ctx context.Context, c Credential, req Request, path 
 	if t := s.cache.get(key, now); t != nil {
 		return t, nil, nil
 	}
+	checkedAt := time.Now()
 	d, err := s.opts.Authorizer.Authorize(ctx, AccessRequest{Credential: c, App: req, Path: path})
 	if err != nil {
 		return nil, nil, err
@@ -306,6 +317,7 @@ func (s *Server) authorize(ctx context.Context, c Credential, req Request, path 
 	if err != nil || (upstream.Scheme != "http" && upstream.Scheme != "https") || upstream.Port() == "" {
 		return nil, nil, fmt.Errorf("granted upstream %q is not an http(s) URL with a port", d.Grant.Upstream)
 	}
+	d.Grant.CheckedAt = checkedAt
 	t := &target{grant: d.Grant, upstream: upstream}
 	s.cache.put(key, t, now, d.Grant.Expires)
 	return t, nil, nil
@@ -564,6 +576,11 @@ func isBrowserNavigation(r *http.Request) bool {
 // proxy forwards the request to the target; rest (the path after the
 // app's prefix) is appended to the upstream URL's path.
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request, t *target, rest string) {
+	if s.opts.Track != nil {
+		ctx, done := s.opts.Track(r.Context(), t.grant)
+		defer done()
+		r = r.WithContext(ctx)
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			q := pr.In.URL.Query()
