@@ -368,4 +368,3 @@ func TestRevocationEndsLiveSessions(t *testing.T) {
 		t.Fatalf("bystander's new session: %q", out)
 	}
 }
-
