@@ -50,6 +50,7 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 			r.Route("/{template}", func(r chi.Router) {
 				r.Use(httpmw.ExtractTemplateParam(params))
 				r.Get("/", api.template)
+				r.Patch("/", api.patchTemplateMeta)
 				r.Get("/versions", api.templateVersionsByTemplate)
 				r.Patch("/versions", api.patchActiveTemplateVersion)
 			})

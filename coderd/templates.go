@@ -69,7 +69,8 @@ func (api *API) postTemplate(w http.ResponseWriter, r *http.Request) {
 		tmpl, err = q.InsertTemplate(ctx, database.InsertTemplateParams{
 			ID: uuid.New(), CreatedAt: now, UpdatedAt: now, Name: req.Name, DisplayName: req.DisplayName,
 			Description: req.Description, Icon: req.Icon, Provisioner: database.ProvisionerTypeTerraform,
-			ActiveVersionID: version.ID, CreatedBy: auth.User.ID, AllowUserCancelWorkspaceJobs: true,
+			ActiveVersionID: version.ID, CreatedBy: auth.User.ID,
+			AllowUserCancelWorkspaceJobs: req.AllowUserCancelWorkspaceJobs == nil || *req.AllowUserCancelWorkspaceJobs,
 		})
 		if err != nil {
 			return err
@@ -154,6 +155,51 @@ func (api *API) templateVersionsByTemplate(w http.ResponseWriter, r *http.Reques
 	out, err := api.convertTemplateVersions(ctx, versions)
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Convert template version.", err)
+		return
+	}
+	httpapi.Write(ctx, w, http.StatusOK, out)
+}
+
+// patchTemplateMeta serves PATCH /api/v2/templates/{template}: template
+// admins change its display settings and allow_user_cancel_workspace_jobs.
+func (api *API) patchTemplateMeta(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	t, ok := api.readableTemplate(w, r)
+	if !ok {
+		return
+	}
+	if !api.authorize(r, rbac.ActionUpdate, rbac.Object{Type: rbac.ResourceTemplate, ID: t.ID.String()}) {
+		httpapi.Forbidden(w, r)
+		return
+	}
+	var req codersdk.UpdateTemplateMeta
+	if !httpapi.Read(ctx, w, r, &req) {
+		return
+	}
+	p := database.UpdateTemplateMetaByIDParams{
+		ID: t.ID, DisplayName: t.DisplayName, Description: t.Description, Icon: t.Icon,
+		DefaultTtl: t.DefaultTtl, AllowUserCancelWorkspaceJobs: t.AllowUserCancelWorkspaceJobs, UpdatedAt: api.now(),
+	}
+	if req.DisplayName != nil {
+		p.DisplayName = *req.DisplayName
+	}
+	if req.Description != nil {
+		p.Description = *req.Description
+	}
+	if req.Icon != nil {
+		p.Icon = *req.Icon
+	}
+	if req.AllowUserCancelWorkspaceJobs != nil {
+		p.AllowUserCancelWorkspaceJobs = *req.AllowUserCancelWorkspaceJobs
+	}
+	updated, err := api.db.UpdateTemplateMetaByID(ctx, p)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Update template.", err)
+		return
+	}
+	out, err := api.convertTemplate(ctx, updated)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Convert template.", err)
 		return
 	}
 	httpapi.Write(ctx, w, http.StatusOK, out)

@@ -201,6 +201,21 @@ func (api *API) patchCancelWorkspaceBuild(w http.ResponseWriter, r *http.Request
 		httpapi.Forbidden(w, r)
 		return
 	}
+	// A template may forbid workspace owners to cancel their builds (a
+	// half-applied build can leave resources behind); those who may
+	// update the template (owners, template admins) still can.
+	tmpl, err := api.db.GetTemplateByID(r.Context(), ws.TemplateID)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Get template.", err)
+		return
+	}
+	if !tmpl.AllowUserCancelWorkspaceJobs && !api.authorize(r, rbac.ActionUpdate, rbac.Object{Type: rbac.ResourceTemplate, ID: tmpl.ID.String()}) {
+		httpapi.Write(r.Context(), w, http.StatusForbidden, codersdk.Response{
+			Message: "The template does not allow users to cancel workspace builds.",
+			Detail:  fmt.Sprintf("Template %q has allow_user_cancel_workspace_jobs off; ask an owner or template admin to cancel the build.", tmpl.Name),
+		})
+		return
+	}
 	job, err := api.db.GetProvisionerJobByID(r.Context(), b.JobID)
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Get job.", err)

@@ -147,6 +147,17 @@ type CreateTemplateRequest struct {
 	Description string    `json:"description,omitempty"`
 	Icon        string    `json:"icon,omitempty"`
 	VersionID   uuid.UUID `json:"template_version_id"`
+	// AllowUserCancelWorkspaceJobs lets workspace owners cancel their
+	// running builds (nil: true, as Coder).
+	AllowUserCancelWorkspaceJobs *bool `json:"allow_user_cancel_workspace_jobs,omitempty"`
+}
+
+// UpdateTemplateMeta changes a template's settings; nil fields are kept.
+type UpdateTemplateMeta struct {
+	DisplayName                  *string `json:"display_name,omitempty"`
+	Description                  *string `json:"description,omitempty"`
+	Icon                         *string `json:"icon,omitempty"`
+	AllowUserCancelWorkspaceJobs *bool   `json:"allow_user_cancel_workspace_jobs,omitempty"`
 }
 
 // UpdateActiveTemplateVersion promotes a version of a template.
@@ -583,6 +594,13 @@ func (c *Client) TemplateVersionsByTemplate(ctx context.Context, template string
 }
 
 // UpdateActiveTemplateVersion promotes a version to be the template's active one.
+func (c *Client) UpdateTemplateMeta(ctx context.Context, template string, req UpdateTemplateMeta) (Template, error) {
+	var t Template
+	err := c.do(ctx, http.MethodPatch, "/api/v2/templates/"+url.PathEscape(template), req, http.StatusOK, &t)
+	return t, err
+}
+
+// UpdateActiveTemplateVersion promotes a version of a template.
 func (c *Client) UpdateActiveTemplateVersion(ctx context.Context, template string, req UpdateActiveTemplateVersion) error {
 	return c.do(ctx, http.MethodPatch, "/api/v2/templates/"+url.PathEscape(template)+"/versions", req, http.StatusOK, nil)
 }
