@@ -97,7 +97,7 @@ func startLiveSSH(t *testing.T, e *agentEnv, client *codersdk.Client, agentID uu
 	if !conn.AwaitReachable(ctx, tunnel.IPFromUUID(agentID)) {
 		t.Fatal("agent not reachable over the tunnel")
 	}
-	sc := sshOverTunnel(t, conn, agentID)
+	sc := sshOverTunnel(t, client, conn, agentID)
 	sess, err := sc.NewSession()
 	if err != nil {
 		t.Fatal(err)

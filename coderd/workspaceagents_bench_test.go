@@ -49,7 +49,7 @@ func BenchmarkAgentTunnel(b *testing.B) {
 		}
 	}
 	b.Logf("path to the agent: direct=%v endpoint=%q derp=%q latency=%v", path.Direct, path.Endpoint, path.DERPRegionCode, path.Latency)
-	sc := sshOverTunnel(b, conn, agentID)
+	sc := sshOverTunnel(b, owner, conn, agentID)
 	// Warm up the SSH connection before measuring.
 	for range 20 {
 		s, err := sc.NewSession()

@@ -32,6 +32,7 @@ import (
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/agentproto"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
+	"github.com/wgmesh/coder/codersdk/workspacesdk"
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/dbtestutil"
@@ -325,21 +326,27 @@ func waitLog(t testing.TB, client *codersdk.Client, id uuid.UUID, substr string)
 // coordinate endpoint and opens an SSH client over it.
 func dialAgentSSH(t testing.TB, client *codersdk.Client, derpMap *tailcfg.DERPMap, agentID uuid.UUID) *gossh.Client {
 	t.Helper()
-	return sshOverTunnel(t, dialAgentTunnel(t, client, derpMap, agentID), agentID)
+	return sshOverTunnel(t, client, dialAgentTunnel(t, client, derpMap, agentID), agentID)
 }
 
 // sshOverTunnel opens an SSH client to the agent through an established
-// tunnel.
-func sshOverTunnel(t testing.TB, conn *tunnel.Conn, agentID uuid.UUID) *gossh.Client {
+// tunnel, verifying the host key the agent registered with coderd (read
+// through client), as coder ssh does.
+func sshOverTunnel(t testing.TB, client *codersdk.Client, conn *tunnel.Conn, agentID uuid.UUID) *gossh.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	registered := waitAgent(t, client, agentID, "agent reported its SSH host key", func(a codersdk.WorkspaceAgent) bool { return a.SSHHostKey != "" })
+	hostKey, err := workspacesdk.PinnedHostKey(registered.SSHHostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	nc, err := conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tunnel.IPFromUUID(agentID), agentproto.SSHPort).String())
 	if err != nil {
 		t.Fatalf("dial ssh: %v", err)
 	}
 	c, chans, reqs, err := gossh.NewClientConn(nc, "agent", &gossh.ClientConfig{
-		User: "coder", HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second,
+		User: "coder", HostKeyCallback: hostKey, Timeout: 30 * time.Second,
 	})
 	if err != nil {
 		t.Fatalf("ssh handshake: %v", err)
