@@ -3,6 +3,7 @@ package coderd
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -166,10 +167,13 @@ func (api *API) workspaceAgentCoordinate(w http.ResponseWriter, r *http.Request)
 	// WireGuard session and every connection through it.
 	ctx, revoke := context.WithCancelCause(connCtx)
 	defer revoke(nil)
+	var revoked atomic.Bool
 	defer api.trackUserSession(r, "client coordinate", workspace.ID, func() {
+		revoked.Store(true)
 		revoke(coordinator.ErrRevoked)
 		api.disconnectPeer(peerID)
 	})()
+
 	err := coordinator.ServeWebsocket(ctx, ws, coordinator.ServeOptions{
 		Coordinator:  api.agents.coord,
 		ID:           peerID,
@@ -183,5 +187,13 @@ func (api *API) workspaceAgentCoordinate(w http.ResponseWriter, r *http.Request)
 	})
 	if err != nil {
 		api.logger.DebugContext(ctx, "client coordinate ended", "peer_id", peerID, "error", err)
+	}
+	// A client whose socket dropped without a goodbye is only lost: the
+	// coordinator keeps its tunnel, and the agent its WireGuard peer, for
+	// it to resume (coordinator.DefaultLostTimeout). A revocation in that
+	// time must still remove it, so it stays registered as long.
+	if err != nil && !revoked.Load() {
+		unregister := api.trackUserSession(r, "lost client", workspace.ID, func() { api.disconnectPeer(peerID) })
+		time.AfterFunc(coordinator.DefaultLostTimeout, unregister)
 	}
 }

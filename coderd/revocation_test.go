@@ -368,3 +368,81 @@ func TestRevocationEndsLiveSessions(t *testing.T) {
 		t.Fatalf("bystander's new session: %q", out)
 	}
 }
+
+// TestRevocationReachesLostClient: a client whose coordination socket
+// dropped without a goodbye (a network blip) is only lost, and the agent
+// keeps its WireGuard peer for it to resume; revoking its key then must
+// still make the agent drop it, at once rather than when the lost peer
+// expires.
+func TestRevocationReachesLostClient(t *testing.T) {
+	t.Parallel()
+	e := newAgentEnvWithPubsub(t)
+	owner := e.client()
+	coderdtest.CreateFirstUser(t, owner)
+	victim, victimUser := coderdtest.CreateAnotherUser(t, owner)
+	agentID, token := insertAgent(t, e.store, victimUser.ID)
+	ag := runAgent(t, e.url, token)
+	waitAgent(t, owner, agentID, "agent connected", func(a codersdk.WorkspaceAgent) bool { return a.Status == codersdk.WorkspaceAgentConnected })
+
+	ctx, cancel := context.WithTimeout(context.Background(), setupWait)
+	defer cancel()
+	clientID := uuid.New()
+	identity, err := victim.TailnetClient(ctx, clientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tunnel.NewConn(tunnel.Options{Addresses: []netip.Prefix{identity.Address}, DERPMap: e.derpMap, Logger: tunneltest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	// The first dial succeeds; after the drop the client cannot reach
+	// coderd any more (its socket stays down).
+	sockets := make(chan *websocket.Conn, 1)
+	var dials sync.Mutex
+	dialed := false
+	ctrl, err := coordinator.NewController(coordinator.ControllerOptions{
+		Conn: conn,
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			dials.Lock()
+			defer dials.Unlock()
+			if dialed {
+				return nil, fmt.Errorf("network down")
+			}
+			dialed = true
+			ws, err := victim.DialClientCoordinator(ctx, agentID, clientID, conn.NodeKey())
+			if err == nil {
+				sockets <- ws
+			}
+			return ws, err
+		},
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ctrl.Close() })
+	ctrl.AddTunnel(agentID)
+	if !conn.AwaitReachable(ctx, tunnel.IPFromUUID(agentID)) {
+		t.Fatal("agent not reachable over the tunnel")
+	}
+	eventually(t, revocationWait, "agent has the client's peer", func() bool {
+		c := ag.TunnelConn()
+		return c != nil && slices.Contains(c.PeerIDs(), identity.PeerID)
+	})
+	// The socket drops without a goodbye: the agent keeps the (lost) peer.
+	(<-sockets).CloseNow()
+	eventually(t, revocationWait, "agent sees the client lost", func() bool {
+		for _, p := range ag.TunnelConn().Status().Peers {
+			if p.ID == identity.PeerID {
+				return p.Lost
+			}
+		}
+		return false
+	})
+
+	if err := owner.DeleteAPIKey(ctx, victimUser.ID.String(), keyID(victim.SessionToken())); err != nil {
+		t.Fatal(err)
+	}
+	awaitPeerGone(t, ag, identity.PeerID)
+}
