@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,6 +227,9 @@ func (it *iteration) run() {
 	it.checkConverged()
 	it.checkNoLeaks()
 	it.checkLogs()
+	if w.t.Failed() {
+		return
+	}
 	it.logf("passed in %s (%s; %s)", time.Since(start).Round(time.Second), it.fault, it.fault.fired)
 }
 
@@ -458,6 +462,9 @@ func (it *iteration) waitBuildDone(before int32) (codersdk.WorkspaceBuild, bool)
 	deadline := time.Now().Add(bound)
 	var last codersdk.WorkspaceBuild
 	for {
+		if w.prov.exited() {
+			w.t.Fatalf("iteration %d: the provisioner daemon exited by itself:\n%s", it.n, lastLines(w.prov.out.String(), 40))
+		}
 		ws, exists, err := it.workspace()
 		if err == nil {
 			if !exists || ws.LatestBuild.BuildNumber <= before {
@@ -532,7 +539,7 @@ func (it *iteration) sshStep(step int, f *fault) {
 	for attempt := 1; ; attempt++ {
 		if !it.waitAgentReady(3 * time.Minute) {
 			a, _ := it.agent()
-			w.t.Fatalf("iteration %d: agent not ready before %s: status %s lifecycle %s", it.n, stepNames[step], a.Status, a.LifecycleState)
+			w.t.Fatalf("iteration %d: agent not ready before %s: status %s lifecycle %s\n%s", it.n, stepNames[step], a.Status, a.LifecycleState, it.diagnose())
 		}
 		var during *fault
 		if f != nil && f.during && attempt == 1 {
@@ -551,6 +558,22 @@ func (it *iteration) sshStep(step int, f *fault) {
 		}
 		w.t.Fatalf("iteration %d: %s failed (attempt %d, fault %s: %s): %v", it.n, stepNames[step], attempt, it.fault, it.fault.fired, err)
 	}
+}
+
+// diagnose describes the workspace's processes and agent log for a
+// failure message.
+func (it *iteration) diagnose() string {
+	var b strings.Builder
+	for _, p := range markedProcesses(it.w.runID) {
+		if p.env["CODER_WORKSPACE_NAME"] == it.name {
+			fmt.Fprintf(&b, "process %d (parent %d, session %s): %s\n", p.pid, parentOf(p.pid), sessionOf(p.pid), p.cmdline)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(it.home(), ".coder-agent", "agent.log"))
+	fmt.Fprintf(&b, "agent.log (%v), last lines:\n%s\n", err, lastLines(string(raw), 40))
+	pid, _ := os.ReadFile(filepath.Join(it.home(), ".coder-agent", "agent.pid"))
+	fmt.Fprintf(&b, "agent.pid: %s", pid)
+	return b.String()
 }
 
 // awaitAgentNotConnected waits until coderd no longer reports the killed
@@ -654,7 +677,13 @@ func (it *iteration) checkNoLeaks() {
 		dirs = dirs[:0]
 		for _, d := range []string{w.provWork, filepath.Join(w.provHome, ".coder-workspaces"), w.provTmp, w.serverTmp, w.cliTmp} {
 			for _, e := range dirEntries(d) {
-				dirs = append(dirs, filepath.Join(d, e))
+				p := filepath.Join(d, e)
+				if d == w.provWork && e == ".coder" && strings.Join(dirEntries(p), ",") == "pprof" {
+					// The Coder provider's goroutine-dump socket: one per
+					// work directory, replaced by every run (by design).
+					continue
+				}
+				dirs = append(dirs, p)
 			}
 		}
 		if len(leaked) == 0 && len(dirs) == 0 {
@@ -669,7 +698,14 @@ func (it *iteration) checkNoLeaks() {
 		w.t.Errorf("iteration %d: leaked process %d: %s (workspace %s)", it.n, p.pid, p.cmdline, p.env["CODER_WORKSPACE_NAME"])
 	}
 	for _, d := range dirs {
-		w.t.Errorf("iteration %d: leaked file or directory %s", it.n, d)
+		var inside []string
+		_ = filepath.WalkDir(d, func(path string, _ os.DirEntry, _ error) error {
+			if len(inside) < 20 {
+				inside = append(inside, path)
+			}
+			return nil
+		})
+		w.t.Errorf("iteration %d: leaked file or directory %s: %v", it.n, d, inside)
 	}
 }
 
@@ -679,6 +715,9 @@ func isPostgres(pid int) bool {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	return err == nil && filepath.Base(exe) == "postgres"
 }
+
+// echoedLine matches a line testdata/chaos.tf echoed.
+var echoedLine = regexp.MustCompile(`chaos-log build=[0-9a-f-]{36} phase=[a-z-]+ n=[0-9]+$`)
 
 // checkLogs: every build that echoed lines has each of them in its logs
 // from the API, in order, once; a build whose daemon was killed has a
@@ -712,8 +751,11 @@ func (it *iteration) checkLogs() {
 		}
 		var got []string
 		for l := range ch {
-			if i := strings.Index(l.Output, "chaos-log build="); i >= 0 {
-				got = append(got, strings.TrimSpace(l.Output[i:]))
+			// Terraform prefixes a local-exec's output with the resource
+			// ("terraform_data.x (local-exec): "); the script's own text
+			// (in the "Executing:" line) does not match.
+			if m := echoedLine.FindString(l.Output); m != "" {
+				got = append(got, m)
 			}
 		}
 		closer.Close()

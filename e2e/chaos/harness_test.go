@@ -530,6 +530,15 @@ func statFields(pid int) []string {
 	return strings.Fields(string(stat[i+1:]))
 }
 
+// sessionOf returns the session ID of pid ("?" when unknown).
+func sessionOf(pid int) string {
+	f := statFields(pid)
+	if len(f) < 4 {
+		return "?"
+	}
+	return f[3]
+}
+
 func parentOf(pid int) int {
 	f := statFields(pid)
 	if len(f) < 2 {
