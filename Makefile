@@ -11,7 +11,7 @@ GO_PACKAGES := ./...
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count 1
 
-.PHONY: all build deps run test bench fuzz lint gen site clean
+.PHONY: all build deps run test chaos bench fuzz lint gen site clean
 
 all: build
 
@@ -34,6 +34,18 @@ run: deps build
 ## test: the one test command (real PostgreSQL, terraform, OpenSSH, network namespaces)
 test: deps
 	go test $(TEST_FLAGS) $(GO_PACKAGES)
+
+## chaos: fault experiments against the built binary (e2e/chaos, build tag chaos): kill -9 coderd,
+## its embedded PostgreSQL, the provisioner daemon or an agent at a seeded-random point of each
+## create → ssh → stop → start → ssh → delete iteration, then check convergence, leaks and build logs.
+## CHAOS_ITERATIONS (default 4), CHAOS_SEED (default random; the log prints it to rerun a run); it
+## runs ./bin/coder as built by `make build`.
+CHAOS_ITERATIONS ?= 4
+CHAOS_SEED ?=
+CHAOS_TIMEOUT ?= 90m
+chaos: deps build
+	CHAOS_CODER_BIN=$(CURDIR)/bin/coder CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) CHAOS_SEED=$(CHAOS_SEED) \
+		go test -tags=chaos,ts_debug_websockets -count=1 -timeout $(CHAOS_TIMEOUT) -v -run '^TestChaos$$' ./e2e/chaos/
 
 ## bench: run the Go benchmarks; results land in bench.txt (compare runs with benchstat)
 bench: deps

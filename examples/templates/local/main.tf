@@ -51,9 +51,20 @@ resource "terraform_data" "home" {
     }
   }
 
+  # Also ends an agent whose resource the workspace's state lost (see the
+  # agent below), so that deleting the workspace never leaves one running.
   provisioner "local-exec" {
     when    = destroy
-    command = "rm -rf \"$HOME_DIR\""
+    command = <<-EOT
+      agent_dir="$HOME_DIR/.coder-agent"
+      if [ -f "$agent_dir/agent.pid" ]; then
+        old="$(cat "$agent_dir/agent.pid")"
+        if tr '\0' '\n' <"/proc/$old/environ" 2>/dev/null | grep -qx "AGENT_DIR=$agent_dir"; then
+          pkill -TERM -s "$old" 2>/dev/null || true
+        fi
+      fi
+      rm -rf "$HOME_DIR"
+    EOT
     environment = {
       HOME_DIR = self.output.path
     }
@@ -103,11 +114,27 @@ resource "terraform_data" "agent" {
     token    = coder_agent.main.token
   }
 
+  # The provider hands out a new agent token on every build. A start that
+  # finds the agent already running (the previous start failed after
+  # starting it, e.g. its provisioner was killed) must restart it with the
+  # new token, or coderd refuses the old one for good.
+  triggers_replace = [coder_agent.main.token]
+
   provisioner "local-exec" {
     # Output must be detached, otherwise terraform waits for the agent to exit.
+    # An agent left by a build whose state was lost (its provisioner was killed
+    # before recording this resource) is ended first: it runs with a token
+    # coderd no longer accepts. Its environment tells it from a reused PID.
     command = <<-EOT
       set -e
       mkdir -p "$AGENT_DIR"
+      if [ -f "$PID_FILE" ]; then
+        old="$(cat "$PID_FILE")"
+        if tr '\0' '\n' <"/proc/$old/environ" 2>/dev/null | grep -qx "AGENT_DIR=$AGENT_DIR"; then
+          pkill -TERM -s "$old" 2>/dev/null || true
+        fi
+        rm -f "$PID_FILE"
+      fi
       setsid nohup sh -c "$INIT_SCRIPT" >"$AGENT_DIR/agent.log" 2>&1 </dev/null &
       echo $! >"$PID_FILE"
     EOT
