@@ -1,3 +1,4 @@
+DROP TABLE IF EXISTS tailnet_node_keys;
 DROP TABLE IF EXISTS tailnet_tunnels;
 DROP TABLE IF EXISTS tailnet_peers;
 DROP TABLE IF EXISTS tailnet_coordinators;

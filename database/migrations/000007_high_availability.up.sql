@@ -39,6 +39,9 @@ CREATE TABLE tailnet_peers (
 	-- Identifies one registration, so a replaced registration cannot touch its successor's row.
 	registration uuid NOT NULL,
 	node bytea,
+	-- Counts the node updates of the peer: every update reaches its tunnel
+	-- peers, even one repeating the node.
+	node_seq bigint NOT NULL DEFAULT 0,
 	status text NOT NULL CHECK (status IN ('ok', 'lost')),
 	updated_at timestamptz NOT NULL
 );
@@ -54,3 +57,14 @@ CREATE TABLE tailnet_tunnels (
 );
 CREATE INDEX tailnet_tunnels_dst_id_idx ON tailnet_tunnels (dst_id);
 CREATE INDEX tailnet_tunnels_coordinator_id_idx ON tailnet_tunnels (coordinator_id);
+
+-- The WireGuard node keys held by the peers of each coordinator: a replica's
+-- DERP relay admits a key any coordinator knows (a peer's relay connection
+-- and coordinator connection may reach different replicas).
+CREATE TABLE tailnet_node_keys (
+	node_key text NOT NULL,
+	coordinator_id uuid NOT NULL REFERENCES tailnet_coordinators (id) ON DELETE CASCADE,
+	peer_id uuid NOT NULL,
+	PRIMARY KEY (node_key, coordinator_id)
+);
+CREATE INDEX tailnet_node_keys_coordinator_id_idx ON tailnet_node_keys (coordinator_id);
