@@ -48,6 +48,10 @@ type DERPConfig struct {
 	ConfigURL  string
 	// ForceWebSockets tells peers to reach DERP over websockets.
 	ForceWebSockets bool
+	// RelayURL is the URL other replicas reach this replica's relay at
+	// (its own address, not the load balancer's), e.g.
+	// "http://10.0.0.2:3000". Empty: the relay does not mesh.
+	RelayURL string
 }
 
 // addDERPFlags registers the --derp-* flags of `coder server`.
@@ -66,6 +70,8 @@ func addDERPFlags(fs *pflag.FlagSet, cfg *DERPConfig) {
 	envFlag(fs, "derp-config-path", EnvDERPConfigPath)
 	fs.StringVar(&cfg.ConfigURL, "derp-config-url", "", "URL of a JSON DERP map whose regions are added.")
 	envFlag(fs, "derp-config-url", EnvDERPConfigURL)
+	fs.StringVar(&cfg.RelayURL, "derp-server-relay-url", "", "URL other replicas reach this replica's DERP relay at (its own address, not the load balancer's); needed for the relay mesh of a multi-replica deployment.")
+	envFlag(fs, "derp-server-relay-url", EnvDERPServerRelayURL)
 	fs.BoolVar(&cfg.ForceWebSockets, "derp-force-websockets", false, "Tell clients to connect to DERP over websockets.")
 	envFlag(fs, "derp-force-websockets", EnvDERPForceWebSockets)
 }
