@@ -110,9 +110,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 			"--derp-server-stun-addresses", "",
 			"--provisioner-daemons", "0",
 			"--config-dir", filepath.Join(home, "config"),
-			"--state-encryption-key", stateKey,
 		)
-		r.cmd.Env = append([]string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + os.TempDir()}, opts.Env...)
+		r.cmd.Env = append([]string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + os.TempDir(),
+			"CODER_STATE_ENCRYPTION_KEY=" + stateKey}, opts.Env...)
 		r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 		if err := r.cmd.Start(); err != nil {
 			t.Fatalf("start replica %d: %v", i, err)
