@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,7 +15,9 @@ import (
 
 	"github.com/wgmesh/coder/coordinator"
 	"github.com/wgmesh/coder/coordinator/pgcoord"
+	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/dbtestutil"
+	"github.com/wgmesh/coder/database/embeddedpg"
 	"github.com/wgmesh/coder/database/pubsub"
 )
 
@@ -265,4 +270,77 @@ func TestTakeOverAcrossReplicas(t *testing.T) {
 	}
 	pg2.updateSelf(node("agent-new"))
 	pc.expect(agent, coordinator.KindNode, node("agent-new"))
+}
+
+// TestSurvivesPostgresRestart: PostgreSQL is killed (SIGKILL of the
+// postmaster) under two replicas and comes back on the same URL; the
+// replicas recover without a restart of their own: a node update made
+// after the restart reaches the peer on the other replica.
+func TestSurvivesPostgresRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Durable (no NoSync): with synchronous_commit off a crash loses the
+	// last commits, and the coordinator's rows with them.
+	cluster, err := embeddedpg.Start(ctx, embeddedpg.Options{DataDir: filepath.Join(dir, "pg")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	if err := database.Migrate(ctx, cluster.URL()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newReplica(t, cluster.URL(), 500*time.Millisecond), newReplica(t, cluster.URL(), 500*time.Millisecond)
+	if err := cluster.Supervise(embeddedpg.SuperviseOptions{OnRestart: func() { a.pool.Reset(); b.pool.Reset() }}); err != nil {
+		t.Fatal(err)
+	}
+	client, agent := uuid.New(), uuid.New()
+	pg := connect(t, b, agent, nil)
+	pg.updateSelf(node("agent1"))
+	pc := connect(t, a, client, allowAll())
+	pc.updateSelf(node("client1"))
+	pc.addTunnel(agent)
+	pc.expect(agent, coordinator.KindNode, node("agent1"))
+	pg.expect(client, coordinator.KindNode, node("client1"))
+
+	pid, err := cluster.PostmasterPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, restarted := cluster.Restarts()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-restarted:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("PostgreSQL was not restarted")
+	}
+	pg.updateSelf(node("agent2"))
+	// The outage may have outlasted 3 heartbeats: the client may first
+	// hear the agent was lost (and its node again once the heartbeats
+	// resume); in the end it has the new node.
+	deadline := time.After(2 * time.Minute)
+	for {
+		select {
+		case r, ok := <-pc.resps:
+			if !ok {
+				t.Fatal("the client's registration ended")
+			}
+			u := r.Updates
+			if len(u) == 1 && u[0].ID == agent && u[0].Kind == coordinator.KindNode && string(u[0].Node) == node("agent2") {
+				return
+			}
+			if len(u) != 1 || u[0].ID != agent || u[0].Kind == coordinator.KindDisconnected {
+				t.Fatalf("client got %+v during the outage", r)
+			}
+		case <-deadline:
+			t.Fatal("the node update after the restart never arrived")
+		}
+	}
 }
