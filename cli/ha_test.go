@@ -27,11 +27,11 @@ type haEnv struct {
 	pool    *database.Store
 }
 
-func newHAEnv(t *testing.T, replicas int) *haEnv {
+func newHAEnv(t *testing.T, replicas int, serverArgs ...string) *haEnv {
 	t.Helper()
 	bin := buildCoder(t)
 	dbURL := dbtestutil.NewDB(t)
-	cluster := hatest.Start(t, hatest.Options{Binary: bin, PostgresURL: dbURL, Replicas: replicas})
+	cluster := hatest.Start(t, hatest.Options{Binary: bin, PostgresURL: dbURL, Replicas: replicas, Args: serverArgs})
 	lb, err := url.Parse(cluster.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +115,27 @@ func TestHACrossReplica(t *testing.T) {
 	}
 }
 
+// TestHACrossReplicaDERPOnly: with direct connections blocked every byte
+// goes through the relays. The relay connections of the agent and of each
+// client go through the load balancer (round robin over 3 replicas), so they
+// generally reach different replicas' relays: the relay mesh carries the
+// session. Each `coder ssh` is a new client with a new relay connection.
+func TestHACrossReplicaDERPOnly(t *testing.T) {
+	t.Parallel()
+	h := newHAEnv(t, 3, "--block-direct-connections")
+	e := h.reach
+	agentID, token := e.addWorkspace("ws1")
+	e.runAgent(token)
+	e.waitConnected(agentID)
+	for i := range 3 {
+		e.pointCLI(h.cluster.Replicas[i].URL)
+		res := runCLI(t, e.env, nil, "ssh", "ws1", "--", "echo", "via-derp")
+		if res.code != 0 || strings.TrimSpace(res.stdout) != "via-derp" {
+			t.Fatalf("ssh %d (DERP only) via replica %d: exit %d stdout %q stderr %q", i, i, res.code, res.stdout, res.stderr)
+		}
+	}
+}
+
 // TestHAKillReplica: with 3 replicas behind HAProxy, the replica serving
 // the agent's coordinator connection is killed with SIGKILL while SSH
 // sessions stream output: no session drops, the agent reconnects through
@@ -128,7 +149,7 @@ func TestHAKillReplica(t *testing.T) {
 	e.waitConnected(agentID)
 	victim := h.agentReplica(t, agentID)
 
-	const sessions = 10
+	const sessions = 20
 	type session struct{ lines <-chan string }
 	var ss []session
 	for range sessions {

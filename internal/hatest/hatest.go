@@ -32,6 +32,8 @@ type Options struct {
 	Replicas int
 	// Env is added to every server's environment.
 	Env []string
+	// Args are added to every server's command line.
+	Args []string
 }
 
 // Cluster is a running deployment.
@@ -111,6 +113,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 			"--provisioner-daemons", "0",
 			"--config-dir", filepath.Join(home, "config"),
 		)
+		r.cmd.Args = append(r.cmd.Args, opts.Args...)
 		r.cmd.Env = append([]string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + os.TempDir(),
 			"CODER_STATE_ENCRYPTION_KEY=" + stateKey}, opts.Env...)
 		r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
