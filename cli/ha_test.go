@@ -115,11 +115,15 @@ func TestHACrossReplica(t *testing.T) {
 	}
 }
 
-// TestHACrossReplicaDERPOnly: with direct connections blocked every byte
-// goes through the relays. The relay connections of the agent and of each
+// TestHACrossReplicaDERPOnly: with direct connections blocked, sessions
+// start on the relays. The relay connections of the agent and of each
 // client go through the load balancer (round robin over 3 replicas), so they
-// generally reach different replicas' relays: the relay mesh carries the
-// session. Each `coder ssh` is a new client with a new relay connection.
+// generally reach different replicas' relays and the relay mesh carries the
+// first packets. Each `coder ssh` is a new client with a new relay
+// connection. This is not a deterministic proof of the mesh (with it
+// disabled the sessions still come up, much later, once magicsock's retries
+// land both on one relay or find a direct path); derp's
+// TestMeshRelaysBetweenReplicas is.
 func TestHACrossReplicaDERPOnly(t *testing.T) {
 	t.Parallel()
 	h := newHAEnv(t, 3, "--block-direct-connections")
