@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,11 +142,21 @@ func TestHACrossReplicaDERPOnly(t *testing.T) {
 }
 
 // TestHAKillReplica: with 3 replicas behind HAProxy, the replica serving
-// the agent's coordinator connection is killed with SIGKILL while SSH
-// sessions stream output: no session drops, the agent reconnects through
-// the load balancer to another replica, and a new `coder ssh` works.
+// the agent's coordinator connection is stopped — killed with SIGKILL, or
+// shut down with SIGTERM — while 20 SSH sessions stream output: no session
+// drops, the agent reconnects through the load balancer to another replica,
+// and a new `coder ssh` works.
 func TestHAKillReplica(t *testing.T) {
 	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			testStopReplica(t, sig)
+		})
+	}
+}
+
+func testStopReplica(t *testing.T, sig syscall.Signal) {
 	h := newHAEnv(t, 3)
 	e := h.reach
 	agentID, token := e.addWorkspace("ws1")
@@ -162,13 +173,13 @@ func TestHAKillReplica(t *testing.T) {
 		ss = append(ss, session{lines})
 	}
 
-	var killed *hatest.Replica
+	var stopped *hatest.Replica
 	for _, r := range h.cluster.Replicas {
 		if r.URL == victim {
-			killed = r
+			stopped = r
 		}
 	}
-	killed.Kill(t)
+	stopped.Stop(t, sig)
 
 	// The agent comes back on another replica (its old registration is
 	// lost after the dead replica's heartbeat lapses, or taken over).

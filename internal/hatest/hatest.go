@@ -244,12 +244,19 @@ func awaitHealthy(u string, timeout time.Duration, exited <-chan struct{}) error
 }
 
 // Kill kills the replica with SIGKILL and waits for it to exit.
-func (r *Replica) Kill(t testing.TB) {
+func (r *Replica) Kill(t testing.TB) { r.Stop(t, syscall.SIGKILL) }
+
+// Stop sends sig to the replica and waits for it to exit.
+func (r *Replica) Stop(t testing.TB, sig syscall.Signal) {
 	t.Helper()
-	if err := r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("kill replica: %v", err)
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal replica: %v", err)
 	}
-	<-r.done
+	select {
+	case <-r.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("replica %s did not exit after %v", r.URL, sig)
+	}
 }
 
 // Output returns what the replica logged so far.
