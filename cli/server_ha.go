@@ -15,6 +15,7 @@ import (
 	"github.com/wgmesh/coder/coderd/replicasync"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/coordinator/pgcoord"
+	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/pubsub"
 	"github.com/wgmesh/coder/derp"
 )
@@ -66,7 +67,7 @@ func startHA(ctx context.Context, cfg ServerConfig, pool *pgxpool.Pool, ps *pubs
 				"so relayed (non-direct) connections between peers homed on different replicas fail")
 		}
 	}
-	h.replicas, err = replicasync.New(ctx, logger.With("component", "replicasync"), pool, ps, replicasync.Options{
+	h.replicas, err = replicasync.New(ctx, logger.With("component", "replicasync"), database.NewStore(pool), ps, replicasync.Options{
 		RegionID:       cfg.DERP.RegionID,
 		RelayAddress:   cfg.DERP.RelayURL,
 		Version:        buildinfo.Version(),

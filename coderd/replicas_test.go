@@ -23,7 +23,7 @@ func TestReplicasOwnersOnly(t *testing.T) {
 	coderdtest.CreateFirstUser(t, client)
 
 	// A second replica on the same database.
-	other, err := replicasync.New(ctx, nil, srv.DB.Pool(), nil, replicasync.Options{
+	other, err := replicasync.New(ctx, nil, srv.DB, nil, replicasync.Options{
 		Hostname: "replica-b", RegionID: 999, RelayAddress: "http://10.0.0.2:3000", Version: "v2.0.0", UpdateInterval: time.Hour,
 	})
 	if err != nil {

@@ -61,7 +61,7 @@ func New(t testing.TB, opts *Options) (*codersdk.Client, *Server) {
 	apiOpts := opts.API
 	apiOpts.Database = store
 	if opts.Replicas != nil {
-		m, err := replicasync.New(context.Background(), apiOpts.Logger, store.Pool(), nil, *opts.Replicas)
+		m, err := replicasync.New(context.Background(), apiOpts.Logger, store, nil, *opts.Replicas)
 		if err != nil {
 			t.Fatalf("register replica: %v", err)
 		}

@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/pubsub"
 )
 
@@ -71,7 +71,7 @@ type Options struct {
 type Manager struct {
 	opts   Options
 	logger *slog.Logger
-	pool   *pgxpool.Pool
+	db     *database.Store
 	ps     *pubsub.Pubsub
 	self   codersdk.Replica
 
@@ -91,7 +91,7 @@ type Manager struct {
 
 // New registers the replica (inserting its row), reads the others once and
 // starts the heartbeat. ps may be nil (no immediate propagation).
-func New(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ps *pubsub.Pubsub, opts Options) (*Manager, error) {
+func New(ctx context.Context, logger *slog.Logger, db *database.Store, ps *pubsub.Pubsub, opts Options) (*Manager, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -121,7 +121,7 @@ func New(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ps *pubsu
 	m := &Manager{
 		opts:   opts,
 		logger: logger.With("component", "replicasync", "replica_id", opts.ID),
-		pool:   pool,
+		db:     db,
 		ps:     ps,
 		self: codersdk.Replica{
 			ID: opts.ID, Hostname: opts.Hostname, RegionID: opts.RegionID, RelayAddress: opts.RelayAddress,
@@ -131,9 +131,10 @@ func New(ctx context.Context, logger *slog.Logger, pool *pgxpool.Pool, ps *pubsu
 		done:   make(chan struct{}),
 		warned: map[uuid.UUID]bool{},
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO replicas (id, hostname, region_id, relay_address, version, started_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $6)`,
-		m.self.ID, m.self.Hostname, m.self.RegionID, m.self.RelayAddress, m.self.Version, now); err != nil {
+	if err := db.InsertReplica(ctx, database.InsertReplicaParams{
+		ID: m.self.ID, Hostname: m.self.Hostname, RegionID: int32(m.self.RegionID), RelayAddress: m.self.RelayAddress,
+		Version: m.self.Version, StartedAt: now,
+	}); err != nil {
 		return nil, fmt.Errorf("register replica: %w", err)
 	}
 	if ps != nil {
@@ -214,28 +215,25 @@ func (m *Manager) Sync(ctx context.Context) error {
 	m.mu.Unlock()
 	// The row may have been expired by another replica while this one
 	// could not reach the database: upsert it.
-	if _, err := m.pool.Exec(ctx, `INSERT INTO replicas (id, hostname, region_id, relay_address, version, started_at, updated_at, error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (id) DO UPDATE SET updated_at = $7, error = $8, stopped_at = NULL`,
-		m.self.ID, m.self.Hostname, m.self.RegionID, m.self.RelayAddress, m.self.Version, m.self.StartedAt, now, selfErr); err != nil {
+	if err := m.db.UpsertReplicaHeartbeat(ctx, database.UpsertReplicaHeartbeatParams{
+		ID: m.self.ID, Hostname: m.self.Hostname, RegionID: int32(m.self.RegionID), RelayAddress: m.self.RelayAddress,
+		Version: m.self.Version, StartedAt: m.self.StartedAt, UpdatedAt: now, Error: selfErr,
+	}); err != nil {
 		return fmt.Errorf("replica heartbeat: %w", err)
 	}
-	if _, err := m.pool.Exec(ctx, `DELETE FROM replicas WHERE updated_at < $1`, now.Add(-m.opts.ExpireAfter)); err != nil {
+	if err := m.db.DeleteReplicasUpdatedBefore(ctx, now.Add(-m.opts.ExpireAfter)); err != nil {
 		return fmt.Errorf("expire replicas: %w", err)
 	}
-	rows, err := m.pool.Query(ctx, `SELECT id, hostname, region_id, relay_address, version, started_at, updated_at, error
-		FROM replicas WHERE stopped_at IS NULL AND updated_at >= $1 ORDER BY started_at, id`, now.Add(-m.opts.StaleAfter))
+	rows, err := m.db.GetLiveReplicas(ctx, now.Add(-m.opts.StaleAfter))
 	if err != nil {
 		return fmt.Errorf("list replicas: %w", err)
 	}
-	live, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (codersdk.Replica, error) {
-		var r codersdk.Replica
-		err := row.Scan(&r.ID, &r.Hostname, &r.RegionID, &r.RelayAddress, &r.Version, &r.StartedAt, &r.UpdatedAt, &r.Error)
-		r.StartedAt, r.UpdatedAt = r.StartedAt.UTC(), r.UpdatedAt.UTC()
-		return r, err
-	})
-	if err != nil {
-		return fmt.Errorf("list replicas: %w", err)
+	live := make([]codersdk.Replica, 0, len(rows))
+	for _, r := range rows {
+		live = append(live, codersdk.Replica{
+			ID: r.ID, Hostname: r.Hostname, RegionID: int(r.RegionID), RelayAddress: r.RelayAddress, Version: r.Version,
+			StartedAt: r.StartedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), Error: r.Error,
+		})
 	}
 	m.mu.Lock()
 	oldPeers := peersOf(m.live, m.self.ID)
@@ -321,7 +319,9 @@ func (m *Manager) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := m.pool.Exec(ctx, `UPDATE replicas SET stopped_at = $2, updated_at = $2 WHERE id = $1`, m.self.ID, dbTime(m.opts.Now()))
+	err := m.db.UpdateReplicaStopped(ctx, database.UpdateReplicaStoppedParams{
+		ID: m.self.ID, StoppedAt: pgtype.Timestamptz{Time: dbTime(m.opts.Now()), Valid: true},
+	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("record replica stop: %w", err)
 	}

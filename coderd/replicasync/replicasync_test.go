@@ -13,6 +13,7 @@ import (
 
 	"github.com/wgmesh/coder/coderd/replicasync"
 	"github.com/wgmesh/coder/codersdk"
+	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/dbtestutil"
 	"github.com/wgmesh/coder/database/pubsub"
 )
@@ -64,6 +65,7 @@ func ids(rs []codersdk.Replica) []uuid.UUID {
 func TestHeartbeatStaleAndExpiry(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtestutil.NewPool(t)
+	store := database.NewStore(pool)
 	clk := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
@@ -81,13 +83,13 @@ func TestHeartbeatStaleAndExpiry(t *testing.T) {
 		defer changesMu.Unlock()
 		changes = append(changes, peers)
 	}
-	a, err := replicasync.New(ctx, logger, pool, nil, aOpts)
+	a, err := replicasync.New(ctx, logger, store, nil, aOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Close() })
 	clk.Add(time.Second)
-	b, err := replicasync.New(ctx, logger, pool, nil, opts("v1.0.1", "http://b:3000"))
+	b, err := replicasync.New(ctx, logger, store, nil, opts("v1.0.1", "http://b:3000"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestCloseAnnouncesStop(t *testing.T) {
 	changed := make(chan []codersdk.Replica, 16)
 	// The heartbeat is long: only the pubsub announcements can make A
 	// notice B within the test.
-	a, err := replicasync.New(ctx, nil, pool, newPS(), replicasync.Options{
+	a, err := replicasync.New(ctx, nil, database.NewStore(pool), newPS(), replicasync.Options{
 		Version: "v1", UpdateInterval: time.Hour,
 		OnChange: func(p []codersdk.Replica) { changed <- p },
 	})
@@ -177,7 +179,7 @@ func TestCloseAnnouncesStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Close() })
-	b, err := replicasync.New(ctx, nil, pool, newPS(), replicasync.Options{Version: "v1", UpdateInterval: time.Hour})
+	b, err := replicasync.New(ctx, nil, database.NewStore(pool), newPS(), replicasync.Options{Version: "v1", UpdateInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
