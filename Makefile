@@ -11,7 +11,7 @@ GO_PACKAGES := ./...
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count 1
 
-.PHONY: all build deps run test chaos bench fuzz lint gen site clean
+.PHONY: all build deps run ha test chaos bench fuzz lint gen site clean
 
 all: build
 
@@ -30,6 +30,10 @@ deps:
 ## (also listening on the Docker bridge for docker workspaces; see docs/templates.md)
 run: deps build
 	./scripts/run.sh
+
+## ha: build, then start PostgreSQL, 3 replicas and HAProxy on http://127.0.0.1:3000 (docs/ha.md)
+ha: build
+	./scripts/ha.sh
 
 ## test: the one test command (real PostgreSQL, terraform, OpenSSH, network namespaces)
 test: deps

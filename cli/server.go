@@ -98,6 +98,8 @@ type ServerConfig struct {
 	StateEncryptionOldKeys []string
 	// HTTPServer holds the slow-client timeouts of the API listeners.
 	HTTPServer coderd.HTTPServerOptions
+	// HA tunes high availability (on with an external PostgreSQL; server_ha.go).
+	HA HAConfig
 }
 
 // Server is a running coderd with its database, pubsub and listeners.
@@ -122,6 +124,7 @@ type Server struct {
 	cluster    *embeddedpg.Cluster
 	wg         sync.WaitGroup
 	stopDERP   func()
+	ha         *haState
 	serveErr   chan error
 	closeOnce  sync.Once
 	closeErr   error
@@ -208,6 +211,15 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 	}
 	s.stopDERP = stopDERP
 	s.STUNAddrs = stunAddrs
+	if s.cluster == nil {
+		// An external database: this server is one replica of possibly
+		// several.
+		s.ha, err = startHA(ctx, cfg, pool, s.ps, &agentOpts, logger)
+		if err != nil {
+			closeListeners()
+			return nil, err
+		}
+	}
 
 	warnDangerousAppFlags(logger, cfg)
 	stateKeys, err := stateKeyring(&cfg, logger)
@@ -225,6 +237,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		PrometheusRegistry: registry,
 		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg), StateKeys: stateKeys},
 		Agents:             agentOpts,
+		Replicas:           s.ha.replicaManager(),
 		Apps: coderd.AppsOptions{
 			WildcardAccessURL:                    cfg.WildcardAccessURL,
 			DisablePathApps:                      cfg.DisablePathApps,
@@ -334,6 +347,9 @@ func (s *Server) Close(ctx context.Context) error {
 			if err := s.api.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close coderd: %w", err))
 			}
+		}
+		if err := s.ha.close(); err != nil {
+			errs = append(errs, fmt.Errorf("stop replica: %w", err))
 		}
 		if s.stopDERP != nil {
 			s.stopDERP()

@@ -26,6 +26,8 @@ const (
 	EnvDERPConfigPath          = "CODER_DERP_CONFIG_PATH"
 	EnvDERPConfigURL           = "CODER_DERP_CONFIG_URL"
 	EnvDERPForceWebSockets     = "CODER_DERP_FORCE_WEBSOCKETS"
+	// EnvBlockDirectConnections is the env twin of --block-direct-connections.
+	EnvBlockDirectConnections = "CODER_BLOCK_DIRECT"
 )
 
 // DERPConfig configures the embedded DERP relay, STUN and the DERP map. The
@@ -48,6 +50,13 @@ type DERPConfig struct {
 	ConfigURL  string
 	// ForceWebSockets tells peers to reach DERP over websockets.
 	ForceWebSockets bool
+	// BlockDirect tells agents and clients to use DERP only (no direct
+	// UDP paths).
+	BlockDirect bool
+	// RelayURL is the URL other replicas reach this replica's relay at
+	// (its own address, not the load balancer's), e.g.
+	// "http://10.0.0.2:3000". Empty: the relay does not mesh.
+	RelayURL string
 }
 
 // addDERPFlags registers the --derp-* flags of `coder server`.
@@ -66,8 +75,12 @@ func addDERPFlags(fs *pflag.FlagSet, cfg *DERPConfig) {
 	envFlag(fs, "derp-config-path", EnvDERPConfigPath)
 	fs.StringVar(&cfg.ConfigURL, "derp-config-url", "", "URL of a JSON DERP map whose regions are added.")
 	envFlag(fs, "derp-config-url", EnvDERPConfigURL)
+	fs.StringVar(&cfg.RelayURL, "derp-server-relay-url", "", "URL other replicas reach this replica's DERP relay at (its own address, not the load balancer's); needed for the relay mesh of a multi-replica deployment.")
+	envFlag(fs, "derp-server-relay-url", EnvDERPServerRelayURL)
 	fs.BoolVar(&cfg.ForceWebSockets, "derp-force-websockets", false, "Tell clients to connect to DERP over websockets.")
 	envFlag(fs, "derp-force-websockets", EnvDERPForceWebSockets)
+	fs.BoolVar(&cfg.BlockDirect, "block-direct-connections", false, "Tell agents and clients to relay every connection through DERP (no direct UDP paths).")
+	envFlag(fs, "block-direct-connections", EnvBlockDirectConnections)
 }
 
 // defaultSTUNAddresses puts STUN on the standard port of every host the HTTP
@@ -150,6 +163,7 @@ func startDERP(ctx context.Context, cfg DERPConfig, accessURL *url.URL, httpAddr
 	}
 	opts.DERPMap = m
 	opts.DERPForceWebSockets = cfg.ForceWebSockets
+	opts.DisableDirectConnections = cfg.BlockDirect
 	return opts, bound, stop, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	gossh "golang.org/x/crypto/ssh"
 	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
 
 	"github.com/wgmesh/coder/coderd/convert"
 	"github.com/wgmesh/coder/coderd/httpapi"
@@ -60,6 +61,12 @@ type AgentOptions struct {
 	// Coordinator exchanges nodes between peers; nil starts an in-memory
 	// coordinator owned (and closed) by the API.
 	Coordinator coordinator.Coordinator
+	// NodeKeyDirectory, when set, publishes the node keys of this
+	// replica's peers to the other replicas and lets the embedded relay
+	// admit keys any replica's coordinator knows (pgcoord.KeyDirectory):
+	// behind a load balancer a peer's relay and coordinator connections
+	// may reach different replicas.
+	NodeKeyDirectory NodeKeyDirectory
 	// StatsReportInterval is how often agents report stats (default 30s).
 	StatsReportInterval time.Duration
 	// HeartbeatInterval is how often a connected agent's last_connected_at
@@ -79,6 +86,15 @@ type AgentOptions struct {
 	// coderd that is gone are recorded disconnected (it also runs once
 	// when coderd starts). Default DefaultAgentConnReconcileInterval.
 	ConnReconcileInterval time.Duration
+}
+
+// NodeKeyDirectory shares node keys between replicas (see
+// AgentOptions.NodeKeyDirectory).
+type NodeKeyDirectory interface {
+	coordinator.KeyObserver
+	// AdmitFunc admits keys of local or of any replica's peers, waiting
+	// (polling every poll) until ctx ends for an unknown one.
+	AdmitFunc(local *coordinator.NodeKeys, poll time.Duration) func(ctx context.Context, k key.NodePublic) bool
 }
 
 // agentState is the API's agent-side state: the coordinator, the DERP map
@@ -127,9 +143,14 @@ func newAgentState(api *API) (*agentState, error) {
 		}
 	}
 	s := &agentState{opts: opts, coord: opts.Coordinator, derpMaps: coordinator.NewDERPMapPublisher(m), nodeKeys: coordinator.NewNodeKeys()}
+	admit := s.nodeKeys.Await
+	if opts.NodeKeyDirectory != nil {
+		s.nodeKeys.SetObserver(opts.NodeKeyDirectory)
+		admit = opts.NodeKeyDirectory.AdmitFunc(s.nodeKeys, 250*time.Millisecond)
+	}
 	if opts.DERPServer != nil {
 		// Open relays are abused: admit only peers the coordinator knows.
-		if err := opts.DERPServer.AdmitOnly(s.nodeKeys.Await); err != nil {
+		if err := opts.DERPServer.AdmitOnly(admit); err != nil {
 			return nil, fmt.Errorf("DERP relay admission: %w", err)
 		}
 	}

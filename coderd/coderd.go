@@ -24,6 +24,7 @@ import (
 	"github.com/wgmesh/coder/coderd/prometheusmetrics"
 	"github.com/wgmesh/coder/coderd/rbac"
 	"github.com/wgmesh/coder/coderd/revocation"
+	"github.com/wgmesh/coder/coderd/replicasync"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/pubsub"
@@ -71,6 +72,9 @@ type Options struct {
 	// LoginLimits bounds password logins per client address and per
 	// account, and concurrent password hashing (loginlimit.go).
 	LoginLimits LoginLimitOptions
+	// Replicas is this replica's registration among the replicas sharing
+	// the database (nil for a single node); owned by the caller.
+	Replicas *replicasync.Manager
 }
 
 // API serves the coderd HTTP API.
@@ -243,6 +247,7 @@ func (api *API) routes() chi.Router {
 		api.provisioningRoutes(r, apiKey)
 		api.appAPIRoutes(r, apiKey)
 		api.healthRoutes(r, apiKey)
+		api.replicaRoutes(r, apiKey)
 		r.NotFound(httpapi.NotFoundHandler)
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) {
 			httpapi.Write(r.Context(), w, http.StatusOK, codersdk.Response{Message: "👋"})

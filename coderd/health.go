@@ -91,7 +91,12 @@ func (api *API) debugHealth(w http.ResponseWriter, r *http.Request) {
 	h := api.health
 	h.reportMu.Lock()
 	if h.report == nil || time.Since(h.reportAt) > healthReportReuse {
+		var replicas func() []codersdk.Replica
+		if m := api.opts.Replicas; m != nil {
+			replicas = m.All
+		}
 		rep := healthcheck.Run(context.WithoutCancel(r.Context()), healthcheck.Options{
+			Replicas:           replicas,
 			PingDB:             api.db.Pool().Ping,
 			DERPMap:            api.agents.derpMaps.Current,
 			ProvisionerDaemons: api.healthProvisionerDaemons,

@@ -87,6 +87,19 @@ type HealthReport struct {
 	DERP               DERPHealth               `json:"derp"`
 	STUN               STUNHealth               `json:"stun"`
 	ProvisionerDaemons ProvisionerDaemonsHealth `json:"provisioner_daemons"`
+	Replicas           ReplicasHealth           `json:"replicas"`
+}
+
+// ReplicasHealth lists the replicas sharing the database (high
+// availability). A single node (embedded PostgreSQL) has none and is
+// healthy. Warnings: replicas of different versions, a replica reporting
+// an error, replicas whose relays cannot mesh (no relay URL).
+type ReplicasHealth struct {
+	HealthSection
+	// Enabled is true when this server is a replica (external PostgreSQL).
+	Enabled bool `json:"enabled"`
+	// Replicas are the live replicas, this one included.
+	Replicas []Replica `json:"replicas"`
 }
 
 // NamedHealthSection is one section of a report with its JSON name.
@@ -102,6 +115,7 @@ func (r *HealthReport) Sections() []NamedHealthSection {
 		{"derp", &r.DERP.HealthSection},
 		{"stun", &r.STUN.HealthSection},
 		{"provisioner_daemons", &r.ProvisionerDaemons.HealthSection},
+		{"replicas", &r.Replicas.HealthSection},
 	}
 }
 

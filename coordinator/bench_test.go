@@ -19,6 +19,9 @@ import (
 	"tailscale.com/types/key"
 
 	"github.com/wgmesh/coder/coordinator"
+	"github.com/wgmesh/coder/coordinator/pgcoord"
+	"github.com/wgmesh/coder/database/dbtestutil"
+	"github.com/wgmesh/coder/database/pubsub"
 	"github.com/wgmesh/coder/tunnel"
 )
 
@@ -222,4 +225,61 @@ func BenchmarkWebsocketNodeUpdate(b *testing.B) {
 		return p
 	}
 	runBench(b, connect, "heap-B/peer(both-ends)")
+}
+
+// BenchmarkPostgresNodeUpdate drives two PostgreSQL coordinators (two
+// replicas, each with its own pool and pubsub, one database) in process:
+// every agent on replica A, every client on replica B, so every update
+// crosses replicas through the tables and LISTEN/NOTIFY.
+func BenchmarkPostgresNodeUpdate(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dbURL := dbtestutil.NewDB(b)
+	newReplica := func() coordinator.Coordinator {
+		pool := dbtestutil.NewPoolFor(b, dbURL)
+		ps, err := pubsub.New(ctx, nil, pool, pubsub.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = ps.Close() })
+		c, err := pgcoord.New(ctx, pool, ps, pgcoord.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	a, bb := newReplica(), newReplica()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		_ = a.Close()
+		_ = bb.Close()
+		wg.Wait()
+	}()
+	connect := func(id uuid.UUID, auth coordinator.TunnelAuth) *benchPeer {
+		coord := a
+		if auth != nil {
+			coord = bb
+		}
+		reqs, resps := coord.Coordinate(ctx, id, "bench", auth)
+		p := &benchPeer{id: id, got: make(chan struct{}, 64)}
+		p.publish = func(n json.RawMessage) {
+			reqs <- &coordinator.Request{Type: coordinator.TypeUpdateSelf, Node: n}
+		}
+		p.tunnel = func(dst uuid.UUID) {
+			reqs <- &coordinator.Request{Type: coordinator.TypeAddTunnel, Dst: dst}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range resps {
+				for _, u := range r.Updates {
+					if u.Kind == coordinator.KindNode {
+						p.got <- struct{}{}
+					}
+				}
+			}
+		}()
+		return p
+	}
+	runBench(b, connect, "heap-B/peer(2-replicas)")
 }

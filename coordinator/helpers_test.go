@@ -24,7 +24,7 @@ const waitFor = 20 * time.Second
 // coderd serves it: the peer ID comes from the URL (coderd takes it from the
 // authenticated agent or the client's request).
 type server struct {
-	coord *coordinator.InMemory
+	coord coordinator.Coordinator
 	http  *httptest.Server
 	maps  *coordinator.DERPMapPublisher
 	keys  *coordinator.NodeKeys
@@ -40,8 +40,14 @@ type server struct {
 
 func newServer(t *testing.T, opts coordinator.InMemoryOptions) *server {
 	t.Helper()
+	return newServerWith(t, coordinator.NewInMemoryWithOptions(opts))
+}
+
+// newServerWith serves coord (closed in cleanup).
+func newServerWith(t *testing.T, coord coordinator.Coordinator) *server {
+	t.Helper()
 	s := &server{
-		coord: coordinator.NewInMemoryWithOptions(opts),
+		coord: coord,
 		maps:  coordinator.NewDERPMapPublisher(nil),
 		keys:  coordinator.NewNodeKeys(),
 		auths: map[uuid.UUID]coordinator.TunnelAuth{},

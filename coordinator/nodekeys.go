@@ -20,8 +20,9 @@ var ErrNodeKeyInUse = errors.New("node key is registered by another peer")
 // a time; the same peer may hold it on several overlapping registrations
 // (a reconnection that overlaps the old socket).
 type NodeKeys struct {
-	mu      sync.Mutex
-	holders map[key.NodePublic]*keyHolder
+	mu       sync.Mutex
+	observer KeyObserver
+	holders  map[key.NodePublic]*keyHolder
 	// changed is closed and replaced whenever a key is added.
 	changed chan struct{}
 }
@@ -29,6 +30,21 @@ type NodeKeys struct {
 type keyHolder struct {
 	peer uuid.UUID
 	refs int
+}
+
+// KeyObserver learns every key added to and removed from a NodeKeys set,
+// in order (e.g. to publish them to other replicas). Its methods are called
+// with the set's lock held and must not block or call back into the set.
+type KeyObserver interface {
+	KeyAdded(peer uuid.UUID, k key.NodePublic)
+	KeyRemoved(peer uuid.UUID, k key.NodePublic)
+}
+
+// SetObserver makes o learn the set's changes from now on (nil stops).
+func (s *NodeKeys) SetObserver(o KeyObserver) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observer = o
 }
 
 // NewNodeKeys returns an empty set.
@@ -52,6 +68,9 @@ func (s *NodeKeys) Register(peer uuid.UUID, k key.NodePublic) (release func(), _
 		s.holders[k] = h
 		close(s.changed)
 		s.changed = make(chan struct{})
+		if s.observer != nil {
+			s.observer.KeyAdded(peer, k)
+		}
 	case h.peer != peer:
 		return nil, fmt.Errorf("register node key %s for peer %s: %w", k.ShortString(), peer, ErrNodeKeyInUse)
 	}
@@ -64,6 +83,9 @@ func (s *NodeKeys) Register(peer uuid.UUID, k key.NodePublic) (release func(), _
 			h.refs--
 			if h.refs == 0 && s.holders[k] == h {
 				delete(s.holders, k)
+				if s.observer != nil {
+					s.observer.KeyRemoved(h.peer, k)
+				}
 			}
 		})
 	}, nil
@@ -75,6 +97,13 @@ func (s *NodeKeys) Known(k key.NodePublic) bool {
 	defer s.mu.Unlock()
 	_, ok := s.holders[k]
 	return ok
+}
+
+// Changed returns a channel closed the next time a key is added.
+func (s *NodeKeys) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Await reports whether k is known, waiting until it is registered or ctx

@@ -890,6 +890,51 @@ type ProvisionerJobLog struct {
 	Output    string    `json:"output"`
 }
 
+type Replica struct {
+	ID           uuid.UUID          `json:"id"`
+	Hostname     string             `json:"hostname"`
+	RegionID     int32              `json:"region_id"`
+	RelayAddress string             `json:"relay_address"`
+	Version      string             `json:"version"`
+	StartedAt    time.Time          `json:"started_at"`
+	UpdatedAt    time.Time          `json:"updated_at"`
+	StoppedAt    pgtype.Timestamptz `json:"stopped_at"`
+	Error        string             `json:"error"`
+}
+
+type SiteConfig struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+type TailnetCoordinator struct {
+	ID          uuid.UUID `json:"id"`
+	HeartbeatAt time.Time `json:"heartbeat_at"`
+}
+
+type TailnetNodeKey struct {
+	NodeKey       string    `json:"node_key"`
+	CoordinatorID uuid.UUID `json:"coordinator_id"`
+	PeerID        uuid.UUID `json:"peer_id"`
+}
+
+type TailnetPeer struct {
+	ID            uuid.UUID `json:"id"`
+	CoordinatorID uuid.UUID `json:"coordinator_id"`
+	Registration  uuid.UUID `json:"registration"`
+	Node          []byte    `json:"node"`
+	NodeSeq       int64     `json:"node_seq"`
+	Status        string    `json:"status"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+type TailnetTunnel struct {
+	SrcID         uuid.UUID `json:"src_id"`
+	DstID         uuid.UUID `json:"dst_id"`
+	CoordinatorID uuid.UUID `json:"coordinator_id"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
 type Template struct {
 	ID                           uuid.UUID       `json:"id"`
 	CreatedAt                    time.Time       `json:"created_at"`

@@ -27,6 +27,7 @@ type Querier interface {
 	DeleteAPIKeysByUserID(ctx context.Context, userID uuid.UUID) error
 	// Removes keys that expired before the given time.
 	DeleteExpiredAPIKeys(ctx context.Context, before time.Time) (int64, error)
+	DeleteReplicasUpdatedBefore(ctx context.Context, before time.Time) error
 	GetAPIKeyByID(ctx context.Context, id string) (APIKey, error)
 	GetAPIKeyByName(ctx context.Context, arg GetAPIKeyByNameParams) (APIKey, error)
 	GetAPIKeysByUserID(ctx context.Context, arg GetAPIKeysByUserIDParams) ([]APIKey, error)
@@ -37,6 +38,8 @@ type Querier interface {
 	GetLatestWorkspaceAgentStat(ctx context.Context, agentID uuid.UUID) (WorkspaceAgentStat, error)
 	GetLatestWorkspaceBuildByWorkspaceID(ctx context.Context, workspaceID uuid.UUID) (WorkspaceBuild, error)
 	GetLatestWorkspaceBuildsByWorkspaceIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceBuild, error)
+	// Replicas that did not stop and heartbeated since the given time, oldest first.
+	GetLiveReplicas(ctx context.Context, since time.Time) ([]Replica, error)
 	// For each given job, the type and name of every resource known to survive
 	// a stop, as the parsed states record it: resources of the job's own stop
 	// transition (template imports plan both), those the stop plan of a
@@ -118,6 +121,7 @@ type Querier interface {
 	InsertFile(ctx context.Context, arg InsertFileParams) (File, error)
 	InsertProvisionerJob(ctx context.Context, arg InsertProvisionerJobParams) (ProvisionerJob, error)
 	InsertProvisionerJobLogs(ctx context.Context, arg InsertProvisionerJobLogsParams) ([]ProvisionerJobLog, error)
+	InsertReplica(ctx context.Context, arg InsertReplicaParams) error
 	InsertTemplate(ctx context.Context, arg InsertTemplateParams) (Template, error)
 	InsertTemplateVersion(ctx context.Context, arg InsertTemplateVersionParams) (TemplateVersion, error)
 	InsertTemplateVersionParameter(ctx context.Context, arg InsertTemplateVersionParameterParams) (TemplateVersionParameter, error)
@@ -141,6 +145,7 @@ type Querier interface {
 	UpdateProvisionerJobHeartbeat(ctx context.Context, arg UpdateProvisionerJobHeartbeatParams) (int64, error)
 	UpdateProvisionerJobWithCancelByID(ctx context.Context, arg UpdateProvisionerJobWithCancelByIDParams) error
 	UpdateProvisionerJobWithCompleteByID(ctx context.Context, arg UpdateProvisionerJobWithCompleteByIDParams) (int64, error)
+	UpdateReplicaStopped(ctx context.Context, arg UpdateReplicaStoppedParams) error
 	UpdateTemplateActiveVersionByID(ctx context.Context, arg UpdateTemplateActiveVersionByIDParams) error
 	UpdateTemplateDeletedByID(ctx context.Context, arg UpdateTemplateDeletedByIDParams) error
 	UpdateTemplateMetaByID(ctx context.Context, arg UpdateTemplateMetaByIDParams) (Template, error)
@@ -168,6 +173,9 @@ type Querier interface {
 	UpdateWorkspaceDeletedByID(ctx context.Context, arg UpdateWorkspaceDeletedByIDParams) error
 	UpdateWorkspaceLastUsedAt(ctx context.Context, arg UpdateWorkspaceLastUsedAtParams) error
 	UpsertProvisionerDaemon(ctx context.Context, arg UpsertProvisionerDaemonParams) (ProvisionerDaemon, error)
+	// Refreshes a replica's heartbeat, re-creating its row when another replica
+	// expired it (it could not reach the database for a while).
+	UpsertReplicaHeartbeat(ctx context.Context, arg UpsertReplicaHeartbeatParams) error
 }
 
 var _ Querier = (*Queries)(nil)

@@ -18,6 +18,8 @@ type Server struct {
 	logger  *slog.Logger
 	// admission is the loopback admission controller (AdmitOnly).
 	admission *admission
+	// mesh follows the region's other relays (SetMeshPeers).
+	mesh mesh
 }
 
 // NewServer returns a DERP relay. privateKey identifies the relay to its
@@ -59,6 +61,7 @@ func (s *Server) Handler() http.Handler { return s }
 // Close disconnects every client and stops the relay. It waits for the
 // connections to finish.
 func (s *Server) Close() error {
+	s.stopMesh()
 	err := s.derp.Close()
 	if s.admission != nil {
 		s.admission.close()

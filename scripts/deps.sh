@@ -3,7 +3,8 @@
 #
 # Idempotent and quick when everything is present. Installs:
 #   - apt packages: PostgreSQL server, OpenSSH client/server, iptables, iproute2,
-#     conntrack, procps, rsync, curl, python3, chromium, ca-certificates, docker.io,
+#     conntrack, procps, rsync, curl, python3, chromium, ca-certificates, haproxy (the load
+#     balancer of the HA tests and scripts/ha.sh), docker.io,
 #     debootstrap and the build dependencies of code-server's native modules (only those
 #     missing);
 #   - terraform v1.8.5 and OpenTofu v1.6.3 (go install) into $CODER_CACHE_DIR/bin;
@@ -67,7 +68,7 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 step() { echo "deps: $*"; }
 
 # --- apt packages -------------------------------------------------------------------
-APT_PACKAGES=(postgresql openssh-client openssh-server iptables iproute2 conntrack procps rsync curl python3 chromium ca-certificates)
+APT_PACKAGES=(postgresql openssh-client openssh-server iptables iproute2 conntrack procps rsync curl python3 chromium ca-certificates haproxy)
 if [[ "${CODER_DEPS_SKIP_DOCKER:-}" != "1" ]]; then
 	# Docker workspaces: the daemon, debootstrap for the base image, and what code-server's
 	# native modules (node-gyp) need to build on this host.

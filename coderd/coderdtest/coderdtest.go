@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/apikey"
+	"github.com/wgmesh/coder/coderd/replicasync"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/dbtestutil"
@@ -26,6 +27,9 @@ type Options struct {
 	// QueryTracer, when set, traces every query of the server's database
 	// pool (e.g. a QueryRecorder).
 	QueryTracer pgx.QueryTracer
+	// Replicas, when set, registers the server as a replica with these
+	// options (Options.API.Replicas is filled in).
+	Replicas *replicasync.Options
 }
 
 // Server is a running test coderd.
@@ -56,6 +60,14 @@ func New(t testing.TB, opts *Options) (*codersdk.Client, *Server) {
 	}
 	apiOpts := opts.API
 	apiOpts.Database = store
+	if opts.Replicas != nil {
+		m, err := replicasync.New(context.Background(), apiOpts.Logger, store, nil, *opts.Replicas)
+		if err != nil {
+			t.Fatalf("register replica: %v", err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		apiOpts.Replicas = m
+	}
 	if apiOpts.AccessURL == nil {
 		apiOpts.AccessURL = serverURL
 	}

@@ -41,6 +41,8 @@ type Options struct {
 	// AdmitProbeKey, when set, makes the DERP probe's random node key known
 	// to a relay that admits only known keys, until release is called.
 	AdmitProbeKey func(k key.NodePublic) (release func(), err error)
+	// Replicas lists the live replicas; nil means a single node.
+	Replicas func() []codersdk.Replica
 	// Timeout bounds each check (default DefaultCheckTimeout).
 	Timeout time.Duration
 	// Now is the clock (default time.Now).
@@ -79,10 +81,36 @@ func Run(ctx context.Context, opts Options) codersdk.HealthReport {
 	run(func(ctx context.Context) { r.DERP = checkDERP(ctx, m, opts.AdmitProbeKey) })
 	run(func(ctx context.Context) { r.STUN = checkSTUN(ctx, m) })
 	run(func(ctx context.Context) { r.ProvisionerDaemons = checkDaemons(ctx, opts.ProvisionerDaemons) })
+	r.Replicas = checkReplicas(opts.Replicas)
 	wg.Wait()
 	r.DurationMS = ms(opts.Now().Sub(start))
 	r.Summarize()
 	return r
+}
+
+// checkReplicas warns about version mismatches, replicas reporting an
+// error and replicas whose relays do not mesh.
+func checkReplicas(list func() []codersdk.Replica) codersdk.ReplicasHealth {
+	h := codersdk.ReplicasHealth{HealthSection: codersdk.NewHealthSection(), Replicas: []codersdk.Replica{}}
+	if list == nil {
+		return h
+	}
+	h.Enabled = true
+	h.Replicas = append(h.Replicas, list()...)
+	versions := map[string][]string{}
+	for _, r := range h.Replicas {
+		versions[r.Version] = append(versions[r.Version], r.Hostname)
+		if r.Error != "" {
+			h.Warn(fmt.Sprintf("replica %s (%s): %s", r.ID, r.Hostname, r.Error))
+		}
+		if r.RelayAddress == "" && len(h.Replicas) > 1 {
+			h.Warn(fmt.Sprintf("replica %s (%s) has no --derp-server-relay-url: its relay does not mesh with the others", r.ID, r.Hostname))
+		}
+	}
+	if len(versions) > 1 {
+		h.Warn(fmt.Sprintf("replicas run %d different versions: upgrade every replica to the same version", len(versions)))
+	}
+	return h
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
 
 	"github.com/wgmesh/coder/coderd/healthcheck"
@@ -97,6 +99,49 @@ func TestSTUNSection(t *testing.T) {
 			for _, s := range rep.STUN.Servers {
 				if s.Healthy && s.MappedAddress == "" {
 					t.Fatalf("healthy server without a mapped address: %+v", s)
+				}
+			}
+		})
+	}
+}
+
+// TestReplicasSection: a single node has a healthy, disabled section;
+// replicas of different versions, an erroring replica and a replica that
+// cannot mesh are warnings (the deployment works, degraded).
+func TestReplicasSection(t *testing.T) {
+	mk := func(host, version, relay, errMsg string) codersdk.Replica {
+		return codersdk.Replica{ID: uuid.New(), Hostname: host, Version: version, RelayAddress: relay, Error: errMsg}
+	}
+	tests := []struct {
+		name     string
+		replicas func() []codersdk.Replica
+		enabled  bool
+		warnings []string
+	}{
+		{"single node", nil, false, nil},
+		{"healthy pair", func() []codersdk.Replica {
+			return []codersdk.Replica{mk("a", "v1", "http://a", ""), mk("b", "v1", "http://b", "")}
+		}, true, nil},
+		{"version mismatch", func() []codersdk.Replica {
+			return []codersdk.Replica{mk("a", "v1", "http://a", ""), mk("b", "v2", "http://b", "")}
+		}, true, []string{"2 different versions"}},
+		{"no relay URL", func() []codersdk.Replica {
+			return []codersdk.Replica{mk("a", "v1", "http://a", ""), mk("b", "v1", "", "")}
+		}, true, []string{"does not mesh"}},
+		{"replica error", func() []codersdk.Replica {
+			return []codersdk.Replica{mk("a", "v1", "http://a", "DERP mesh: boom")}
+		}, true, []string{"DERP mesh: boom"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := healthcheck.Run(context.Background(), healthcheck.Options{Replicas: tt.replicas})
+			h := rep.Replicas
+			if !h.Healthy || h.Enabled != tt.enabled || len(h.Warnings) != len(tt.warnings) {
+				t.Fatalf("section %+v, want enabled=%v warnings %v", h, tt.enabled, tt.warnings)
+			}
+			for i, w := range tt.warnings {
+				if !strings.Contains(h.Warnings[i], w) {
+					t.Fatalf("warning %q, want it to contain %q", h.Warnings[i], w)
 				}
 			}
 		})

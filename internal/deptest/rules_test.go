@@ -58,6 +58,12 @@ var rules = []deptest.Rule{
 		Why:      "the workspace apps proxy must run without the database (a regional proxy has none); it depends on small interfaces coderd implements",
 	},
 	{
+		Name:     "coordinator",
+		Packages: []string{mod + "/coordinator"},
+		Forbid:   []string{mod + "/database/...", "github.com/jackc/pgx/v5/..."},
+		Why:      "the coordination protocol and the in-memory coordinator stand alone; only the HA variant (coordinator/pgcoord) uses the database",
+	},
+	{
 		Name:     "cli",
 		Packages: []string{mod + "/..."},
 		Except:   []string{mod + "/cmd/coder"},
