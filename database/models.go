@@ -906,6 +906,21 @@ type Template struct {
 	AllowUserCancelWorkspaceJobs bool            `json:"allow_user_cancel_workspace_jobs"`
 }
 
+type TemplateSchedule struct {
+	TemplateID uuid.UUID `json:"template_id"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	// Nanoseconds a started workspace may run at most (its build's max_deadline); 0 means no limit.
+	MaxTtl             int64 `json:"max_ttl"`
+	AllowUserAutostart bool  `json:"allow_user_autostart"`
+	AllowUserAutostop  bool  `json:"allow_user_autostop"`
+	// Nanoseconds after which a workspace whose latest build failed is deleted; 0 never.
+	FailureTtl int64 `json:"failure_ttl"`
+	// Nanoseconds without activity after which a workspace becomes dormant (and is stopped); 0 never.
+	TimeTilDormant int64 `json:"time_til_dormant"`
+	// Nanoseconds a workspace stays dormant before it is deleted; 0 never.
+	TimeTilDormantAutodelete int64 `json:"time_til_dormant_autodelete"`
+}
+
 type TemplateVersion struct {
 	ID         uuid.UUID     `json:"id"`
 	TemplateID uuid.NullUUID `json:"template_id"`
