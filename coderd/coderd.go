@@ -70,6 +70,8 @@ type Options struct {
 	// LoginLimits bounds password logins per client address and per
 	// account, and concurrent password hashing (loginlimit.go).
 	LoginLimits LoginLimitOptions
+	// Lifecycle configures the workspace lifecycle executor (lifecycle.go).
+	Lifecycle LifecycleOptions
 }
 
 // API serves the coderd HTTP API.
@@ -89,6 +91,7 @@ type API struct {
 
 	agentBinaryHashes agentBinaryHashes
 	conns             *agentConns
+	lifecycle         *lifecycleState
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -155,6 +158,7 @@ func New(opts Options) (*API, error) {
 		_ = api.agents.close()
 		return nil, err
 	}
+	api.startLifecycle()
 	api.router = api.routes()
 	return api, nil
 }
@@ -171,6 +175,7 @@ func (api *API) Router() chi.Routes { return api.router }
 // Close releases the API's resources. The database and pubsub belong to
 // the caller and stay open.
 func (api *API) Close() error {
+	api.closeLifecycle()
 	api.closeProvisioning()
 	appsErr := api.apps.close()
 	agentsErr := api.agents.close()

@@ -59,6 +59,8 @@ type Querier interface {
 	// A template's schedule settings; a template without a template_schedules
 	// row has the defaults.
 	GetTemplateSchedule(ctx context.Context, templateID uuid.UUID) (GetTemplateScheduleRow, error)
+	// The schedule rows of the given templates; a template without one has the defaults.
+	GetTemplateSchedulesByTemplateIDs(ctx context.Context, templateIds []uuid.UUID) ([]TemplateSchedule, error)
 	GetTemplateVersionByID(ctx context.Context, id uuid.UUID) (TemplateVersion, error)
 	GetTemplateVersionByJobID(ctx context.Context, jobID uuid.UUID) (TemplateVersion, error)
 	GetTemplateVersionByTemplateIDAndName(ctx context.Context, arg GetTemplateVersionByTemplateIDAndNameParams) (TemplateVersion, error)

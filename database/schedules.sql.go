@@ -62,6 +62,7 @@ SELECT
     w.id AS workspace_id,
     w.owner_id AS owner_id,
     w.template_id AS template_id,
+    w.created_at AS created_at,
     w.autostart_schedule AS autostart_schedule,
     w.last_used_at AS last_used_at,
     w.dormant_at AS dormant_at,
@@ -93,6 +94,7 @@ type GetWorkspacesForLifecycleRow struct {
 	WorkspaceID              uuid.UUID           `json:"workspace_id"`
 	OwnerID                  uuid.UUID           `json:"owner_id"`
 	TemplateID               uuid.UUID           `json:"template_id"`
+	CreatedAt                time.Time           `json:"created_at"`
 	AutostartSchedule        pgtype.Text         `json:"autostart_schedule"`
 	LastUsedAt               time.Time           `json:"last_used_at"`
 	DormantAt                pgtype.Timestamptz  `json:"dormant_at"`
@@ -126,6 +128,7 @@ func (q *Queries) GetWorkspacesForLifecycle(ctx context.Context) ([]GetWorkspace
 			&i.WorkspaceID,
 			&i.OwnerID,
 			&i.TemplateID,
+			&i.CreatedAt,
 			&i.AutostartSchedule,
 			&i.LastUsedAt,
 			&i.DormantAt,
@@ -278,4 +281,38 @@ func (q *Queries) UpsertTemplateSchedule(ctx context.Context, arg UpsertTemplate
 		arg.TimeTilDormantAutodelete,
 	)
 	return err
+}
+
+const getTemplateSchedulesByTemplateIDs = `-- name: GetTemplateSchedulesByTemplateIDs :many
+SELECT template_id, updated_at, max_ttl, allow_user_autostart, allow_user_autostop, failure_ttl, time_til_dormant, time_til_dormant_autodelete FROM template_schedules WHERE template_id = ANY($1::uuid[])
+`
+
+// The schedule rows of the given templates; a template without one has the defaults.
+func (q *Queries) GetTemplateSchedulesByTemplateIDs(ctx context.Context, templateIds []uuid.UUID) ([]TemplateSchedule, error) {
+	rows, err := q.db.Query(ctx, getTemplateSchedulesByTemplateIDs, templateIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TemplateSchedule
+	for rows.Next() {
+		var i TemplateSchedule
+		if err := rows.Scan(
+			&i.TemplateID,
+			&i.UpdatedAt,
+			&i.MaxTtl,
+			&i.AllowUserAutostart,
+			&i.AllowUserAutostop,
+			&i.FailureTtl,
+			&i.TimeTilDormant,
+			&i.TimeTilDormantAutodelete,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -20,3 +20,7 @@ COMMENT ON COLUMN template_schedules.max_ttl IS 'Nanoseconds a started workspace
 COMMENT ON COLUMN template_schedules.failure_ttl IS 'Nanoseconds after which a workspace whose latest build failed is deleted; 0 never.';
 COMMENT ON COLUMN template_schedules.time_til_dormant IS 'Nanoseconds without activity after which a workspace becomes dormant (and is stopped); 0 never.';
 COMMENT ON COLUMN template_schedules.time_til_dormant_autodelete IS 'Nanoseconds a workspace stays dormant before it is deleted; 0 never.';
+
+-- Builds the lifecycle executor queues for dormancy and cleanup.
+ALTER TYPE build_reason ADD VALUE IF NOT EXISTS 'dormancy';
+ALTER TYPE build_reason ADD VALUE IF NOT EXISTS 'autodelete';

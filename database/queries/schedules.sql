@@ -52,6 +52,7 @@ SELECT
     w.id AS workspace_id,
     w.owner_id AS owner_id,
     w.template_id AS template_id,
+    w.created_at AS created_at,
     w.autostart_schedule AS autostart_schedule,
     w.last_used_at AS last_used_at,
     w.dormant_at AS dormant_at,
@@ -77,3 +78,7 @@ JOIN templates t ON t.id = w.template_id
 LEFT JOIN template_schedules s ON s.template_id = w.template_id
 WHERE w.deleted = false AND j.completed_at IS NOT NULL
 ORDER BY w.id;
+
+-- name: GetTemplateSchedulesByTemplateIDs :many
+-- The schedule rows of the given templates; a template without one has the defaults.
+SELECT * FROM template_schedules WHERE template_id = ANY(@template_ids::uuid[]);
