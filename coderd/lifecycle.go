@@ -88,6 +88,10 @@ func (api *API) closeLifecycle() {
 // directly, or to run a second instance against the same database).
 func (api *API) LifecycleExecutor() *autobuild.Executor { return api.lifecycle.executor }
 
+// LifecycleBuilder returns the Builder the executor queues builds with
+// (the API's build path), for another executor instance.
+func (api *API) LifecycleBuilder() autobuild.Builder { return lifecycleBuilder{api} }
+
 // lifecycleBuilder queues the executor's builds through the API's build path.
 type lifecycleBuilder struct{ api *API }
 

@@ -23,10 +23,10 @@ import (
 	"github.com/wgmesh/coder/database"
 )
 
-// LockKey is the advisory lock (class, key) a tick holds.
+// LockClass and LockKey name the PostgreSQL advisory lock a tick holds.
 const (
-	lockClass int32 = 0x636f6472 // "codr"
-	lockKey   int32 = 16         // the lifecycle executor
+	LockClass int32 = 0x636f6472 // "codr"
+	LockKey   int32 = 16         // the lifecycle executor
 )
 
 // Builder queues a build of a workspace the way the API does.
@@ -170,7 +170,7 @@ func (e *Executor) Tick(ctx context.Context, now time.Time) (Stats, error) {
 	}
 	defer conn.Release()
 	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", lockClass, lockKey).Scan(&locked); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", LockClass, LockKey).Scan(&locked); err != nil {
 		return stats, fmt.Errorf("take the lifecycle lock: %w", err)
 	}
 	if !locked {
@@ -178,7 +178,7 @@ func (e *Executor) Tick(ctx context.Context, now time.Time) (Stats, error) {
 		return stats, nil
 	}
 	defer func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1, $2)", lockClass, lockKey); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1, $2)", LockClass, LockKey); err != nil {
 			// A lock that could not be released dies with its connection.
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
 		}
