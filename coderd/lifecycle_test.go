@@ -66,6 +66,7 @@ type testClock struct{ offset atomic.Int64 }
 
 func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+func (c *testClock) AdvanceTo(t time.Time)   { c.offset.Store(int64(time.Until(t))) }
 
 // lifecycleEnv is coderd with a real provisioner daemon (terraform) and
 // a lifecycle executor driven by the test's ticks.
@@ -83,9 +84,11 @@ func newLifecycleEnv(t *testing.T) *lifecycleEnv {
 	deps := terraformtest.Find(t)
 	e := &lifecycleEnv{clock: &testClock{}, tick: make(chan time.Time), stats: make(chan autobuild.Stats)}
 	e.client, e.srv = coderdtest.New(t, &coderdtest.Options{API: coderd.Options{
-		Now:          e.clock.Now,
-		Provisioning: coderd.ProvisioningOptions{PSK: psk, AcquireWait: time.Second},
-		Lifecycle:    coderd.LifecycleOptions{Tick: e.tick, Stats: e.stats},
+		Now: e.clock.Now,
+		// The clock jumps days ahead (between builds): sessions outlive that.
+		SessionLifetime: 30 * 24 * time.Hour,
+		Provisioning:    coderd.ProvisioningOptions{PSK: psk, AcquireWait: time.Second},
+		Lifecycle:       coderd.LifecycleOptions{Tick: e.tick, Stats: e.stats},
 	}})
 	coderdtest.CreateFirstUser(t, e.client)
 	d := &provisioner.Daemon{
@@ -262,9 +265,9 @@ func TestAutostopDeadlineBumpedByActivity(t *testing.T) {
 		}
 		return *w.LatestBuild.Deadline
 	}
-	// 40 minutes on: stats without sessions do not bump; an SSH session does,
-	// to now+TTL.
-	e.clock.Advance(40 * time.Minute)
+	// 20 minutes on: stats without sessions do not bump; an SSH session does,
+	// to now+TTL (80 minutes after the start, within the 90-minute max).
+	e.clock.Advance(20 * time.Minute)
 	if got := post(0); !got.Equal(deadline) {
 		t.Fatalf("stats without sessions moved the deadline %v -> %v", deadline, got)
 	}
@@ -274,8 +277,8 @@ func TestAutostopDeadlineBumpedByActivity(t *testing.T) {
 	if bumped.Before(before.Add(time.Hour).Truncate(time.Microsecond)) || bumped.After(after.Add(time.Hour)) {
 		t.Fatalf("bumped deadline %v, want now+1h (%v..%v)", bumped, before.Add(time.Hour), after.Add(time.Hour))
 	}
-	// 80 minutes on, now+TTL is past the max deadline: the bump stops there.
-	e.clock.Advance(40 * time.Minute)
+	// 40 minutes on, now+TTL is past the max deadline: the bump stops there.
+	e.clock.Advance(20 * time.Minute)
 	if got := post(1); !got.Equal(maxDeadline) {
 		t.Fatalf("deadline after a bump past the max: %v, want the max deadline %v", got, maxDeadline)
 	}
@@ -342,6 +345,9 @@ func TestAutostartAtSchedule(t *testing.T) {
 	if s := e.tickAt(t, due.Add(-time.Minute)); len(s.Transitions) != 0 {
 		t.Fatalf("tick a minute early: %+v", s)
 	}
+	// coderd's clock is at the schedule too (no build runs while it jumps),
+	// so the start's deadline is counted from there.
+	e.clock.AdvanceTo(due)
 	s := e.tickAt(t, due)
 	if s.Transitions[ws.ID] != "start" || s.Reasons[ws.ID] != "autostart" {
 		t.Fatalf("tick at %v: %+v", due, s)
@@ -483,10 +489,12 @@ func TestDormancyStopsAndDeletes(t *testing.T) {
 		t.Fatalf("tick at deletion: %+v", s)
 	}
 	eventually(t, 3*time.Minute, "workspace deleted", func() bool {
-		_, err := e.client.Workspace(ctx, ws.ID)
 		w, _ := e.srv.DB.GetWorkspaceByID(ctx, ws.ID)
-		return err != nil && w.Deleted
+		return w.Deleted
 	})
+	if b, err := e.srv.DB.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID); err != nil || b.Reason != "autodelete" || b.Transition != "delete" {
+		t.Fatalf("deleting build: %+v %v", b, err)
+	}
 
 	// Marked dormant by hand, then active again: it starts.
 	ws2, err := e.client.CreateWorkspace(ctx, codersdk.Me, codersdk.CreateWorkspaceRequest{TemplateID: tmpl.ID, Name: "manual"})
