@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/wgmesh/coder/codersdk"
@@ -83,5 +84,85 @@ func TestScheduleCommands(t *testing.T) {
 	}
 	if out := mustRun(t, e.env, "list"); !strings.Contains(out, "(dormant, deleted "+deleting.Local().Format("2006-01-02")+")") {
 		t.Fatalf("list:\n%s", out)
+	}
+}
+
+// TestSSHAutostart: coder ssh --stdio (the config-ssh ProxyCommand) starts
+// a stopped workspace without asking; --disable-autostart refuses instead
+// and queues nothing.
+func TestSSHAutostart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newReachEnv(t)
+	e.addWorkspace("sleepy")
+	ws, err := e.client.WorkspaceByOwnerAndName(ctx, codersdk.Me, "sleepy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stop it as a completed stop build would.
+	prev, err := e.srv.DB.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prevJob, err := e.srv.DB.GetProvisionerJobByID(ctx, prev.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	err = e.srv.DB.InTx(ctx, func(q *database.Queries) error {
+		// A start needs the version attached to the template and imported.
+		tv, err := q.GetTemplateVersionByID(ctx, prev.TemplateVersionID)
+		if err != nil {
+			return err
+		}
+		if err := q.UpdateTemplateVersionTemplateID(ctx, database.UpdateTemplateVersionTemplateIDParams{
+			ID: tv.ID, TemplateID: uuid.NullUUID{UUID: ws.TemplateID, Valid: true}, UpdatedAt: now,
+		}); err != nil {
+			return err
+		}
+		if _, err := q.UpdateProvisionerJobWithCompleteByID(ctx, database.UpdateProvisionerJobWithCompleteByIDParams{ID: tv.JobID, CompletedAt: now}); err != nil {
+			return err
+		}
+		job, err := q.InsertProvisionerJob(ctx, database.InsertProvisionerJobParams{
+			ID: uuid.New(), CreatedAt: now, UpdatedAt: now, InitiatorID: e.owner, Provisioner: database.ProvisionerTypeTerraform,
+			StorageMethod: database.ProvisionerStorageMethodFile, Type: database.ProvisionerJobTypeWorkspaceBuild, Input: []byte("{}"),
+			FileID: prevJob.FileID, Tags: []byte("{}"),
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := q.UpdateProvisionerJobWithCompleteByID(ctx, database.UpdateProvisionerJobWithCompleteByIDParams{ID: job.ID, CompletedAt: now}); err != nil {
+			return err
+		}
+		_, err = q.InsertWorkspaceBuild(ctx, database.InsertWorkspaceBuildParams{
+			ID: uuid.New(), CreatedAt: now, UpdatedAt: now, WorkspaceID: ws.ID, TemplateVersionID: prev.TemplateVersionID,
+			BuildNumber: prev.BuildNumber + 1, Transition: database.WorkspaceTransitionStop, InitiatorID: e.owner,
+			JobID: job.ID, Reason: database.BuildReasonInitiator,
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds := func() int {
+		bs, err := e.srv.DB.GetWorkspaceBuildsByWorkspaceID(ctx, ws.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(bs)
+	}
+
+	res := runCLI(t, e.env, strings.NewReader(""), "ssh", "--stdio", "--disable-autostart", "sleepy")
+	if res.code == 0 || !strings.Contains(res.stderr, "stopped") || builds() != 2 {
+		t.Fatalf("--disable-autostart: exit %d, %d builds, stderr %q", res.code, builds(), res.stderr)
+	}
+	// Without the flag the ProxyCommand starts it (no provisioner runs here,
+	// so the connection then times out waiting for the build).
+	res = runCLI(t, e.env, strings.NewReader(""), "ssh", "--stdio", "--connect-timeout", "3s", "sleepy")
+	if builds() != 3 {
+		t.Fatalf("ssh --stdio did not start the stopped workspace: exit %d, stderr %q", res.code, res.stderr)
+	}
+	if b, err := e.srv.DB.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID); err != nil || b.Transition != database.WorkspaceTransitionStart {
+		t.Fatalf("latest build %+v %v", b, err)
 	}
 }
