@@ -79,7 +79,10 @@ func TestBrowserWorkspaceSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor("start", func() bool { ws, err = client.Workspace(ctx, ws.ID); return err == nil && ws.LatestBuild.Status == codersdk.WorkspaceStatusRunning })
+	waitFor("start", func() bool {
+		ws, err = client.Workspace(ctx, ws.ID)
+		return err == nil && ws.LatestBuild.Status == codersdk.WorkspaceStatusRunning
+	})
 	first := *ws.LatestBuild.Deadline
 
 	base := strings.TrimSuffix(srv.URL.String(), "/")
@@ -108,7 +111,10 @@ func TestBrowserWorkspaceSchedule(t *testing.T) {
 	}
 	b.waitJS("dormant banner", `(document.querySelector("#dormant-banner")?.textContent || "").includes("will be deleted on")`, 30*time.Second)
 	b.screenshot("dormant")
-	waitFor("dormancy stop", func() bool { ws, err = client.Workspace(ctx, ws.ID); return err == nil && !ws.LatestBuild.Job.Status.Active() })
+	waitFor("dormancy stop", func() bool {
+		ws, err = client.Workspace(ctx, ws.ID)
+		return err == nil && !ws.LatestBuild.Job.Status.Active()
+	})
 	b.do("activate", chromedp.Click(chromedp.CSS(`#dormant-banner button[data-action="activate"]`)))
 	b.waitJS("banner gone", `!document.querySelector("#dormant-banner")`, 30*time.Second)
 	if ws, err = client.Workspace(ctx, ws.ID); err != nil || ws.DormantAt != nil {
