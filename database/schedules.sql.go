@@ -57,6 +57,40 @@ func (q *Queries) GetTemplateSchedule(ctx context.Context, templateID uuid.UUID)
 	return i, err
 }
 
+const getTemplateSchedulesByTemplateIDs = `-- name: GetTemplateSchedulesByTemplateIDs :many
+SELECT template_id, updated_at, max_ttl, allow_user_autostart, allow_user_autostop, failure_ttl, time_til_dormant, time_til_dormant_autodelete FROM template_schedules WHERE template_id = ANY($1::uuid[])
+`
+
+// The schedule rows of the given templates; a template without one has the defaults.
+func (q *Queries) GetTemplateSchedulesByTemplateIDs(ctx context.Context, templateIds []uuid.UUID) ([]TemplateSchedule, error) {
+	rows, err := q.db.Query(ctx, getTemplateSchedulesByTemplateIDs, templateIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TemplateSchedule
+	for rows.Next() {
+		var i TemplateSchedule
+		if err := rows.Scan(
+			&i.TemplateID,
+			&i.UpdatedAt,
+			&i.MaxTtl,
+			&i.AllowUserAutostart,
+			&i.AllowUserAutostop,
+			&i.FailureTtl,
+			&i.TimeTilDormant,
+			&i.TimeTilDormantAutodelete,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getWorkspacesForLifecycle = `-- name: GetWorkspacesForLifecycle :many
 SELECT
     w.id AS workspace_id,
@@ -281,38 +315,4 @@ func (q *Queries) UpsertTemplateSchedule(ctx context.Context, arg UpsertTemplate
 		arg.TimeTilDormantAutodelete,
 	)
 	return err
-}
-
-const getTemplateSchedulesByTemplateIDs = `-- name: GetTemplateSchedulesByTemplateIDs :many
-SELECT template_id, updated_at, max_ttl, allow_user_autostart, allow_user_autostop, failure_ttl, time_til_dormant, time_til_dormant_autodelete FROM template_schedules WHERE template_id = ANY($1::uuid[])
-`
-
-// The schedule rows of the given templates; a template without one has the defaults.
-func (q *Queries) GetTemplateSchedulesByTemplateIDs(ctx context.Context, templateIds []uuid.UUID) ([]TemplateSchedule, error) {
-	rows, err := q.db.Query(ctx, getTemplateSchedulesByTemplateIDs, templateIds)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []TemplateSchedule
-	for rows.Next() {
-		var i TemplateSchedule
-		if err := rows.Scan(
-			&i.TemplateID,
-			&i.UpdatedAt,
-			&i.MaxTtl,
-			&i.AllowUserAutostart,
-			&i.AllowUserAutostop,
-			&i.FailureTtl,
-			&i.TimeTilDormant,
-			&i.TimeTilDormantAutodelete,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
 }
