@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/autobuild"
@@ -21,9 +23,12 @@ import (
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
 	"github.com/wgmesh/coder/codersdk/provisionersdk"
+	"github.com/wgmesh/coder/database"
+	"github.com/wgmesh/coder/database/dbtestutil"
 	"github.com/wgmesh/coder/provisioner"
 	"github.com/wgmesh/coder/provisioner/terraform"
 	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
+	"github.com/wgmesh/coder/tunnel/tunneltest"
 )
 
 // lifecycleTF is a template with an agent in a terraform_data that exists
@@ -623,4 +628,68 @@ func TestLifecycleAdvisoryLock(t *testing.T) {
 		t.Fatalf("%d builds, %d autostops; want the start and one autostop", len(builds), autostops)
 	}
 	e.waitLatest(t, e.client, ws.ID)
+}
+
+// TestAppTrafficBumpsDeadline: requests through the apps proxy count as
+// use of the workspace and bump its deadline to now+TTL (at most once a
+// minute per workspace), never beyond the max deadline.
+func TestAppTrafficBumpsDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := &offsetClock{}
+	store := database.NewStore(dbtestutil.NewPoolFor(t, dbtestutil.NewDB(t)))
+	e := startAppsCoderdWith(t, store, coderd.Options{
+		Now:    clock.now,
+		Agents: coderd.AgentOptions{DERPMap: tunneltest.RunDERP(t), HeartbeatInterval: 500 * time.Millisecond, InactiveDisconnectTimeout: time.Hour},
+	})
+	owner := codersdk.New(e.url)
+	first := coderdtest.CreateFirstUser(t, owner)
+	up := newUpstream(t)
+	agentID, token := insertAgent(t, e.store, uuid.MustParse(first.UserID))
+	insertApps(t, e.store, agentID, testApp{slug: "app", url: fmt.Sprintf("http://127.0.0.1:%d", up.port), share: database.AppSharingLevelOwner})
+	ws := workspaceOfAgent(t, e.store, agentID)
+	runAgent(t, e.url, token)
+	waitAgent(t, owner, agentID, "connected", func(a codersdk.WorkspaceAgent) bool { return a.Status == codersdk.WorkspaceAgentConnected })
+
+	// A running start with a 1h TTL: deadline in 10 minutes, max in 100.
+	now := clock.now().UTC().Truncate(time.Microsecond)
+	if err := store.UpdateWorkspaceTTL(ctx, database.UpdateWorkspaceTTLParams{ID: ws.ID, Ttl: pgtype.Int8{Int64: int64(time.Hour), Valid: true}, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxDeadline := now.Add(100 * time.Minute)
+	if err := store.UpdateWorkspaceBuildDeadlineByID(ctx, database.UpdateWorkspaceBuildDeadlineByIDParams{ID: b.ID, Deadline: now.Add(10 * time.Minute), MaxDeadline: maxDeadline, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := func() time.Time {
+		b, err := store.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Deadline
+	}
+	open := func() {
+		t.Helper()
+		url := fmt.Sprintf("%s/@%s/%s/apps/app/", e.url, first.Username, ws.Name)
+		if got := appGet(t, noRedirect, url, "", withSessionCookie(owner.SessionToken())); got.status != http.StatusOK {
+			t.Fatalf("open app: %d %q", got.status, got.body)
+		}
+	}
+	before := clock.now()
+	open()
+	if got := deadline(); got.Before(before.Add(time.Hour).Truncate(time.Microsecond)) || got.After(clock.now().Add(time.Hour)) {
+		t.Fatalf("deadline after app traffic %v, want now+1h (%v)", got, before.Add(time.Hour))
+	}
+	if w, _ := store.GetWorkspaceByID(ctx, ws.ID); w.LastUsedAt.Before(before.Add(-time.Second)) {
+		t.Fatalf("last_used_at %v not recorded", w.LastUsedAt)
+	}
+	// 50 minutes on, now+TTL is beyond the max: the bump stops there.
+	clock.advance(50 * time.Minute)
+	open()
+	if got := deadline(); !got.Equal(maxDeadline) {
+		t.Fatalf("deadline %v, want the max deadline %v", got, maxDeadline)
+	}
 }
