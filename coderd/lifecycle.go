@@ -440,7 +440,7 @@ func refuseDormantStart(w http.ResponseWriter, r *http.Request, ws database.Work
 	}
 	httpapi.Write(r.Context(), w, http.StatusForbidden, codersdk.Response{
 		Message: "The workspace is dormant and cannot be started.",
-		Detail:  "Mark it active first: PUT /api/v2/workspaces/{workspace}/dormant {\"dormant\": false} (coder schedule ... or the dashboard).",
+		Detail:  "Activate it first: Activate in the dashboard, or PUT /api/v2/workspaces/{workspace}/dormant with {\"dormant\": false}.",
 	})
 	return false
 }

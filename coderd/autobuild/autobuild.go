@@ -84,7 +84,7 @@ func Decide(w database.GetWorkspacesForLifecycleRow, now time.Time) Action {
 			return a
 		}
 	}
-	if running && !w.Deadline.IsZero() && w.Deadline.Year() > 1 && !now.Before(w.Deadline) {
+	if running && !w.Deadline.IsZero() && !now.Before(w.Deadline) {
 		return Action{Transition: database.WorkspaceTransitionStop, Reason: database.BuildReasonAutostop}
 	}
 	if stopped && w.AutostartSchedule.Valid && w.AllowUserAutostart {

@@ -99,7 +99,9 @@ func (s *Schedule) Location() *time.Location { return s.location }
 // schedule's time zone (so "30 8 * * *" in Europe/Berlin is 08:30 Berlin
 // time on both sides of a DST change), or the zero time when there is none
 // within five years. A wall-clock time that does not exist on a DST
-// spring-forward day fires at the first instant after the gap.
+// spring-forward day (02:30 in Berlin on the last Sunday of March) is
+// skipped that day; one that occurs twice on a fall-back day fires once,
+// at its first occurrence.
 func (s *Schedule) Next(t time.Time) time.Time {
 	next := s.sched.Next(t.In(s.location))
 	if next.IsZero() {

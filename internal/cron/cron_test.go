@@ -76,6 +76,22 @@ func TestWeekly(t *testing.T) {
 			t.Errorf("%s: Next(%v) = %v, want %v", tt.name, tt.from, got.In(berlin), tt.wantWall)
 		}
 	}
+	// Wall-clock times inside the DST changes: a skipped 02:30 does not
+	// fire that day, a repeated one fires once.
+	night, err := cron.Weekly("CRON_TZ=Europe/Berlin 30 2 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := night.Next(time.Date(2026, 3, 29, 0, 0, 0, 0, berlin)), time.Date(2026, 3, 30, 2, 30, 0, 0, berlin); !got.Equal(want) {
+		t.Errorf("02:30 on the spring-forward day: Next = %v, want %v", got.In(berlin), want)
+	}
+	first := night.Next(time.Date(2026, 10, 25, 0, 0, 0, 0, berlin))
+	if _, off := first.In(berlin).Zone(); first.In(berlin).Hour() != 2 || off != 2*3600 {
+		t.Errorf("02:30 on the fall-back day: Next = %v, want 02:30 CEST", first.In(berlin))
+	}
+	if got, want := night.Next(first), time.Date(2026, 10, 26, 2, 30, 0, 0, berlin); !got.Equal(want) {
+		t.Errorf("after the first 02:30 of the fall-back day: Next = %v, want %v (not the repeated hour)", got.In(berlin), want)
+	}
 	// The UTC instants differ by the DST offset.
 	if h := s.Next(time.Date(2026, 3, 27, 9, 0, 0, 0, berlin)).UTC().Hour(); h != 6 {
 		t.Errorf("08:30 CEST is 06:30 UTC, got hour %d", h)
