@@ -18,6 +18,9 @@ type Schedule struct {
 	expr     string
 	location *time.Location
 	sched    robfig.Schedule
+	// firstOnly skips the second occurrence of a wall-clock time on a DST
+	// fall-back day (autostart schedules fire once a day at most).
+	firstOnly bool
 }
 
 // scriptParser accepts 5 fields (minute hour dom month dow), 6 fields with a
@@ -49,6 +52,7 @@ func Weekly(expr string) (*Schedule, error) {
 	if fields[2] != "*" || fields[3] != "*" {
 		return nil, fmt.Errorf("cron %q: the day-of-month and month fields must be *", expr)
 	}
+	s.firstOnly = true
 	return s, nil
 }
 
@@ -100,12 +104,23 @@ func (s *Schedule) Location() *time.Location { return s.location }
 // time on both sides of a DST change), or the zero time when there is none
 // within five years. A wall-clock time that does not exist on a DST
 // spring-forward day (02:30 in Berlin on the last Sunday of March) is
-// skipped that day; one that occurs twice on a fall-back day fires once,
-// at its first occurrence.
+// skipped that day. One that occurs twice on a fall-back day fires twice
+// for a Script schedule (so "every 15 minutes" keeps running through the
+// repeated hour) and once, at its first occurrence, for a Weekly one.
 func (s *Schedule) Next(t time.Time) time.Time {
 	next := s.sched.Next(t.In(s.location))
-	if next.IsZero() {
-		return time.Time{}
+	for i := 0; i < 4 && s.firstOnly && !next.IsZero() && repeatedWallClock(next); i++ {
+		// The second occurrence of a wall-clock time on a fall-back day:
+		// it already fired an hour ago.
+		next = s.sched.Next(next)
 	}
 	return next
+}
+
+// repeatedWallClock reports whether the wall-clock time of t (in its
+// location) also occurred an hour earlier, as in the repeated hour of a
+// DST fall-back.
+func repeatedWallClock(t time.Time) bool {
+	e := t.Add(-time.Hour)
+	return e.Hour() == t.Hour() && e.Minute() == t.Minute() && e.Day() == t.Day()
 }

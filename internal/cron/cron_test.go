@@ -92,6 +92,14 @@ func TestWeekly(t *testing.T) {
 	if got, want := night.Next(first), time.Date(2026, 10, 26, 2, 30, 0, 0, berlin); !got.Equal(want) {
 		t.Errorf("after the first 02:30 of the fall-back day: Next = %v, want %v (not the repeated hour)", got.In(berlin), want)
 	}
+	// A script schedule keeps firing through the repeated hour.
+	every, err := cron.Script("CRON_TZ=Europe/Berlin 30 2 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := every.Next(first); !got.Equal(first.Add(time.Hour)) {
+		t.Errorf("script schedule in the repeated hour: Next = %v, want %v", got.In(berlin), first.Add(time.Hour).In(berlin))
+	}
 	// The UTC instants differ by the DST offset.
 	if h := s.Next(time.Date(2026, 3, 27, 9, 0, 0, 0, berlin)).UTC().Hour(); h != 6 {
 		t.Errorf("08:30 CEST is 06:30 UTC, got hour %d", h)
