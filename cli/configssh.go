@@ -20,9 +20,13 @@ const (
 )
 
 // sshConfigBlock renders the managed block (without a trailing newline).
-func sshConfigBlock(binary, configDir string) string {
-	proxy := fmt.Sprintf("%s --global-config %s ssh --stdio --ssh-host-prefix %s %%h",
-		shellQuote(binary), shellQuote(configDir), sshHostPrefix)
+func sshConfigBlock(binary, configDir string, sshFlags ...string) string {
+	extra := ""
+	for _, f := range sshFlags {
+		extra += " " + f
+	}
+	proxy := fmt.Sprintf("%s --global-config %s ssh --stdio%s --ssh-host-prefix %s %%h",
+		shellQuote(binary), shellQuote(configDir), extra, sshHostPrefix)
 	lines := []string{
 		sshBlockStart,
 		"# This block is managed by 'coder config-ssh'. Edits inside it are lost",
@@ -177,10 +181,11 @@ func writeFileAtomic(path string, data []byte) error {
 
 func (r *root) configSSHCommand() *cobra.Command {
 	var (
-		yes        bool
-		dryRun     bool
-		configFile string
-		binaryPath string
+		yes              bool
+		dryRun           bool
+		disableAutostart bool
+		configFile       string
+		binaryPath       string
 	)
 	cmd := &cobra.Command{
 		Use:   "config-ssh",
@@ -226,7 +231,11 @@ func (r *root) configSSHCommand() *cobra.Command {
 				return fmt.Errorf("read %s: %w", configFile, err)
 			}
 			before := string(raw)
-			after, err := updateSSHConfig(before, sshConfigBlock(binaryPath, absDir))
+			var sshFlags []string
+			if disableAutostart {
+				sshFlags = append(sshFlags, "--disable-autostart")
+			}
+			after, err := updateSSHConfig(before, sshConfigBlock(binaryPath, absDir, sshFlags...))
 			if err != nil {
 				return fmt.Errorf("malformed coder block in %s: %w; fix or remove it by hand, nothing was changed", configFile, err)
 			}
@@ -258,6 +267,8 @@ func (r *root) configSSHCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.BoolVarP(&yes, "yes", "y", false, "Write without asking.")
 	fs.BoolVar(&dryRun, "dry-run", false, "Show the change without writing it.")
+	fs.BoolVar(&disableAutostart, "disable-autostart", false, "The ProxyCommand does not start stopped workspaces (coder ssh --disable-autostart).")
+	envFlag(fs, "disable-autostart", "CODER_CONFIGSSH_DISABLE_AUTOSTART")
 	fs.StringVar(&configFile, "ssh-config-file", "", "OpenSSH config file to update (default ~/.ssh/config).")
 	envFlag(fs, "ssh-config-file", "CODER_SSH_CONFIG_FILE")
 	fs.StringVar(&binaryPath, "coder-binary-path", "", "The coder binary the ProxyCommand runs (default: this executable).")

@@ -100,6 +100,9 @@ type ServerConfig struct {
 	HTTPServer coderd.HTTPServerOptions
 	// HA tunes high availability (on with an external PostgreSQL; server_ha.go).
 	HA HAConfig
+	// AutobuildPollInterval is how often the lifecycle executor runs
+	// (autostart, autostop, dormancy, cleanup); 0 means coderd's default.
+	AutobuildPollInterval time.Duration
 }
 
 // Server is a running coderd with its database, pubsub and listeners.
@@ -238,6 +241,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg), StateKeys: stateKeys},
 		Agents:             agentOpts,
 		Replicas:           s.ha.replicaManager(),
+		Lifecycle:          coderd.LifecycleOptions{Interval: cfg.AutobuildPollInterval},
 		Apps: coderd.AppsOptions{
 			WildcardAccessURL:                    cfg.WildcardAccessURL,
 			DisablePathApps:                      cfg.DisablePathApps,
@@ -455,6 +459,8 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "http-read-timeout", EnvHTTPReadTimeout)
 	fs.DurationVar(&cfg.HTTPServer.IdleTimeout, "http-idle-timeout", coderd.DefaultHTTPIdleTimeout, "Time an idle keep-alive connection stays open.")
 	envFlag(fs, "http-idle-timeout", EnvHTTPIdleTimeout)
+	fs.DurationVar(&cfg.AutobuildPollInterval, "autobuild-poll-interval", coderd.DefaultLifecycleInterval, "How often workspaces are checked for autostart, autostop, dormancy and cleanup.")
+	envFlag(fs, "autobuild-poll-interval", "CODER_AUTOBUILD_POLL_INTERVAL")
 	addDERPFlags(fs, &cfg.DERP)
 	return cmd
 }

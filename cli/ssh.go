@@ -100,7 +100,8 @@ type reachOptions struct {
 	connectTimeout time.Duration
 	logDir         string
 	quiet          bool // no status line (--stdio)
-	noStart        bool // never start a stopped workspace
+	noStart        bool // never start a stopped workspace (--disable-autostart)
+	autoStart      bool // start a stopped workspace without asking (coder ssh, its ProxyCommand)
 }
 
 // reached is a connected agent and the workspace it belongs to.
@@ -368,7 +369,7 @@ func (r *root) ensureStarted(ctx context.Context, client *codersdk.Client, ws co
 			if o.noStart {
 				return ws, fmt.Errorf("workspace %q is %s: start it with 'coder start %s'", ws.Name, ws.LatestBuild.Status, ws.Name)
 			}
-			if !o.yes {
+			if !o.yes && !o.autoStart {
 				if o.quiet {
 					return ws, fmt.Errorf("workspace %q is %s: start it with 'coder start %s' (or pass -y)", ws.Name, ws.LatestBuild.Status, ws.Name)
 				}
@@ -608,7 +609,10 @@ func (r *root) sshCommand() *cobra.Command {
 		},
 	}
 	addReachFlags(cmd, &o, true)
+	o.autoStart = true
 	fs := cmd.Flags()
+	fs.BoolVar(&o.noStart, "disable-autostart", false, "Do not start a stopped workspace (by default coder ssh and its ProxyCommand start it).")
+	envFlag(fs, "disable-autostart", "CODER_SSH_DISABLE_AUTOSTART")
 	fs.BoolVar(&stdio, "stdio", false, "Carry the SSH protocol on stdin/stdout instead of starting a session (for ProxyCommand).")
 	fs.BoolVarP(&forwardAgent, "forward-agent", "A", false, "Forward the local SSH agent ($SSH_AUTH_SOCK) to the workspace.")
 	fs.StringArrayVarP(&remoteFwds, "remote-forward", "R", nil, "Forward a workspace port to a local address: [BIND:]REMOTE_PORT:LOCAL_HOST:LOCAL_PORT (repeatable).")

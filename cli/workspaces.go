@@ -93,9 +93,11 @@ func (r *root) followBuild(ctx context.Context, client *codersdk.Client, b coder
 
 func (r *root) createCommand() *cobra.Command {
 	var (
-		template string
-		yes      bool
-		params   []string
+		template  string
+		yes       bool
+		params    []string
+		startAt   string
+		stopAfter string
 	)
 	cmd := &cobra.Command{
 		Use:   "create [owner/]NAME",
@@ -134,9 +136,11 @@ func (r *root) createCommand() *cobra.Command {
 					return errors.New("canceled")
 				}
 			}
-			ws, err := client.CreateWorkspace(ctx, owner, codersdk.CreateWorkspaceRequest{
-				TemplateID: t.ID, Name: name, RichParameterValues: values,
-			})
+			req := codersdk.CreateWorkspaceRequest{TemplateID: t.ID, Name: name, RichParameterValues: values}
+			if err := r.createSchedule(&req, startAt, stopAfter); err != nil {
+				return err
+			}
+			ws, err := client.CreateWorkspace(ctx, owner, req)
 			if err != nil {
 				return err
 			}
@@ -152,6 +156,7 @@ func (r *root) createCommand() *cobra.Command {
 	envFlag(fs, "template", "CODER_TEMPLATE_NAME")
 	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation.")
 	fs.StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
+	addCreateScheduleFlags(cmd, &startAt, &stopAfter)
 	return cmd
 }
 
@@ -186,7 +191,7 @@ func (r *root) listCommand() *cobra.Command {
 			}
 			rows := make([][]string, 0, len(res.Workspaces))
 			for _, ws := range res.Workspaces {
-				rows = append(rows, []string{ws.OwnerName + "/" + ws.Name, ws.TemplateName, string(ws.LatestBuild.Status),
+				rows = append(rows, []string{ws.OwnerName + "/" + ws.Name, ws.TemplateName, string(ws.LatestBuild.Status) + dormancyStatus(ws),
 					string(ws.LatestBuild.Transition), humanTime(ws.LatestBuild.CreatedAt), agentHealth(ws), strconv.Itoa(workspaceAppCount(ws))})
 			}
 			return writeTable(r.stdout, []string{"WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "AT", "AGENT", "APPS"}, rows)
@@ -398,7 +403,7 @@ func (r *root) workspaceCommands() []*cobra.Command {
 		r.transitionCommand("start", "Start a workspace", codersdk.WorkspaceTransitionStart),
 		r.transitionCommand("stop", "Stop a workspace", codersdk.WorkspaceTransitionStop),
 		r.transitionCommand("delete", "Delete a workspace", codersdk.WorkspaceTransitionDelete),
-		r.restartCommand(),
+		r.restartCommand(), r.scheduleCommand(),
 		r.templatesCommand(), r.provisionerCommand(),
 	}
 }

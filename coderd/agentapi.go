@@ -529,6 +529,9 @@ func (api *API) postAgentStats(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.SessionCountSSH+req.SessionCountVSCode+req.SessionCountJetBrains+req.SessionCountReconnectingPTY > 0 {
 		_ = api.db.UpdateWorkspaceLastUsedAt(ctx, database.UpdateWorkspaceLastUsedAtParams{ID: workspace.ID, LastUsedAt: api.now()})
+		if err := api.bumpDeadline(ctx, workspace); err != nil {
+			api.logger.WarnContext(ctx, "bump workspace deadline", "workspace_id", workspace.ID, "error", err)
+		}
 	}
 	httpapi.Write(ctx, w, http.StatusOK, agentsdk.StatsResponse{ReportInterval: api.agents.opts.StatsReportInterval})
 }

@@ -23,8 +23,8 @@ import (
 	"github.com/wgmesh/coder/coderd/httpmw"
 	"github.com/wgmesh/coder/coderd/prometheusmetrics"
 	"github.com/wgmesh/coder/coderd/rbac"
-	"github.com/wgmesh/coder/coderd/revocation"
 	"github.com/wgmesh/coder/coderd/replicasync"
+	"github.com/wgmesh/coder/coderd/revocation"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/pubsub"
@@ -75,6 +75,8 @@ type Options struct {
 	// Replicas is this replica's registration among the replicas sharing
 	// the database (nil for a single node); owned by the caller.
 	Replicas *replicasync.Manager
+	// Lifecycle configures the workspace lifecycle executor (lifecycle.go).
+	Lifecycle LifecycleOptions
 }
 
 // API serves the coderd HTTP API.
@@ -96,6 +98,7 @@ type API struct {
 	conns             *agentConns
 	// revocations ends live sessions whose access is revoked (revoke.go).
 	revocations *revocation.Registry
+	lifecycle   *lifecycleState
 }
 
 // New builds the API. It fails when a required option is missing or the
@@ -168,6 +171,7 @@ func New(opts Options) (*API, error) {
 		api.revocations.Close()
 		return nil, err
 	}
+	api.startLifecycle()
 	api.router = api.routes()
 	return api, nil
 }
@@ -184,6 +188,7 @@ func (api *API) Router() chi.Routes { return api.router }
 // Close releases the API's resources. The database and pubsub belong to
 // the caller and stay open.
 func (api *API) Close() error {
+	api.closeLifecycle()
 	api.closeProvisioning()
 	appsErr := api.apps.close()
 	agentsErr := api.agents.close()

@@ -361,8 +361,14 @@ func (api *API) convertTemplates(ctx context.Context, templates []database.Templ
 	for _, row := range rows {
 		counts[row.TemplateID] = int(row.WorkspaceCount)
 	}
+	schedules, err := api.templateSchedules(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range templates {
-		out = append(out, convert.Template(t, names[t.CreatedBy], counts[t.ID]))
+		sdk := convert.Template(t, names[t.CreatedBy], counts[t.ID])
+		sdk.TemplateSchedule = schedules[t.ID]
+		out = append(out, sdk)
 	}
 	return out, nil
 }

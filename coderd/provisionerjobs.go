@@ -53,6 +53,7 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 				r.Patch("/", api.patchTemplateMeta)
 				r.Get("/versions", api.templateVersionsByTemplate)
 				r.Patch("/versions", api.patchActiveTemplateVersion)
+				api.templateScheduleRoutes(r)
 			})
 		})
 		r.Route("/workspaces", func(r chi.Router) {
@@ -62,6 +63,7 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 				r.Get("/", api.workspace)
 				r.Get("/builds", api.workspaceBuilds)
 				r.Post("/builds", api.postWorkspaceBuild)
+				api.workspaceScheduleRoutes(r)
 			})
 		})
 		r.Route("/workspacebuilds/{workspacebuild}", func(r chi.Router) {

@@ -90,11 +90,11 @@ func newAppsState(api *API) (*appsState, error) {
 	}
 	server, err := workspaceapps.New(workspaceapps.Options{
 		Logger: api.logger,
-		Authorizer: &workspaceapps.Policy{
+		Authorizer: newAppActivity(&workspaceapps.Policy{
 			Identifier: backend, Apps: backend, RBAC: api.authz,
 			AllowPathAppSiteOwnerAccess: api.opts.Apps.DangerousAllowPathAppSiteOwnerAccess,
 			AllowPathAppSharing:         api.opts.Apps.DangerousAllowPathAppSharing,
-		},
+		}, api),
 		AppKeys:          backend,
 		Dialer:           mesh,
 		AccessURL:        api.opts.AccessURL,

@@ -53,6 +53,9 @@ func (api *API) postWorkspaceBuild(w http.ResponseWriter, r *http.Request) {
 		httpapi.Write(ctx, w, http.StatusGone, codersdk.Response{Message: "The workspace is deleted."})
 		return
 	}
+	if transition == database.WorkspaceTransitionStart && !refuseDormantStart(w, r, ws) {
+		return
+	}
 	prev, err := api.db.GetLatestWorkspaceBuildByWorkspaceID(ctx, ws.ID)
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Get latest build.", err)

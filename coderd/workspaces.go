@@ -80,6 +80,9 @@ func (api *API) postWorkspace(w http.ResponseWriter, r *http.Request) {
 	if !api.importSucceeded(ctx, w, r, version, "template_version_id") {
 		return
 	}
+	if !api.checkCreateSchedule(w, r, tmpl.ID, req) {
+		return
+	}
 	if _, err := api.db.GetWorkspaceByOwnerIDAndName(ctx, database.GetWorkspaceByOwnerIDAndNameParams{OwnerID: owner.ID, Name: req.Name}); err == nil {
 		httpapi.Write(ctx, w, http.StatusConflict, codersdk.Response{
 			Message:     fmt.Sprintf("Workspace %q already exists.", req.Name),
@@ -258,6 +261,12 @@ func checkParameterValue(p database.TemplateVersionParameter, value string) erro
 // version's import, the build (state handed over from the previous build)
 // and its parameters. An orphan delete completes at once without terraform.
 func (api *API) insertBuild(ctx context.Context, q *database.Queries, ws database.Workspace, version database.TemplateVersion, transition database.WorkspaceTransition, initiator uuid.UUID, values []codersdk.WorkspaceBuildParameter, prevBuild *database.WorkspaceBuild, orphan bool) (database.WorkspaceBuild, error) {
+	return api.insertBuildWithReason(ctx, q, ws, version, transition, initiator, values, prevBuild, orphan, database.BuildReasonInitiator)
+}
+
+// insertBuildWithReason is insertBuild recording why the build runs (the
+// lifecycle executor's autostart, autostop, dormancy and autodelete).
+func (api *API) insertBuildWithReason(ctx context.Context, q *database.Queries, ws database.Workspace, version database.TemplateVersion, transition database.WorkspaceTransition, initiator uuid.UUID, values []codersdk.WorkspaceBuildParameter, prevBuild *database.WorkspaceBuild, orphan bool, reason database.BuildReason) (database.WorkspaceBuild, error) {
 	now := api.now()
 	importJob, err := q.GetProvisionerJobByID(ctx, version.JobID)
 	if err != nil {
@@ -285,7 +294,7 @@ func (api *API) insertBuild(ctx context.Context, q *database.Queries, ws databas
 	build, err := q.InsertWorkspaceBuild(ctx, database.InsertWorkspaceBuildParams{
 		ID: buildID, CreatedAt: now, UpdatedAt: now, WorkspaceID: ws.ID, TemplateVersionID: version.ID,
 		BuildNumber: number, Transition: transition, InitiatorID: initiator, ProvisionerState: state,
-		JobID: job.ID, Reason: database.BuildReasonInitiator,
+		JobID: job.ID, Reason: reason,
 	})
 	if err != nil {
 		return database.WorkspaceBuild{}, fmt.Errorf("insert build: %w", err)

@@ -138,6 +138,8 @@ type Template struct {
 	CreatedByName                string    `json:"created_by_name"`
 	DefaultTTLMillis             int64     `json:"default_ttl_ms"`
 	AllowUserCancelWorkspaceJobs bool      `json:"allow_user_cancel_workspace_jobs"`
+	// TemplateSchedule are the autostop, autostart and dormancy settings.
+	TemplateSchedule
 }
 
 // CreateTemplateRequest creates a template from an imported template version.
@@ -319,6 +321,7 @@ type WorkspaceBuild struct {
 	Reason              string              `json:"reason"`
 	Resources           []WorkspaceResource `json:"resources"`
 	Deadline            *time.Time          `json:"deadline,omitempty"`
+	MaxDeadline         *time.Time          `json:"max_deadline,omitempty"`
 	Status              WorkspaceStatus     `json:"status"`
 	DailyCost           int32               `json:"daily_cost"`
 }
@@ -342,6 +345,10 @@ type Workspace struct {
 	AutostartSchedule                    *string        `json:"autostart_schedule,omitempty"`
 	TTLMillis                            *int64         `json:"ttl_ms,omitempty"`
 	LastUsedAt                           time.Time      `json:"last_used_at"`
+	// DormantAt is when the workspace became dormant (nil when it is not).
+	DormantAt *time.Time `json:"dormant_at,omitempty"`
+	// DeletingAt is when a dormant workspace will be deleted (nil: never).
+	DeletingAt *time.Time `json:"deleting_at,omitempty"`
 }
 
 // WorkspacesResponse is a list of workspaces.

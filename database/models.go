@@ -77,9 +77,11 @@ func AllAppSharingLevelValues() []AppSharingLevel {
 type BuildReason string
 
 const (
-	BuildReasonInitiator BuildReason = "initiator"
-	BuildReasonAutostart BuildReason = "autostart"
-	BuildReasonAutostop  BuildReason = "autostop"
+	BuildReasonInitiator  BuildReason = "initiator"
+	BuildReasonAutostart  BuildReason = "autostart"
+	BuildReasonAutostop   BuildReason = "autostop"
+	BuildReasonDormancy   BuildReason = "dormancy"
+	BuildReasonAutodelete BuildReason = "autodelete"
 )
 
 func (e *BuildReason) Scan(src interface{}) error {
@@ -121,7 +123,9 @@ func (e BuildReason) Valid() bool {
 	switch e {
 	case BuildReasonInitiator,
 		BuildReasonAutostart,
-		BuildReasonAutostop:
+		BuildReasonAutostop,
+		BuildReasonDormancy,
+		BuildReasonAutodelete:
 		return true
 	}
 	return false
@@ -132,6 +136,8 @@ func AllBuildReasonValues() []BuildReason {
 		BuildReasonInitiator,
 		BuildReasonAutostart,
 		BuildReasonAutostop,
+		BuildReasonDormancy,
+		BuildReasonAutodelete,
 	}
 }
 
@@ -949,6 +955,21 @@ type Template struct {
 	CreatedBy                    uuid.UUID       `json:"created_by"`
 	DefaultTtl                   int64           `json:"default_ttl"`
 	AllowUserCancelWorkspaceJobs bool            `json:"allow_user_cancel_workspace_jobs"`
+}
+
+type TemplateSchedule struct {
+	TemplateID uuid.UUID `json:"template_id"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	// Nanoseconds a started workspace may run at most (its build's max_deadline); 0 means no limit.
+	MaxTtl             int64 `json:"max_ttl"`
+	AllowUserAutostart bool  `json:"allow_user_autostart"`
+	AllowUserAutostop  bool  `json:"allow_user_autostop"`
+	// Nanoseconds after which a workspace whose latest build failed is deleted; 0 never.
+	FailureTtl int64 `json:"failure_ttl"`
+	// Nanoseconds without activity after which a workspace becomes dormant (and is stopped); 0 never.
+	TimeTilDormant int64 `json:"time_til_dormant"`
+	// Nanoseconds a workspace stays dormant before it is deleted; 0 never.
+	TimeTilDormantAutodelete int64 `json:"time_til_dormant_autodelete"`
 }
 
 type TemplateVersion struct {

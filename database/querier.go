@@ -59,6 +59,11 @@ type Querier interface {
 	GetProvisionerLogsAfterID(ctx context.Context, arg GetProvisionerLogsAfterIDParams) ([]ProvisionerJobLog, error)
 	GetTemplateByID(ctx context.Context, id uuid.UUID) (Template, error)
 	GetTemplateByName(ctx context.Context, name string) (Template, error)
+	// A template's schedule settings; a template without a template_schedules
+	// row has the defaults.
+	GetTemplateSchedule(ctx context.Context, templateID uuid.UUID) (GetTemplateScheduleRow, error)
+	// The schedule rows of the given templates; a template without one has the defaults.
+	GetTemplateSchedulesByTemplateIDs(ctx context.Context, templateIds []uuid.UUID) ([]TemplateSchedule, error)
 	GetTemplateVersionByID(ctx context.Context, id uuid.UUID) (TemplateVersion, error)
 	GetTemplateVersionByJobID(ctx context.Context, jobID uuid.UUID) (TemplateVersion, error)
 	GetTemplateVersionByTemplateIDAndName(ctx context.Context, arg GetTemplateVersionByTemplateIDAndNameParams) (TemplateVersion, error)
@@ -117,6 +122,10 @@ type Querier interface {
 	GetWorkspaceResourcesWithMetadataByJobIDs(ctx context.Context, jobIds []uuid.UUID) ([]GetWorkspaceResourcesWithMetadataByJobIDsRow, error)
 	// Workspaces not deleted, optionally filtered by owner (uuid.Nil = all) and template (uuid.Nil = all).
 	GetWorkspaces(ctx context.Context, arg GetWorkspacesParams) ([]Workspace, error)
+	// Every workspace not deleted whose latest build's job has ended, with what
+	// the lifecycle executor decides on: its schedule, activity and dormancy,
+	// its latest build and job outcome, and its template's schedule settings.
+	GetWorkspacesForLifecycle(ctx context.Context) ([]GetWorkspacesForLifecycleRow, error)
 	InsertAPIKey(ctx context.Context, arg InsertAPIKeyParams) (APIKey, error)
 	InsertFile(ctx context.Context, arg InsertFileParams) (File, error)
 	InsertProvisionerJob(ctx context.Context, arg InsertProvisionerJobParams) (ProvisionerJob, error)
@@ -147,6 +156,7 @@ type Querier interface {
 	UpdateProvisionerJobWithCompleteByID(ctx context.Context, arg UpdateProvisionerJobWithCompleteByIDParams) (int64, error)
 	UpdateReplicaStopped(ctx context.Context, arg UpdateReplicaStoppedParams) error
 	UpdateTemplateActiveVersionByID(ctx context.Context, arg UpdateTemplateActiveVersionByIDParams) error
+	UpdateTemplateDefaultTTLByID(ctx context.Context, arg UpdateTemplateDefaultTTLByIDParams) error
 	UpdateTemplateDeletedByID(ctx context.Context, arg UpdateTemplateDeletedByIDParams) error
 	UpdateTemplateMetaByID(ctx context.Context, arg UpdateTemplateMetaByIDParams) (Template, error)
 	// Attaches a template version created before its template to that template.
@@ -169,13 +179,20 @@ type Querier interface {
 	UpdateWorkspaceAgentStartupByID(ctx context.Context, arg UpdateWorkspaceAgentStartupByIDParams) error
 	UpdateWorkspaceAppHealthByAgentAndID(ctx context.Context, arg UpdateWorkspaceAppHealthByAgentAndIDParams) (int64, error)
 	UpdateWorkspaceAppHealthByID(ctx context.Context, arg UpdateWorkspaceAppHealthByIDParams) error
+	UpdateWorkspaceAutostart(ctx context.Context, arg UpdateWorkspaceAutostartParams) error
+	UpdateWorkspaceBuildDeadlineByID(ctx context.Context, arg UpdateWorkspaceBuildDeadlineByIDParams) error
 	UpdateWorkspaceBuildProvisionerStateByID(ctx context.Context, arg UpdateWorkspaceBuildProvisionerStateByIDParams) error
 	UpdateWorkspaceDeletedByID(ctx context.Context, arg UpdateWorkspaceDeletedByIDParams) error
+	// Marks a workspace dormant (dormant_at set, deleting_at when it will be
+	// deleted) or clears both.
+	UpdateWorkspaceDormantDeletingAt(ctx context.Context, arg UpdateWorkspaceDormantDeletingAtParams) error
 	UpdateWorkspaceLastUsedAt(ctx context.Context, arg UpdateWorkspaceLastUsedAtParams) error
+	UpdateWorkspaceTTL(ctx context.Context, arg UpdateWorkspaceTTLParams) error
 	UpsertProvisionerDaemon(ctx context.Context, arg UpsertProvisionerDaemonParams) (ProvisionerDaemon, error)
 	// Refreshes a replica's heartbeat, re-creating its row when another replica
 	// expired it (it could not reach the database for a while).
 	UpsertReplicaHeartbeat(ctx context.Context, arg UpsertReplicaHeartbeatParams) error
+	UpsertTemplateSchedule(ctx context.Context, arg UpsertTemplateScheduleParams) error
 }
 
 var _ Querier = (*Queries)(nil)

@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/wgmesh/coder/internal/cron"
 )
 
 // DefaultMaxLineBytes bounds a log line when Runner.MaxLineBytes is zero.
@@ -67,7 +69,7 @@ type Script struct {
 	StartBlocksLogin bool
 	// Timeout kills the script's process group; zero means no timeout.
 	Timeout time.Duration
-	// Cron, when set, runs the script on this schedule (see ParseCron)
+	// Cron, when set, runs the script on this schedule (see cron.Script)
 	// once StartCron is called.
 	Cron string
 }
@@ -387,14 +389,14 @@ func (r *Runner) Close() error {
 func (r *Runner) StartCron(ctx context.Context) error {
 	type job struct {
 		s     Script
-		sched *Schedule
+		sched *cron.Schedule
 	}
 	var jobs []job
 	for _, s := range r.Scripts {
 		if s.Cron == "" {
 			continue
 		}
-		sched, err := ParseCron(s.Cron)
+		sched, err := cron.Script(s.Cron)
 		if err != nil {
 			return fmt.Errorf("script %s: %w", displayName(s), err)
 		}
@@ -416,7 +418,7 @@ func (r *Runner) StartCron(ctx context.Context) error {
 	return nil
 }
 
-func (r *Runner) cronLoop(ctx context.Context, s Script, sched *Schedule) {
+func (r *Runner) cronLoop(ctx context.Context, s Script, sched *cron.Schedule) {
 	for {
 		next := sched.Next(time.Now())
 		if next.IsZero() {

@@ -268,39 +268,3 @@ func TestStartCron(t *testing.T) {
 		t.Error("invalid cron accepted")
 	}
 }
-
-func TestParseCronNext(t *testing.T) {
-	t.Parallel()
-	base := time.Date(2026, time.March, 14, 10, 17, 30, 0, time.UTC) // a Saturday
-	tests := []struct {
-		expr string
-		want time.Time
-	}{
-		{"* * * * *", time.Date(2026, 3, 14, 10, 18, 0, 0, time.UTC)},
-		{"*/15 * * * *", time.Date(2026, 3, 14, 10, 30, 0, 0, time.UTC)},
-		{"0 9 * * *", time.Date(2026, 3, 15, 9, 0, 0, 0, time.UTC)},
-		{"30 8 * * mon-fri", time.Date(2026, 3, 16, 8, 30, 0, 0, time.UTC)},
-		{"0 0 1 jan *", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
-		{"0 12 1,20 * *", time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC)},
-		{"0 0 13 * 5", time.Date(2026, 3, 20, 0, 0, 0, 0, time.UTC)}, // dom OR dow
-		{"0 0 * * 7", time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)},  // 7 is Sunday
-		{"@hourly", time.Date(2026, 3, 14, 11, 0, 0, 0, time.UTC)},
-		{"45 * * * * *", time.Date(2026, 3, 14, 10, 17, 45, 0, time.UTC)},
-		{"0 0 29 2 *", time.Date(2028, 2, 29, 0, 0, 0, 0, time.UTC)},
-	}
-	for _, tt := range tests {
-		sched, err := ParseCron(tt.expr)
-		if err != nil {
-			t.Errorf("ParseCron(%q): %v", tt.expr, err)
-			continue
-		}
-		if got := sched.Next(base); !got.Equal(tt.want) {
-			t.Errorf("%q: Next = %v, want %v", tt.expr, got, tt.want)
-		}
-	}
-	for _, bad := range []string{"", "* * *", "60 * * * *", "* 24 * * *", "*/0 * * * *", "5-1 * * * *", "x * * * *"} {
-		if _, err := ParseCron(bad); err == nil {
-			t.Errorf("ParseCron(%q) accepted", bad)
-		}
-	}
-}

@@ -95,6 +95,14 @@ func WorkspaceBuild(b database.WorkspaceBuild, ws database.Workspace, names Buil
 		Resources: resources,
 	}
 	out.Status = BuildStatus(job.Status, out.Transition)
+	if !b.Deadline.IsZero() {
+		d := b.Deadline
+		out.Deadline = &d
+	}
+	if !b.MaxDeadline.IsZero() {
+		d := b.MaxDeadline
+		out.MaxDeadline = &d
+	}
 	return out
 }
 
@@ -117,6 +125,14 @@ func Workspace(ws database.Workspace, ownerName string, tmpl database.Template, 
 	if ws.Ttl.Valid {
 		ms := ws.Ttl.Int64 / 1e6
 		out.TTLMillis = &ms
+	}
+	if ws.DormantAt.Valid {
+		t := ws.DormantAt.Time
+		out.DormantAt = &t
+	}
+	if ws.DeletingAt.Valid {
+		t := ws.DeletingAt.Time
+		out.DeletingAt = &t
 	}
 	return out
 }

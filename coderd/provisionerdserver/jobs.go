@@ -333,6 +333,11 @@ func (s *Server) postComplete(w http.ResponseWriter, r *http.Request) {
 			if err := s.insertResources(ctx, q, job.ID, build.Transition, req.Resources); err != nil {
 				return err
 			}
+			if build.Transition == database.WorkspaceTransitionStart {
+				if err := setDeadline(ctx, q, build, now); err != nil {
+					return err
+				}
+			}
 			if build.Transition == database.WorkspaceTransitionDelete {
 				if err := q.UpdateWorkspaceDeletedByID(ctx, database.UpdateWorkspaceDeletedByIDParams{
 					ID: build.WorkspaceID, Deleted: true, UpdatedAt: now,

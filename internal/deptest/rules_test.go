@@ -34,6 +34,13 @@ var rules = []deptest.Rule{
 		Why:      "the agent's wire contract is a leaf: the standard library and uuid only",
 	},
 	{
+		Name:     "cron",
+		Packages: []string{mod + "/internal/cron"},
+		Forbid:   []string{"..."},
+		Allow:    []string{"std", "github.com/robfig/cron/v3"},
+		Why:      "the cron wrapper is shared by the agent (coder_script) and coderd (autostart): a leaf, the standard library and robfig/cron only",
+	},
+	{
 		Name:     "coderd",
 		Packages: []string{mod + "/coderd/..."},
 		Forbid:   append([]string{mod + "/agent/..."}, ptySSHServerSFTP...),

@@ -374,11 +374,12 @@
     const head = h("div", { class: "page-head" });
     const actions = h("div", { class: "actions", role: "group", "aria-label": "Workspace actions" });
     const info = h("p", { class: "muted" });
+    const scheduleBox = h("div", { id: "workspace-schedule" });
     const agentsBox = h("div", { class: "agents" });
     const resourcesBox = h("div");
     const logs = h("pre", { class: "logs", id: "build-logs", tabindex: "0", "aria-label": "Build logs" });
     const logsTitle = h("h2", {}, "Build logs");
-    setPage(`${owner}/${name}`, head, info, actions,
+    setPage(`${owner}/${name}`, head, info, scheduleBox, actions,
       h("section", { "aria-label": "Agents" }, h("h2", {}, "Agents"), agentsBox),
       h("section", { "aria-label": "Build logs" }, logsTitle, logs),
       h("section", { "aria-label": "Resources" }, h("h2", {}, "Resources"), resourcesBox));
@@ -471,6 +472,33 @@
       return h("a", { class: "button app", href: `/@${owner}/${name}.${a.name}/apps/${app.slug}/`, dataset: { app: app.slug } }, label);
     };
 
+    // renderSchedule shows when a running workspace stops (with Extend,
+    // one more hour, never beyond its max deadline) and a banner on a
+    // dormant one with its deletion date and a button that activates it.
+    const renderSchedule = () => {
+      const b = ws.latest_build;
+      const parts = [];
+      if (ws.dormant_at) {
+        parts.push(h("p", { class: "banner warning", id: "dormant-banner", role: "status" },
+          "This workspace is dormant: it was stopped after a period without use and cannot start until it is activated.",
+          ws.deleting_at ? ` It will be deleted on ${new Date(ws.deleting_at).toLocaleString()}.` : "",
+          " ", act("Activate", async () => { await api("PUT", `/api/v2/workspaces/${ws.id}/dormant`, { dormant: false }); await refresh(); })));
+      }
+      if (b.transition === "start" && b.status === "running" && b.deadline) {
+        const left = Math.max(0, new Date(b.deadline) - Date.now());
+        const mins = Math.round(left / 60000);
+        const text = mins >= 60 ? `${Math.floor(mins / 60)}h ${mins % 60}m` : `${mins}m`;
+        const extend = act("Extend", async () => {
+          let next = Math.max(new Date(b.deadline).getTime(), Date.now()) + 3600000;
+          if (b.max_deadline) next = Math.min(next, new Date(b.max_deadline).getTime());
+          await api("PUT", `/api/v2/workspaces/${ws.id}/extend`, { deadline: new Date(next).toISOString() });
+          await refresh();
+        });
+        parts.push(h("p", { class: "muted", id: "workspace-deadline", title: new Date(b.deadline).toLocaleString() }, `Stops in ${text}. `, extend));
+      }
+      scheduleBox.replaceChildren(...parts);
+    };
+
     const renderWorkspace = () => {
       const b = ws.latest_build;
       head.replaceChildren(h("h1", {}, `${ws.owner_name}/${ws.name}`), h("span", { id: "workspace-status" }, badge(b.status)));
@@ -480,6 +508,7 @@
         `. Last build: ${b.transition} #${b.build_number} by ${b.initiator_name}, ${ago(b.created_at)}.`,
         b.job.error ? h("span", { class: "error-inline" }, ` Error: ${b.job.error}`) : "");
       renderActions();
+      renderSchedule();
       const agents = agentsOf(ws);
       agentsBox.replaceChildren(...(agents.length ? agents.map((a) => h("article", { class: "agent card", dataset: { agent: a.name } },
         h("h3", {}, a.name, " ", badge(a.status), " ", badge(a.lifecycle_state, "lifecycle")),
