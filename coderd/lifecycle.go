@@ -470,49 +470,6 @@ func (api *API) bumpDeadline(ctx context.Context, ws database.Workspace) error {
 	})
 }
 
-// templateScheduleRoutes mounts the schedule settings of a {template}.
-func (api *API) templateScheduleRoutes(r chi.Router) {
-	r.Patch("/", api.patchTemplateSchedule)
-}
-
-// patchTemplateSchedule serves PATCH /api/v2/templates/{template} for the
-// schedule fields (codersdk.TemplateScheduleFields) and answers with the
-// template.
-func (api *API) patchTemplateSchedule(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	t, ok := api.readableTemplate(w, r)
-	if !ok {
-		return
-	}
-	if !api.templateAdmin(r, t.ID) {
-		httpapi.Forbidden(w, r)
-		return
-	}
-	var req codersdk.TemplateScheduleFields
-	if !httpapi.Read(ctx, w, r, &req) {
-		return
-	}
-	if errs := api.updateTemplateSchedule(ctx, t.ID, req); errs != nil {
-		if errs.validations != nil {
-			httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Invalid template schedule.", Validations: errs.validations})
-			return
-		}
-		httpapi.InternalServerError(w, r, "Update template schedule.", errs.err)
-		return
-	}
-	t, err := api.db.GetTemplateByID(ctx, t.ID)
-	if err != nil {
-		httpapi.InternalServerError(w, r, "Get template.", err)
-		return
-	}
-	out, err := api.convertTemplate(ctx, t)
-	if err != nil {
-		httpapi.InternalServerError(w, r, "Convert template.", err)
-		return
-	}
-	httpapi.Write(ctx, w, http.StatusOK, out)
-}
-
 type scheduleUpdateError struct {
 	validations []codersdk.ValidationError
 	err         error

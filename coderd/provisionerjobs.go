@@ -53,7 +53,6 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 				r.Patch("/", api.patchTemplateMeta)
 				r.Get("/versions", api.templateVersionsByTemplate)
 				r.Patch("/versions", api.patchActiveTemplateVersion)
-				api.templateScheduleRoutes(r)
 			})
 		})
 		r.Route("/workspaces", func(r chi.Router) {

@@ -161,7 +161,8 @@ func (api *API) templateVersionsByTemplate(w http.ResponseWriter, r *http.Reques
 }
 
 // patchTemplateMeta serves PATCH /api/v2/templates/{template}: template
-// admins change its display settings and allow_user_cancel_workspace_jobs.
+// admins change its display settings, allow_user_cancel_workspace_jobs and
+// its schedule settings (codersdk.TemplateScheduleFields, lifecycle.go).
 func (api *API) patchTemplateMeta(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	t, ok := api.readableTemplate(w, r)
@@ -174,6 +175,14 @@ func (api *API) patchTemplateMeta(w http.ResponseWriter, r *http.Request) {
 	}
 	var req codersdk.UpdateTemplateMeta
 	if !httpapi.Read(ctx, w, r, &req) {
+		return
+	}
+	if errs := api.updateTemplateSchedule(ctx, t.ID, req.TemplateScheduleFields); errs != nil {
+		if errs.validations != nil {
+			httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Invalid template schedule.", Validations: errs.validations})
+			return
+		}
+		httpapi.InternalServerError(w, r, "Update template schedule.", errs.err)
 		return
 	}
 	p := database.UpdateTemplateMetaByIDParams{

@@ -160,6 +160,8 @@ type UpdateTemplateMeta struct {
 	Description                  *string `json:"description,omitempty"`
 	Icon                         *string `json:"icon,omitempty"`
 	AllowUserCancelWorkspaceJobs *bool   `json:"allow_user_cancel_workspace_jobs,omitempty"`
+	// TemplateScheduleFields are the schedule settings (nil fields kept).
+	TemplateScheduleFields
 }
 
 // UpdateActiveTemplateVersion promotes a version of a template.
