@@ -177,14 +177,6 @@ func (api *API) patchTemplateMeta(w http.ResponseWriter, r *http.Request) {
 	if !httpapi.Read(ctx, w, r, &req) {
 		return
 	}
-	if errs := api.updateTemplateSchedule(ctx, t.ID, req.TemplateScheduleFields); errs != nil {
-		if errs.validations != nil {
-			httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Invalid template schedule.", Validations: errs.validations})
-			return
-		}
-		httpapi.InternalServerError(w, r, "Update template schedule.", errs.err)
-		return
-	}
 	p := database.UpdateTemplateMetaByIDParams{
 		ID: t.ID, DisplayName: t.DisplayName, Description: t.Description, Icon: t.Icon,
 		DefaultTtl: t.DefaultTtl, AllowUserCancelWorkspaceJobs: t.AllowUserCancelWorkspaceJobs, UpdatedAt: api.now(),
@@ -201,9 +193,23 @@ func (api *API) patchTemplateMeta(w http.ResponseWriter, r *http.Request) {
 	if req.AllowUserCancelWorkspaceJobs != nil {
 		p.AllowUserCancelWorkspaceJobs = *req.AllowUserCancelWorkspaceJobs
 	}
-	updated, err := api.db.UpdateTemplateMetaByID(ctx, p)
-	if err != nil {
+	if _, err := api.db.UpdateTemplateMetaByID(ctx, p); err != nil {
 		httpapi.InternalServerError(w, r, "Update template.", err)
+		return
+	}
+	// After the meta update: the schedule settings include the template's
+	// default TTL, which the meta row would otherwise overwrite.
+	if errs := api.updateTemplateSchedule(ctx, t.ID, req.TemplateScheduleFields); errs != nil {
+		if errs.validations != nil {
+			httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Invalid template schedule.", Validations: errs.validations})
+			return
+		}
+		httpapi.InternalServerError(w, r, "Update template schedule.", errs.err)
+		return
+	}
+	updated, err := api.db.GetTemplateByID(ctx, t.ID)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Get template.", err)
 		return
 	}
 	out, err := api.convertTemplate(ctx, updated)
