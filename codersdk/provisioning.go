@@ -138,6 +138,9 @@ type Template struct {
 	CreatedByName                string    `json:"created_by_name"`
 	DefaultTTLMillis             int64     `json:"default_ttl_ms"`
 	AllowUserCancelWorkspaceJobs bool      `json:"allow_user_cancel_workspace_jobs"`
+	// RequireActiveVersion makes every start of its workspaces build the
+	// active version.
+	RequireActiveVersion bool `json:"require_active_version"`
 	// TemplateSchedule are the autostop, autostart and dormancy settings.
 	TemplateSchedule
 }
@@ -160,6 +163,8 @@ type UpdateTemplateMeta struct {
 	Description                  *string `json:"description,omitempty"`
 	Icon                         *string `json:"icon,omitempty"`
 	AllowUserCancelWorkspaceJobs *bool   `json:"allow_user_cancel_workspace_jobs,omitempty"`
+	// RequireActiveVersion makes every start build the active version.
+	RequireActiveVersion *bool `json:"require_active_version,omitempty"`
 	// TemplateScheduleFields are the schedule settings (nil fields kept).
 	TemplateScheduleFields
 }
@@ -180,6 +185,8 @@ type TemplateVersion struct {
 	Job        ProvisionerJob `json:"job"`
 	Readme     string         `json:"readme"`
 	CreatedBy  MinimalUser    `json:"created_by"`
+	// Archived versions are hidden from lists and not used by new builds.
+	Archived bool `json:"archived"`
 }
 
 // MinimalUser names a user.
@@ -199,6 +206,8 @@ type CreateTemplateVersionRequest struct {
 	FileID          uuid.UUID         `json:"file_id"`
 	Provisioner     string            `json:"provisioner"`
 	ProvisionerTags map[string]string `json:"tags,omitempty"`
+	// UserVariableValues are values of the template's Terraform variables.
+	UserVariableValues []VariableValue `json:"user_variable_values,omitempty"`
 }
 
 // TemplateVersionParameterOption is one option of a list parameter.

@@ -499,16 +499,16 @@ func (d *Daemon) execute(ctx context.Context, job *provisionersdk.AcquiredJob, l
 		if job.TemplateImport == nil {
 			return nil, errors.New("import job without import payload")
 		}
-		res, err := r.Import(ctx, job.TemplateSourceArchive, job.TemplateImport.Metadata, job.ParameterValues, logs)
+		res, err := r.Import(ctx, job.TemplateSourceArchive, job.TemplateImport.Metadata, job.ParameterValues, logs, terraform.WithVariables(job.VariableValues))
 		if err != nil {
 			return nil, err
 		}
-		return &provisionersdk.CompletedJob{JobID: job.JobID, Resources: res.Resources, StopResources: res.StopResources, Parameters: res.Parameters}, nil
+		return &provisionersdk.CompletedJob{JobID: job.JobID, Resources: res.Resources, StopResources: res.StopResources, Parameters: res.Parameters, Variables: res.Variables}, nil
 	case codersdk.ProvisionerJobTypeTemplateVersionDryRun:
 		if job.TemplateDryRun == nil {
 			return nil, errors.New("dry-run job without dry-run payload")
 		}
-		res, err := r.DryRun(ctx, job.TemplateSourceArchive, job.TemplateDryRun.Metadata, job.ParameterValues, logs)
+		res, err := r.DryRun(ctx, job.TemplateSourceArchive, job.TemplateDryRun.Metadata, job.ParameterValues, logs, terraform.WithVariables(job.VariableValues))
 		if err != nil {
 			return nil, err
 		}
@@ -520,7 +520,7 @@ func (d *Daemon) execute(ctx context.Context, job *provisionersdk.AcquiredJob, l
 		wb := job.WorkspaceBuild
 		md := wb.Metadata
 		md.WorkspaceTransition = wb.Transition
-		res, err := r.Build(ctx, job.TemplateSourceArchive, wb.State, md, job.ParameterValues, logs, terraform.WithStateUpdates(onState))
+		res, err := r.Build(ctx, job.TemplateSourceArchive, wb.State, md, job.ParameterValues, logs, terraform.WithStateUpdates(onState), terraform.WithVariables(job.VariableValues))
 		if err != nil {
 			if res != nil {
 				return &provisionersdk.CompletedJob{JobID: job.JobID, State: res.State}, err

@@ -135,9 +135,13 @@ type AcquiredJob struct {
 	Tags                  map[string]string `json:"tags,omitempty"`
 	// ParameterValues are the rich parameter values of the build.
 	ParameterValues []codersdk.WorkspaceBuildParameter `json:"parameter_values,omitempty"`
-	WorkspaceBuild  *AcquiredJobWorkspaceBuild         `json:"workspace_build,omitempty"`
-	TemplateImport  *AcquiredJobTemplateImport         `json:"template_import,omitempty"`
-	TemplateDryRun  *AcquiredJobTemplateDryRun         `json:"template_dry_run,omitempty"`
+	// VariableValues are the values of the template version's Terraform
+	// variables given at push (the daemon writes them to a var file in the
+	// job directory; they are never logged).
+	VariableValues []codersdk.VariableValue   `json:"variable_values,omitempty"`
+	WorkspaceBuild *AcquiredJobWorkspaceBuild `json:"workspace_build,omitempty"`
+	TemplateImport *AcquiredJobTemplateImport `json:"template_import,omitempty"`
+	TemplateDryRun *AcquiredJobTemplateDryRun `json:"template_dry_run,omitempty"`
 }
 
 // CompletedJob reports a job that succeeded.
@@ -151,6 +155,21 @@ type CompletedJob struct {
 	StopResources []Resource `json:"stop_resources,omitempty"`
 	// Parameters are the template's rich parameters (import only).
 	Parameters []RichParameter `json:"parameters,omitempty"`
+	// Variables are the template's Terraform variable blocks (import only).
+	Variables []TemplateVariable `json:"variables,omitempty"`
+}
+
+// TemplateVariable is a Terraform variable block as an import finds it.
+// Its value is not here: coderd has it from the push.
+type TemplateVariable struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Type is guessed from the default (terraform show does not report
+	// variable types): string, number, bool, list, map, or "".
+	Type         string `json:"type"`
+	DefaultValue string `json:"default_value"`
+	Required     bool   `json:"required"`
+	Sensitive    bool   `json:"sensitive"`
 }
 
 // FailedJob reports a job that failed.

@@ -81,6 +81,8 @@ type ImportResult struct {
 	Resources []provisionersdk.Resource
 	// StopResources are the resources that exist while a workspace is stopped.
 	StopResources []provisionersdk.Resource
+	// Variables are the template's Terraform variable blocks.
+	Variables []provisionersdk.TemplateVariable
 }
 
 // BuildResult is the outcome of a workspace build.
@@ -281,12 +283,23 @@ func (j *job) init(ctx context.Context) error {
 	return nil
 }
 
-func (j *job) plan(ctx context.Context, stage, planFile string, destroy bool) (*tfjson.Plan, error) {
+func (j *job) plan(ctx context.Context, stage, planFile string, destroy bool, vars []codersdk.VariableValue) (*tfjson.Plan, error) {
 	out, errw := j.writers(stage, true)
 	j.tf.SetStdout(io.Discard)
 	j.tf.SetStderr(errw)
 	defer j.tf.SetStderr(io.Discard)
-	_, err := j.tf.PlanJSON(ctx, out, tfexec.Out(planFile), tfexec.Destroy(destroy), tfexec.Refresh(true), tfexec.Lock(false))
+	opts := []tfexec.PlanOption{tfexec.Out(planFile), tfexec.Destroy(destroy), tfexec.Refresh(true), tfexec.Lock(false)}
+	if len(vars) > 0 {
+		// Values go through a file, never the command line (visible to
+		// every local user) or the log; the plan file keeps them for apply.
+		varFile, err := writeVarFile(j.dir, vars)
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(varFile)
+		opts = append(opts, tfexec.VarFile(varFile))
+	}
+	_, err := j.tf.PlanJSON(ctx, out, opts...)
 	// PlanJSON installs out as terraform's stdout; every later command tees its
 	// stdout there, so `show -json` (which holds sensitive values such as agent
 	// tokens) would land in the build log. Detach it first.
@@ -294,6 +307,10 @@ func (j *job) plan(ctx context.Context, stage, planFile string, destroy bool) (*
 	out.Flush()
 	errw.Flush()
 	if err != nil {
+		if missing := j.diags.missingVariables(); len(missing) > 0 {
+			j.failed = true
+			return nil, &MissingVariablesError{Names: missing}
+		}
 		return nil, j.fail(ctx, "plan", err)
 	}
 	plan, err := j.tf.ShowPlanFile(ctx, planFile)
@@ -322,7 +339,16 @@ func (j *job) statePath() string { return filepath.Join(j.dir, "terraform.tfstat
 
 // Import parses a template: it plans a start (and a stop) without applying anything
 // and returns the rich parameters and the resources each transition would have.
-func (r *Runner) Import(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*ImportResult, error) {
+//
+// WithVariables gives values to the template's Terraform variables; an
+// import fails with a *MissingVariablesError when a variable without a
+// default has none, and when a value names a variable the template does not
+// declare.
+func (r *Runner) Import(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc, opts ...BuildOption) (*ImportResult, error) {
+	var bo buildOptions
+	for _, o := range opts {
+		o(&bo)
+	}
 	if md.CoderURL == "" {
 		// Never contacted: an import only plans.
 		md.CoderURL = "http://127.0.0.1/"
@@ -330,7 +356,7 @@ func (r *Runner) Import(ctx context.Context, archive []byte, md provisionersdk.M
 	res := &ImportResult{}
 	for _, transition := range []codersdk.WorkspaceTransition{codersdk.WorkspaceTransitionStart, codersdk.WorkspaceTransitionStop} {
 		md.WorkspaceTransition = transition
-		plan, err := r.planOnly(ctx, archive, md, params, logs)
+		plan, err := r.planOnly(ctx, archive, md, params, logs, bo.variables)
 		if err != nil {
 			return nil, err
 		}
@@ -339,6 +365,11 @@ func (r *Runner) Import(ctx context.Context, archive []byte, md provisionersdk.M
 			return nil, fmt.Errorf("parse %s plan: %w", transition, err)
 		}
 		if transition == codersdk.WorkspaceTransitionStart {
+			vars, err := TemplateVariables(plan, bo.variables)
+			if err != nil {
+				return nil, err
+			}
+			res.Variables = vars
 			res.Parameters = conv.Parameters
 			res.Resources = conv.Resources
 		} else {
@@ -350,11 +381,15 @@ func (r *Runner) Import(ctx context.Context, archive []byte, md provisionersdk.M
 
 // DryRun plans a workspace build (start by default) without applying it and returns
 // the resources it would produce.
-func (r *Runner) DryRun(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) ([]provisionersdk.Resource, error) {
+func (r *Runner) DryRun(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc, opts ...BuildOption) ([]provisionersdk.Resource, error) {
+	var bo buildOptions
+	for _, o := range opts {
+		o(&bo)
+	}
 	if md.WorkspaceTransition == "" {
 		md.WorkspaceTransition = codersdk.WorkspaceTransitionStart
 	}
-	plan, err := r.planOnly(ctx, archive, md, params, logs)
+	plan, err := r.planOnly(ctx, archive, md, params, logs, bo.variables)
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +400,7 @@ func (r *Runner) DryRun(ctx context.Context, archive []byte, md provisionersdk.M
 	return conv.Resources, nil
 }
 
-func (r *Runner) planOnly(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc) (*tfjson.Plan, error) {
+func (r *Runner) planOnly(ctx context.Context, archive []byte, md provisionersdk.Metadata, params []codersdk.WorkspaceBuildParameter, logs LogFunc, vars []codersdk.VariableValue) (*tfjson.Plan, error) {
 	j, err := r.newJob(archive, ContractEnv(md, params), logs)
 	if err != nil {
 		return nil, err
@@ -374,7 +409,7 @@ func (r *Runner) planOnly(ctx context.Context, archive []byte, md provisionersdk
 	if err := j.init(ctx); err != nil {
 		return nil, err
 	}
-	return j.plan(ctx, StagePlan, filepath.Join(j.dir, "terraform.tfplan"), false)
+	return j.plan(ctx, StagePlan, filepath.Join(j.dir, "terraform.tfplan"), false, vars)
 }
 
 // Build applies a workspace transition (md.WorkspaceTransition: start, stop or
@@ -418,7 +453,7 @@ func (r *Runner) Build(ctx context.Context, archive, state []byte, md provisione
 	}
 	planFile := filepath.Join(j.dir, "terraform.tfplan")
 	destroy := md.WorkspaceTransition == codersdk.WorkspaceTransitionDelete
-	plan, err := j.plan(ctx, StagePlan, planFile, destroy)
+	plan, err := j.plan(ctx, StagePlan, planFile, destroy, bo.variables)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package terraform
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/wgmesh/coder/codersdk"
 	"os"
 	"sync"
 	"time"
@@ -17,11 +18,13 @@ const DefaultStatePollInterval = time.Second
 // wrote, and must not block for long.
 type StateFunc func(state []byte)
 
-// BuildOption changes how Runner.Build runs.
+// BuildOption changes how Runner.Build (and, for WithVariables, Import and
+// DryRun) runs.
 type BuildOption func(*buildOptions)
 
 type buildOptions struct {
-	onState StateFunc
+	onState   StateFunc
+	variables []codersdk.VariableValue
 }
 
 // WithStateUpdates makes Build report the state file while terraform
