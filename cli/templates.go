@@ -34,8 +34,10 @@ func (r *root) templatesCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	versions.AddCommand(r.templateVersionsListCommand())
-	cmd.AddCommand(r.templatesInitCommand(), r.templatesPushCommand(), r.templatesListCommand(), versions)
+	versions.AddCommand(r.templateVersionsListCommand(), r.templateVersionsPromoteCommand(),
+		r.templateVersionsArchiveCommand(true), r.templateVersionsArchiveCommand(false))
+	cmd.AddCommand(r.templatesInitCommand(), r.templatesPushCommand(), r.templatesListCommand(), versions,
+		r.templatesEditCommand(), r.templatesDeleteCommand(), r.templatesPullCommand())
 	return cmd
 }
 
@@ -89,7 +91,8 @@ func (r *root) templatesPushCommand() *cobra.Command {
 	var (
 		dir, versionName, message string
 		yes, activate             bool
-		rawTags                   []string
+		rawTags, rawVars          []string
+		varsFile                  string
 	)
 	cmd := &cobra.Command{
 		Use:   "push [name]",
@@ -113,6 +116,10 @@ func (r *root) templatesPushCommand() *cobra.Command {
 				return err
 			}
 			tags, err := parseTags(rawTags)
+			if err != nil {
+				return err
+			}
+			vars, err := templateVariableValues(varsFile, rawVars)
 			if err != nil {
 				return err
 			}
@@ -153,7 +160,7 @@ func (r *root) templatesPushCommand() *cobra.Command {
 			}
 			req := codersdk.CreateTemplateVersionRequest{
 				Name: versionName, Message: message, StorageMethod: "file", FileID: up.ID,
-				Provisioner: "terraform", ProvisionerTags: tags,
+				Provisioner: "terraform", ProvisionerTags: tags, UserVariableValues: vars,
 			}
 			if exists {
 				req.TemplateID = existing.ID
@@ -202,6 +209,8 @@ func (r *root) templatesPushCommand() *cobra.Command {
 	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation.")
 	fs.BoolVar(&activate, "activate", true, "Make the new version the active one.")
 	fs.StringArrayVarP(&rawTags, "provisioner-tag", "t", nil, "Provisioner tag key=value the import and builds require (repeatable).")
+	fs.StringArrayVar(&rawVars, "variable", nil, "Value of a Terraform variable of the template, name=value (repeatable; wins over --variables-file).")
+	fs.StringVar(&varsFile, "variables-file", "", "YAML file of Terraform variable values (name: value per line).")
 	return cmd
 }
 
@@ -276,7 +285,10 @@ func (r *root) templatesListCommand() *cobra.Command {
 }
 
 func (r *root) templateVersionsListCommand() *cobra.Command {
-	var out outputFormat
+	var (
+		out             outputFormat
+		includeArchived bool
+	)
 	cmd := &cobra.Command{
 		Use:     "list TEMPLATE",
 		Aliases: []string{"ls"},
@@ -297,7 +309,11 @@ func (r *root) templateVersionsListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			vs, err := client.TemplateVersionsByTemplate(cmd.Context(), t.ID.String())
+			list := client.TemplateVersionsByTemplate
+			if includeArchived {
+				list = client.TemplateVersionsByTemplateIncludingArchived
+			}
+			vs, err := list(cmd.Context(), t.ID.String())
 			if err != nil {
 				return err
 			}
@@ -309,12 +325,15 @@ func (r *root) templateVersionsListCommand() *cobra.Command {
 				active := ""
 				if v.ID == t.ActiveVersionID {
 					active = "Active"
+				} else if v.Archived {
+					active = "Archived"
 				}
 				rows = append(rows, []string{v.Name, humanTime(v.CreatedAt), v.CreatedBy.Username, string(v.Job.Status), active})
 			}
 			return writeTable(r.stdout, []string{"NAME", "CREATED AT", "CREATED BY", "STATUS", "ACTIVE"}, rows)
 		},
 	}
+	cmd.Flags().BoolVar(&includeArchived, "include-archived", false, "List archived versions too.")
 	addOutputFlag(cmd, &out, "table")
 	return cmd
 }

@@ -403,7 +403,7 @@ func (r *root) workspaceCommands() []*cobra.Command {
 		r.transitionCommand("start", "Start a workspace", codersdk.WorkspaceTransitionStart),
 		r.transitionCommand("stop", "Stop a workspace", codersdk.WorkspaceTransitionStop),
 		r.transitionCommand("delete", "Delete a workspace", codersdk.WorkspaceTransitionDelete),
-		r.restartCommand(), r.scheduleCommand(),
+		r.restartCommand(), r.scheduleCommand(), r.updateCommand(),
 		r.templatesCommand(), r.provisionerCommand(),
 	}
 }

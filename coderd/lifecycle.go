@@ -121,7 +121,19 @@ func (b lifecycleBuilder) BuildWorkspace(ctx context.Context, workspaceID uuid.U
 	if convert.JobStatus(prevJob).Active() {
 		return errBuildActive
 	}
-	version, err := api.db.GetTemplateVersionByID(ctx, prev.TemplateVersionID)
+	versionID := prev.TemplateVersionID
+	if transition == database.WorkspaceTransitionStart {
+		// A template that requires its active version gets it at every
+		// start, automatic ones included.
+		tmpl, err := api.db.GetTemplateByID(ctx, ws.TemplateID)
+		if err != nil {
+			return fmt.Errorf("get template: %w", err)
+		}
+		if tmpl.RequireActiveVersion {
+			versionID = tmpl.ActiveVersionID
+		}
+	}
+	version, err := api.db.GetTemplateVersionByID(ctx, versionID)
 	if err != nil {
 		return fmt.Errorf("get template version: %w", err)
 	}
@@ -470,18 +482,14 @@ func (api *API) bumpDeadline(ctx context.Context, ws database.Workspace) error {
 	})
 }
 
-type scheduleUpdateError struct {
-	validations []codersdk.ValidationError
-	err         error
-}
-
-// updateTemplateSchedule validates and stores the given schedule fields of
-// a template (nil fields unchanged). A template edit handler that takes
-// more fields calls it with its request's schedule fields.
-func (api *API) updateTemplateSchedule(ctx context.Context, templateID uuid.UUID, req codersdk.TemplateScheduleFields) *scheduleUpdateError {
+// validateTemplateSchedule computes a template's schedule settings with
+// the given fields applied (nil fields unchanged) and validates them,
+// without storing anything: a PATCH checks every field before it writes
+// any (storeTemplateSchedule).
+func (api *API) validateTemplateSchedule(ctx context.Context, templateID uuid.UUID, req codersdk.TemplateScheduleFields) (database.GetTemplateScheduleRow, []codersdk.ValidationError, error) {
 	row, err := api.db.GetTemplateSchedule(ctx, templateID)
 	if err != nil {
-		return &scheduleUpdateError{err: err}
+		return row, nil, fmt.Errorf("get template schedule: %w", err)
 	}
 	var vs []codersdk.ValidationError
 	dur := func(field string, v *int64, dst *int64) {
@@ -511,22 +519,21 @@ func (api *API) updateTemplateSchedule(ctx context.Context, templateID uuid.UUID
 	if row.DefaultTtl > int64(schedule.MaxTTL) {
 		vs = append(vs, codersdk.ValidationError{Field: "default_ttl_ms", Detail: fmt.Sprintf("must be at most %s", schedule.MaxTTL)})
 	}
-	if len(vs) > 0 {
-		return &scheduleUpdateError{validations: vs}
+	return row, vs, nil
+}
+
+// storeTemplateSchedule writes schedule settings validateTemplateSchedule
+// accepted, in the caller's transaction.
+func storeTemplateSchedule(ctx context.Context, q *database.Queries, templateID uuid.UUID, row database.GetTemplateScheduleRow, now time.Time) error {
+	if err := q.UpdateTemplateDefaultTTLByID(ctx, database.UpdateTemplateDefaultTTLByIDParams{ID: templateID, DefaultTtl: row.DefaultTtl, UpdatedAt: now}); err != nil {
+		return fmt.Errorf("update default TTL: %w", err)
 	}
-	now := api.now()
-	err = api.db.InTx(ctx, func(q *database.Queries) error {
-		if err := q.UpdateTemplateDefaultTTLByID(ctx, database.UpdateTemplateDefaultTTLByIDParams{ID: templateID, DefaultTtl: row.DefaultTtl, UpdatedAt: now}); err != nil {
-			return err
-		}
-		return q.UpsertTemplateSchedule(ctx, database.UpsertTemplateScheduleParams{
-			TemplateID: templateID, UpdatedAt: now, MaxTtl: row.MaxTtl, AllowUserAutostart: row.AllowUserAutostart,
-			AllowUserAutostop: row.AllowUserAutostop, FailureTtl: row.FailureTtl, TimeTilDormant: row.TimeTilDormant,
-			TimeTilDormantAutodelete: row.TimeTilDormantAutodelete,
-		})
-	})
-	if err != nil {
-		return &scheduleUpdateError{err: err}
+	if err := q.UpsertTemplateSchedule(ctx, database.UpsertTemplateScheduleParams{
+		TemplateID: templateID, UpdatedAt: now, MaxTtl: row.MaxTtl, AllowUserAutostart: row.AllowUserAutostart,
+		AllowUserAutostop: row.AllowUserAutostop, FailureTtl: row.FailureTtl, TimeTilDormant: row.TimeTilDormant,
+		TimeTilDormantAutodelete: row.TimeTilDormantAutodelete,
+	}); err != nil {
+		return fmt.Errorf("store template schedule: %w", err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package coderd
 import (
 	"fmt"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -147,10 +148,18 @@ func (api *API) templateVersionsByTemplate(w http.ResponseWriter, r *http.Reques
 	if !ok {
 		return
 	}
-	versions, err := api.db.GetTemplateVersionsByTemplateID(ctx, uuid.NullUUID{UUID: t.ID, Valid: true})
+	all, err := api.db.GetTemplateVersionsByTemplateID(ctx, uuid.NullUUID{UUID: t.ID, Valid: true})
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Get template versions.", err)
 		return
+	}
+	// Archived versions are listed only on request (?include_archived=true).
+	includeArchived := r.URL.Query().Get("include_archived") == "true"
+	versions := make([]database.TemplateVersion, 0, len(all))
+	for _, v := range all {
+		if includeArchived || !v.Archived {
+			versions = append(versions, v)
+		}
 	}
 	out, err := api.convertTemplateVersions(ctx, versions)
 	if err != nil {
@@ -161,8 +170,10 @@ func (api *API) templateVersionsByTemplate(w http.ResponseWriter, r *http.Reques
 }
 
 // patchTemplateMeta serves PATCH /api/v2/templates/{template}: template
-// admins change its display settings, allow_user_cancel_workspace_jobs and
-// its schedule settings (codersdk.TemplateScheduleFields, lifecycle.go).
+// admins change its display settings, allow_user_cancel_workspace_jobs,
+// require_active_version and its schedule settings
+// (codersdk.TemplateScheduleFields, lifecycle.go). Every field is validated
+// before any is stored, and all are stored in one transaction.
 func (api *API) patchTemplateMeta(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	t, ok := api.readableTemplate(w, r)
@@ -193,18 +204,46 @@ func (api *API) patchTemplateMeta(w http.ResponseWriter, r *http.Request) {
 	if req.AllowUserCancelWorkspaceJobs != nil {
 		p.AllowUserCancelWorkspaceJobs = *req.AllowUserCancelWorkspaceJobs
 	}
-	if _, err := api.db.UpdateTemplateMetaByID(ctx, p); err != nil {
-		httpapi.InternalServerError(w, r, "Update template.", err)
+	requireActive := t.RequireActiveVersion
+	if req.RequireActiveVersion != nil {
+		requireActive = *req.RequireActiveVersion
+	}
+	// Validate every field before writing any: a bad schedule field must
+	// not leave the display settings changed.
+	var vs []codersdk.ValidationError
+	if n := utf8.RuneCountInString(p.DisplayName); n > 64 {
+		vs = append(vs, codersdk.ValidationError{Field: "display_name", Detail: "must be at most 64 characters"})
+	}
+	if n := utf8.RuneCountInString(p.Description); n > 128 {
+		vs = append(vs, codersdk.ValidationError{Field: "description", Detail: "must be at most 128 characters"})
+	}
+	if n := utf8.RuneCountInString(p.Icon); n > 256 {
+		vs = append(vs, codersdk.ValidationError{Field: "icon", Detail: "must be at most 256 characters"})
+	}
+	sched, schedErrs, err := api.validateTemplateSchedule(ctx, t.ID, req.TemplateScheduleFields)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Get template schedule.", err)
 		return
 	}
-	// After the meta update: the schedule settings include the template's
-	// default TTL, which the meta row would otherwise overwrite.
-	if errs := api.updateTemplateSchedule(ctx, t.ID, req.TemplateScheduleFields); errs != nil {
-		if errs.validations != nil {
-			httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Invalid template schedule.", Validations: errs.validations})
-			return
+	if vs = append(vs, schedErrs...); len(vs) > 0 {
+		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Invalid template settings.", Validations: vs})
+		return
+	}
+	err = api.db.InTx(ctx, func(q *database.Queries) error {
+		if _, err := q.UpdateTemplateMetaByID(ctx, p); err != nil {
+			return fmt.Errorf("update template: %w", err)
 		}
-		httpapi.InternalServerError(w, r, "Update template schedule.", errs.err)
+		if err := q.UpdateTemplateRequireActiveVersionByID(ctx, database.UpdateTemplateRequireActiveVersionByIDParams{
+			ID: t.ID, RequireActiveVersion: requireActive, UpdatedAt: p.UpdatedAt,
+		}); err != nil {
+			return fmt.Errorf("update require_active_version: %w", err)
+		}
+		// After the meta row: the schedule includes the default TTL,
+		// which the meta update writes back unchanged.
+		return storeTemplateSchedule(ctx, q, t.ID, sched, p.UpdatedAt)
+	})
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Update template.", err)
 		return
 	}
 	updated, err := api.db.GetTemplateByID(ctx, t.ID)
@@ -238,6 +277,14 @@ func (api *API) patchActiveTemplateVersion(w http.ResponseWriter, r *http.Reques
 	if err != nil || !v.TemplateID.Valid || v.TemplateID.UUID != t.ID {
 		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{
 			Message: "Template version not found for this template.", Validations: []codersdk.ValidationError{{Field: "id", Detail: "not a version of this template"}},
+		})
+		return
+	}
+	if v.Archived {
+		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+			Message:     fmt.Sprintf("Template version %q is archived.", v.Name),
+			Detail:      "Unarchive it first: coder templates versions unarchive " + t.Name + " " + v.Name,
+			Validations: []codersdk.ValidationError{{Field: "id", Detail: "the version is archived"}},
 		})
 		return
 	}

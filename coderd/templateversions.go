@@ -44,6 +44,7 @@ func (api *API) postTemplateVersion(w http.ResponseWriter, r *http.Request) {
 	if len(req.Name) > 64 {
 		errs = append(errs, codersdk.ValidationError{Field: "name", Detail: "must be at most 64 characters"})
 	}
+	errs = append(errs, checkVariableValues(req.UserVariableValues)...)
 	if len(errs) > 0 {
 		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Validation failed.", Validations: errs})
 		return
@@ -105,6 +106,13 @@ func (api *API) postTemplateVersion(w http.ResponseWriter, r *http.Request) {
 		})
 		if err != nil {
 			return fmt.Errorf("insert template version: %w", err)
+		}
+		for _, v := range req.UserVariableValues {
+			if err := q.InsertTemplateVersionVariableValue(ctx, database.InsertTemplateVersionVariableValueParams{
+				TemplateVersionID: version.ID, Name: v.Name, Value: v.Value,
+			}); err != nil {
+				return fmt.Errorf("store variable value %q: %w", v.Name, err)
+			}
 		}
 		return nil
 	})

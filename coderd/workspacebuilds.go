@@ -73,15 +73,23 @@ func (api *API) postWorkspaceBuild(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	versionID := prev.TemplateVersionID
-	if req.TemplateVersionID != uuid.Nil {
-		versionID = req.TemplateVersionID
+	tmpl, err := api.db.GetTemplateByID(ctx, ws.TemplateID)
+	if err != nil {
+		httpapi.InternalServerError(w, r, "Get template.", err)
+		return
+	}
+	versionID, ok := api.buildVersionID(w, r, tmpl, transition, prev.TemplateVersionID, req.TemplateVersionID)
+	if !ok {
+		return
 	}
 	version, err := api.db.GetTemplateVersionByID(ctx, versionID)
 	if err != nil || !version.TemplateID.Valid || version.TemplateID.UUID != ws.TemplateID {
 		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{
 			Message: "Template version not found.", Validations: []codersdk.ValidationError{{Field: "template_version_id", Detail: "not a version of the workspace's template"}},
 		})
+		return
+	}
+	if req.TemplateVersionID != uuid.Nil && req.TemplateVersionID != prev.TemplateVersionID && !api.versionAllowed(w, r, tmpl, version) {
 		return
 	}
 	var values []codersdk.WorkspaceBuildParameter

@@ -3,6 +3,7 @@ package coderd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -77,6 +78,9 @@ func (api *API) postWorkspace(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.TemplateVersionID != uuid.Nil && !api.versionAllowed(w, r, tmpl, version) {
+		return
+	}
 	if !api.importSucceeded(ctx, w, r, version, "template_version_id") {
 		return
 	}
@@ -112,9 +116,20 @@ func (api *API) postWorkspace(w http.ResponseWriter, r *http.Request) {
 		if ws, err = q.InsertWorkspace(ctx, in); err != nil {
 			return err
 		}
+		// A template deleted meanwhile (deleteTemplate locks its row and
+		// counts its workspaces) must not get a workspace.
+		if t, err := q.GetTemplateByID(ctx, tmpl.ID); err != nil || t.Deleted {
+			return errTemplateDeleted
+		}
 		_, err = api.insertBuild(ctx, q, ws, version, database.WorkspaceTransitionStart, auth.User.ID, values, nil, false)
 		return err
 	})
+	if errors.Is(err, errTemplateDeleted) {
+		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{
+			Message: "Template not found.", Validations: []codersdk.ValidationError{{Field: "template_id", Detail: "the template was deleted"}},
+		})
+		return
+	}
 	if err != nil {
 		if database.IsUniqueViolation(err) {
 			httpapi.Write(ctx, w, http.StatusConflict, codersdk.Response{

@@ -955,6 +955,8 @@ type Template struct {
 	CreatedBy                    uuid.UUID       `json:"created_by"`
 	DefaultTtl                   int64           `json:"default_ttl"`
 	AllowUserCancelWorkspaceJobs bool            `json:"allow_user_cancel_workspace_jobs"`
+	// Every start of a workspace of this template builds the active version.
+	RequireActiveVersion bool `json:"require_active_version"`
 }
 
 type TemplateSchedule struct {
@@ -982,6 +984,24 @@ type TemplateVersion struct {
 	Readme     string        `json:"readme"`
 	JobID      uuid.UUID     `json:"job_id"`
 	CreatedBy  uuid.UUID     `json:"created_by"`
+	// Hidden from version lists; no new workspace or build may use it.
+	Archived bool `json:"archived"`
+}
+
+// Terraform variable blocks of a template version and the values given at push (written to a var file in the job directory for every plan).
+type TemplateVersionVariable struct {
+	TemplateVersionID uuid.UUID `json:"template_version_id"`
+	Name              string    `json:"name"`
+	Description       string    `json:"description"`
+	Type              string    `json:"type"`
+	// The value given at push (has_value); write-only through the API when sensitive.
+	Value        string `json:"value"`
+	HasValue     bool   `json:"has_value"`
+	DefaultValue string `json:"default_value"`
+	Required     bool   `json:"required"`
+	Sensitive    bool   `json:"sensitive"`
+	// Set by the import: the template declares the variable (rows inserted at push start undeclared).
+	Declared bool `json:"declared"`
 }
 
 type TemplateVersionParameter struct {

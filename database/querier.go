@@ -68,6 +68,14 @@ type Querier interface {
 	GetTemplateVersionByJobID(ctx context.Context, jobID uuid.UUID) (TemplateVersion, error)
 	GetTemplateVersionByTemplateIDAndName(ctx context.Context, arg GetTemplateVersionByTemplateIDAndNameParams) (TemplateVersion, error)
 	GetTemplateVersionParameters(ctx context.Context, templateVersionID uuid.UUID) ([]TemplateVersionParameter, error)
+	GetTemplateVersionVariables(ctx context.Context, templateVersionID uuid.UUID) ([]TemplateVersionVariable, error)
+	CountLiveWorkspacesOnTemplateVersion(ctx context.Context, templateVersionID uuid.UUID) (int64, error)
+	CountWorkspacesUsingTemplate(ctx context.Context, templateID uuid.UUID) (int64, error)
+	GetTemplateByIDForUpdate(ctx context.Context, id uuid.UUID) (Template, error)
+	InsertTemplateVersionVariableValue(ctx context.Context, arg InsertTemplateVersionVariableValueParams) error
+	UpdateTemplateRequireActiveVersionByID(ctx context.Context, arg UpdateTemplateRequireActiveVersionByIDParams) error
+	UpdateTemplateVersionArchivedByID(ctx context.Context, arg UpdateTemplateVersionArchivedByIDParams) error
+	UpsertTemplateVersionVariable(ctx context.Context, arg UpsertTemplateVersionVariableParams) error
 	GetTemplateVersionsByTemplateID(ctx context.Context, templateID uuid.NullUUID) ([]TemplateVersion, error)
 	GetTemplates(ctx context.Context) ([]Template, error)
 	GetUserByEmail(ctx context.Context, email string) (User, error)

@@ -14,7 +14,7 @@ import (
 )
 
 const getTemplateByID = `-- name: GetTemplateByID :one
-SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs FROM templates WHERE id = $1 LIMIT 1
+SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version FROM templates WHERE id = $1 LIMIT 1
 `
 
 func (q *Queries) GetTemplateByID(ctx context.Context, id uuid.UUID) (Template, error) {
@@ -34,12 +34,13 @@ func (q *Queries) GetTemplateByID(ctx context.Context, id uuid.UUID) (Template, 
 		&i.CreatedBy,
 		&i.DefaultTtl,
 		&i.AllowUserCancelWorkspaceJobs,
+		&i.RequireActiveVersion,
 	)
 	return i, err
 }
 
 const getTemplateByName = `-- name: GetTemplateByName :one
-SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs FROM templates WHERE lower(name) = lower($1::text) AND deleted = false LIMIT 1
+SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version FROM templates WHERE lower(name) = lower($1::text) AND deleted = false LIMIT 1
 `
 
 func (q *Queries) GetTemplateByName(ctx context.Context, name string) (Template, error) {
@@ -59,12 +60,13 @@ func (q *Queries) GetTemplateByName(ctx context.Context, name string) (Template,
 		&i.CreatedBy,
 		&i.DefaultTtl,
 		&i.AllowUserCancelWorkspaceJobs,
+		&i.RequireActiveVersion,
 	)
 	return i, err
 }
 
 const getTemplateVersionByID = `-- name: GetTemplateVersionByID :one
-SELECT id, template_id, created_at, updated_at, name, message, readme, job_id, created_by FROM template_versions WHERE id = $1 LIMIT 1
+SELECT id, template_id, created_at, updated_at, name, message, readme, job_id, created_by, archived FROM template_versions WHERE id = $1 LIMIT 1
 `
 
 func (q *Queries) GetTemplateVersionByID(ctx context.Context, id uuid.UUID) (TemplateVersion, error) {
@@ -80,12 +82,13 @@ func (q *Queries) GetTemplateVersionByID(ctx context.Context, id uuid.UUID) (Tem
 		&i.Readme,
 		&i.JobID,
 		&i.CreatedBy,
+		&i.Archived,
 	)
 	return i, err
 }
 
 const getTemplateVersionByJobID = `-- name: GetTemplateVersionByJobID :one
-SELECT id, template_id, created_at, updated_at, name, message, readme, job_id, created_by FROM template_versions WHERE job_id = $1 LIMIT 1
+SELECT id, template_id, created_at, updated_at, name, message, readme, job_id, created_by, archived FROM template_versions WHERE job_id = $1 LIMIT 1
 `
 
 func (q *Queries) GetTemplateVersionByJobID(ctx context.Context, jobID uuid.UUID) (TemplateVersion, error) {
@@ -101,12 +104,13 @@ func (q *Queries) GetTemplateVersionByJobID(ctx context.Context, jobID uuid.UUID
 		&i.Readme,
 		&i.JobID,
 		&i.CreatedBy,
+		&i.Archived,
 	)
 	return i, err
 }
 
 const getTemplateVersionByTemplateIDAndName = `-- name: GetTemplateVersionByTemplateIDAndName :one
-SELECT id, template_id, created_at, updated_at, name, message, readme, job_id, created_by FROM template_versions WHERE template_id = $1 AND lower(name) = lower($2::text) LIMIT 1
+SELECT id, template_id, created_at, updated_at, name, message, readme, job_id, created_by, archived FROM template_versions WHERE template_id = $1 AND lower(name) = lower($2::text) LIMIT 1
 `
 
 type GetTemplateVersionByTemplateIDAndNameParams struct {
@@ -127,6 +131,7 @@ func (q *Queries) GetTemplateVersionByTemplateIDAndName(ctx context.Context, arg
 		&i.Readme,
 		&i.JobID,
 		&i.CreatedBy,
+		&i.Archived,
 	)
 	return i, err
 }
@@ -176,7 +181,7 @@ func (q *Queries) GetTemplateVersionParameters(ctx context.Context, templateVers
 }
 
 const getTemplateVersionsByTemplateID = `-- name: GetTemplateVersionsByTemplateID :many
-SELECT id, template_id, created_at, updated_at, name, message, readme, job_id, created_by FROM template_versions WHERE template_id = $1 ORDER BY created_at ASC, id ASC
+SELECT id, template_id, created_at, updated_at, name, message, readme, job_id, created_by, archived FROM template_versions WHERE template_id = $1 ORDER BY created_at ASC, id ASC
 `
 
 func (q *Queries) GetTemplateVersionsByTemplateID(ctx context.Context, templateID uuid.NullUUID) ([]TemplateVersion, error) {
@@ -198,6 +203,7 @@ func (q *Queries) GetTemplateVersionsByTemplateID(ctx context.Context, templateI
 			&i.Readme,
 			&i.JobID,
 			&i.CreatedBy,
+			&i.Archived,
 		); err != nil {
 			return nil, err
 		}
@@ -210,7 +216,7 @@ func (q *Queries) GetTemplateVersionsByTemplateID(ctx context.Context, templateI
 }
 
 const getTemplates = `-- name: GetTemplates :many
-SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs FROM templates WHERE deleted = false ORDER BY lower(name) ASC, id ASC
+SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version FROM templates WHERE deleted = false ORDER BY lower(name) ASC, id ASC
 `
 
 func (q *Queries) GetTemplates(ctx context.Context) ([]Template, error) {
@@ -236,6 +242,7 @@ func (q *Queries) GetTemplates(ctx context.Context) ([]Template, error) {
 			&i.CreatedBy,
 			&i.DefaultTtl,
 			&i.AllowUserCancelWorkspaceJobs,
+			&i.RequireActiveVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -254,7 +261,7 @@ INSERT INTO templates (
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7,
     $8, $9, $10, $11, $12
-) RETURNING id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs
+) RETURNING id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version
 `
 
 type InsertTemplateParams struct {
@@ -302,6 +309,7 @@ func (q *Queries) InsertTemplate(ctx context.Context, arg InsertTemplateParams) 
 		&i.CreatedBy,
 		&i.DefaultTtl,
 		&i.AllowUserCancelWorkspaceJobs,
+		&i.RequireActiveVersion,
 	)
 	return i, err
 }
@@ -309,7 +317,7 @@ func (q *Queries) InsertTemplate(ctx context.Context, arg InsertTemplateParams) 
 const insertTemplateVersion = `-- name: InsertTemplateVersion :one
 INSERT INTO template_versions (id, template_id, created_at, updated_at, name, message, readme, job_id, created_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING id, template_id, created_at, updated_at, name, message, readme, job_id, created_by
+RETURNING id, template_id, created_at, updated_at, name, message, readme, job_id, created_by, archived
 `
 
 type InsertTemplateVersionParams struct {
@@ -347,6 +355,7 @@ func (q *Queries) InsertTemplateVersion(ctx context.Context, arg InsertTemplateV
 		&i.Readme,
 		&i.JobID,
 		&i.CreatedBy,
+		&i.Archived,
 	)
 	return i, err
 }
@@ -464,7 +473,7 @@ UPDATE templates SET display_name = $1, description = $2, icon = $3,
     default_ttl = $4, allow_user_cancel_workspace_jobs = $5,
     updated_at = $6
 WHERE id = $7
-RETURNING id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs
+RETURNING id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version
 `
 
 type UpdateTemplateMetaByIDParams struct {
@@ -502,6 +511,7 @@ func (q *Queries) UpdateTemplateMetaByID(ctx context.Context, arg UpdateTemplate
 		&i.CreatedBy,
 		&i.DefaultTtl,
 		&i.AllowUserCancelWorkspaceJobs,
+		&i.RequireActiveVersion,
 	)
 	return i, err
 }
@@ -519,5 +529,178 @@ type UpdateTemplateVersionTemplateIDParams struct {
 // Attaches a template version created before its template to that template.
 func (q *Queries) UpdateTemplateVersionTemplateID(ctx context.Context, arg UpdateTemplateVersionTemplateIDParams) error {
 	_, err := q.db.Exec(ctx, updateTemplateVersionTemplateID, arg.TemplateID, arg.UpdatedAt, arg.ID)
+	return err
+}
+
+const countLiveWorkspacesOnTemplateVersion = `-- name: CountLiveWorkspacesOnTemplateVersion :one
+SELECT count(*) FROM workspaces w
+JOIN LATERAL (
+    SELECT b.template_version_id FROM workspace_builds b WHERE b.workspace_id = w.id
+    ORDER BY b.build_number DESC LIMIT 1
+) lb ON true
+WHERE w.deleted = false AND lb.template_version_id = $1
+`
+
+// Workspaces not deleted whose latest build uses the template version.
+func (q *Queries) CountLiveWorkspacesOnTemplateVersion(ctx context.Context, templateVersionID uuid.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, countLiveWorkspacesOnTemplateVersion, templateVersionID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const countWorkspacesUsingTemplate = `-- name: CountWorkspacesUsingTemplate :one
+SELECT count(*) FROM workspaces WHERE template_id = $1 AND deleted = false
+`
+
+// Workspaces not deleted of a template (a template with any may not be deleted).
+func (q *Queries) CountWorkspacesUsingTemplate(ctx context.Context, templateID uuid.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, countWorkspacesUsingTemplate, templateID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const getTemplateByIDForUpdate = `-- name: GetTemplateByIDForUpdate :one
+SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version FROM templates WHERE id = $1 LIMIT 1 FOR UPDATE
+`
+
+// Locks the template row (deleting a template against concurrent workspace creation).
+func (q *Queries) GetTemplateByIDForUpdate(ctx context.Context, id uuid.UUID) (Template, error) {
+	row := q.db.QueryRow(ctx, getTemplateByIDForUpdate, id)
+	var i Template
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.Deleted,
+		&i.Name,
+		&i.DisplayName,
+		&i.Description,
+		&i.Icon,
+		&i.Provisioner,
+		&i.ActiveVersionID,
+		&i.CreatedBy,
+		&i.DefaultTtl,
+		&i.AllowUserCancelWorkspaceJobs,
+		&i.RequireActiveVersion,
+	)
+	return i, err
+}
+
+const getTemplateVersionVariables = `-- name: GetTemplateVersionVariables :many
+SELECT template_version_id, name, description, type, value, has_value, default_value, required, sensitive, declared FROM template_version_variables WHERE template_version_id = $1 ORDER BY name ASC
+`
+
+func (q *Queries) GetTemplateVersionVariables(ctx context.Context, templateVersionID uuid.UUID) ([]TemplateVersionVariable, error) {
+	rows, err := q.db.Query(ctx, getTemplateVersionVariables, templateVersionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TemplateVersionVariable
+	for rows.Next() {
+		var i TemplateVersionVariable
+		if err := rows.Scan(
+			&i.TemplateVersionID,
+			&i.Name,
+			&i.Description,
+			&i.Type,
+			&i.Value,
+			&i.HasValue,
+			&i.DefaultValue,
+			&i.Required,
+			&i.Sensitive,
+			&i.Declared,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const insertTemplateVersionVariableValue = `-- name: InsertTemplateVersionVariableValue :exec
+INSERT INTO template_version_variables (template_version_id, name, value, has_value)
+VALUES ($1, $2, $3, true)
+`
+
+type InsertTemplateVersionVariableValueParams struct {
+	TemplateVersionID uuid.UUID `json:"template_version_id"`
+	Name              string    `json:"name"`
+	Value             string    `json:"value"`
+}
+
+// A variable value given at push, before the import says what the template declares.
+func (q *Queries) InsertTemplateVersionVariableValue(ctx context.Context, arg InsertTemplateVersionVariableValueParams) error {
+	_, err := q.db.Exec(ctx, insertTemplateVersionVariableValue, arg.TemplateVersionID, arg.Name, arg.Value)
+	return err
+}
+
+const updateTemplateRequireActiveVersionByID = `-- name: UpdateTemplateRequireActiveVersionByID :exec
+UPDATE templates SET require_active_version = $1, updated_at = $2 WHERE id = $3
+`
+
+type UpdateTemplateRequireActiveVersionByIDParams struct {
+	RequireActiveVersion bool      `json:"require_active_version"`
+	UpdatedAt            time.Time `json:"updated_at"`
+	ID                   uuid.UUID `json:"id"`
+}
+
+func (q *Queries) UpdateTemplateRequireActiveVersionByID(ctx context.Context, arg UpdateTemplateRequireActiveVersionByIDParams) error {
+	_, err := q.db.Exec(ctx, updateTemplateRequireActiveVersionByID, arg.RequireActiveVersion, arg.UpdatedAt, arg.ID)
+	return err
+}
+
+const updateTemplateVersionArchivedByID = `-- name: UpdateTemplateVersionArchivedByID :exec
+UPDATE template_versions SET archived = $1, updated_at = $2 WHERE id = $3
+`
+
+type UpdateTemplateVersionArchivedByIDParams struct {
+	Archived  bool      `json:"archived"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ID        uuid.UUID `json:"id"`
+}
+
+func (q *Queries) UpdateTemplateVersionArchivedByID(ctx context.Context, arg UpdateTemplateVersionArchivedByIDParams) error {
+	_, err := q.db.Exec(ctx, updateTemplateVersionArchivedByID, arg.Archived, arg.UpdatedAt, arg.ID)
+	return err
+}
+
+const upsertTemplateVersionVariable = `-- name: UpsertTemplateVersionVariable :exec
+INSERT INTO template_version_variables (
+    template_version_id, name, description, type, default_value, required, sensitive, declared
+) VALUES (
+    $1, $2, $3, $4, $5, $6, $7, true
+)
+ON CONFLICT (template_version_id, name) DO UPDATE SET
+    description = EXCLUDED.description, type = EXCLUDED.type, default_value = EXCLUDED.default_value,
+    required = EXCLUDED.required, sensitive = EXCLUDED.sensitive, declared = true
+`
+
+type UpsertTemplateVersionVariableParams struct {
+	TemplateVersionID uuid.UUID `json:"template_version_id"`
+	Name              string    `json:"name"`
+	Description       string    `json:"description"`
+	Type              string    `json:"type"`
+	DefaultValue      string    `json:"default_value"`
+	Required          bool      `json:"required"`
+	Sensitive         bool      `json:"sensitive"`
+}
+
+// A variable block the import found; a value given at push is kept.
+func (q *Queries) UpsertTemplateVersionVariable(ctx context.Context, arg UpsertTemplateVersionVariableParams) error {
+	_, err := q.db.Exec(ctx, upsertTemplateVersionVariable,
+		arg.TemplateVersionID,
+		arg.Name,
+		arg.Description,
+		arg.Type,
+		arg.DefaultValue,
+		arg.Required,
+		arg.Sensitive,
+	)
 	return err
 }

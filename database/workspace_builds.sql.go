@@ -211,7 +211,7 @@ SELECT
     COALESCE(tv.name, '')::text AS template_version_name,
     COALESCE(initiator.username, '')::text AS initiator_username,
     COALESCE(owner.username, '')::text AS owner_username,
-    t.id, t.created_at, t.updated_at, t.deleted, t.name, t.display_name, t.description, t.icon, t.provisioner, t.active_version_id, t.created_by, t.default_ttl, t.allow_user_cancel_workspace_jobs
+    t.id, t.created_at, t.updated_at, t.deleted, t.name, t.display_name, t.description, t.icon, t.provisioner, t.active_version_id, t.created_by, t.default_ttl, t.allow_user_cancel_workspace_jobs, t.require_active_version
 FROM workspace_builds b
 JOIN provisioner_jobs j ON j.id = b.job_id
 JOIN workspaces w ON w.id = b.workspace_id
@@ -312,6 +312,7 @@ func (q *Queries) GetWorkspaceBuildsWithDetails(ctx context.Context, arg GetWork
 			&i.Template.CreatedBy,
 			&i.Template.DefaultTtl,
 			&i.Template.AllowUserCancelWorkspaceJobs,
+			&i.Template.RequireActiveVersion,
 		); err != nil {
 			return nil, err
 		}

@@ -16,6 +16,7 @@ func Template(t database.Template, createdByName string, workspaceCount int) cod
 		Description: t.Description, Icon: t.Icon, Provisioner: string(t.Provisioner), ActiveVersionID: t.ActiveVersionID,
 		ActiveUserCount: workspaceCount, CreatedByID: t.CreatedBy, CreatedByName: createdByName,
 		DefaultTTLMillis: t.DefaultTtl / 1e6, AllowUserCancelWorkspaceJobs: t.AllowUserCancelWorkspaceJobs,
+		RequireActiveVersion: t.RequireActiveVersion,
 	}
 }
 
@@ -25,6 +26,7 @@ func TemplateVersion(v database.TemplateVersion, job codersdk.ProvisionerJob, cr
 	out := codersdk.TemplateVersion{
 		ID: v.ID, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Name: v.Name, Message: v.Message,
 		Job: job, Readme: v.Readme, CreatedBy: codersdk.MinimalUser{ID: v.CreatedBy, Username: createdByName},
+		Archived: v.Archived,
 	}
 	if v.TemplateID.Valid {
 		id := v.TemplateID.UUID

@@ -176,6 +176,9 @@ func (s *Server) acquiredJob(ctx context.Context, job database.ProvisionerJob) (
 		if err != nil {
 			return nil, fmt.Errorf("get initiator: %w", err)
 		}
+		if out.VariableValues, err = s.variableValues(ctx, input.TemplateVersionID); err != nil {
+			return nil, err
+		}
 		out.TemplateImport = &provisionersdk.AcquiredJobTemplateImport{
 			TemplateVersionID: input.TemplateVersionID,
 			Metadata: provisionersdk.Metadata{
@@ -213,6 +216,9 @@ func (s *Server) acquiredJob(ctx context.Context, job database.ProvisionerJob) (
 		if err != nil {
 			return nil, fmt.Errorf("workspace %s build %d: %w", ws.Name, build.BuildNumber, err)
 		}
+		if out.VariableValues, err = s.variableValues(ctx, version.ID); err != nil {
+			return nil, err
+		}
 		for _, p := range params {
 			out.ParameterValues = append(out.ParameterValues, codersdk.WorkspaceBuildParameter{Name: p.Name, Value: p.Value})
 		}
@@ -231,6 +237,22 @@ func (s *Server) acquiredJob(ctx context.Context, job database.ProvisionerJob) (
 		}
 	default:
 		return nil, fmt.Errorf("unsupported job type %q", job.Type)
+	}
+	return out, nil
+}
+
+// variableValues returns the Terraform variable values given at push for a
+// template version (variables without one use their default).
+func (s *Server) variableValues(ctx context.Context, versionID uuid.UUID) ([]codersdk.VariableValue, error) {
+	rows, err := s.db.GetTemplateVersionVariables(ctx, versionID)
+	if err != nil {
+		return nil, fmt.Errorf("get template variables: %w", err)
+	}
+	var out []codersdk.VariableValue
+	for _, v := range rows {
+		if v.HasValue {
+			out = append(out, codersdk.VariableValue{Name: v.Name, Value: v.Value})
+		}
 	}
 	return out, nil
 }

@@ -310,6 +310,14 @@ func (s *Server) postComplete(w http.ResponseWriter, r *http.Request) {
 					return err
 				}
 			}
+			for _, v := range req.Variables {
+				if err := q.UpsertTemplateVersionVariable(ctx, database.UpsertTemplateVersionVariableParams{
+					TemplateVersionID: version.ID, Name: v.Name, Description: v.Description, Type: v.Type,
+					DefaultValue: v.DefaultValue, Required: v.Required, Sensitive: v.Sensitive,
+				}); err != nil {
+					return fmt.Errorf("store template variable %q: %w", v.Name, err)
+				}
+			}
 			if err := s.insertResources(ctx, q, job.ID, database.WorkspaceTransitionStart, req.Resources); err != nil {
 				return err
 			}

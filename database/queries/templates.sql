@@ -64,3 +64,45 @@ INSERT INTO template_version_parameters (
 -- name: GetTemplateVersionParameters :many
 SELECT * FROM template_version_parameters WHERE template_version_id = @template_version_id
 ORDER BY display_order ASC, lower(name) ASC;
+
+-- name: UpdateTemplateRequireActiveVersionByID :exec
+UPDATE templates SET require_active_version = @require_active_version, updated_at = @updated_at WHERE id = @id;
+
+-- name: UpdateTemplateVersionArchivedByID :exec
+UPDATE template_versions SET archived = @archived, updated_at = @updated_at WHERE id = @id;
+
+-- name: CountWorkspacesUsingTemplate :one
+-- Workspaces not deleted of a template (a template with any may not be deleted).
+SELECT count(*) FROM workspaces WHERE template_id = @template_id AND deleted = false;
+
+-- name: CountLiveWorkspacesOnTemplateVersion :one
+-- Workspaces not deleted whose latest build uses the template version.
+SELECT count(*) FROM workspaces w
+JOIN LATERAL (
+    SELECT b.template_version_id FROM workspace_builds b WHERE b.workspace_id = w.id
+    ORDER BY b.build_number DESC LIMIT 1
+) lb ON true
+WHERE w.deleted = false AND lb.template_version_id = @template_version_id;
+
+-- name: InsertTemplateVersionVariableValue :exec
+-- A variable value given at push, before the import says what the template declares.
+INSERT INTO template_version_variables (template_version_id, name, value, has_value)
+VALUES (@template_version_id, @name, @value, true);
+
+-- name: UpsertTemplateVersionVariable :exec
+-- A variable block the import found; a value given at push is kept.
+INSERT INTO template_version_variables (
+    template_version_id, name, description, type, default_value, required, sensitive, declared
+) VALUES (
+    @template_version_id, @name, @description, @type, @default_value, @required, @sensitive, true
+)
+ON CONFLICT (template_version_id, name) DO UPDATE SET
+    description = EXCLUDED.description, type = EXCLUDED.type, default_value = EXCLUDED.default_value,
+    required = EXCLUDED.required, sensitive = EXCLUDED.sensitive, declared = true;
+
+-- name: GetTemplateVersionVariables :many
+SELECT * FROM template_version_variables WHERE template_version_id = @template_version_id ORDER BY name ASC;
+
+-- name: GetTemplateByIDForUpdate :one
+-- Locks the template row (deleting a template against concurrent workspace creation).
+SELECT * FROM templates WHERE id = @id LIMIT 1 FOR UPDATE;

@@ -419,6 +419,10 @@
       await api("POST", `/api/v2/workspaces/${ws.id}/builds`, { transition });
       await refresh();
     };
+    const updateWorkspace = async () => {
+      await api("POST", `/api/v2/workspaces/${ws.id}/builds`, { transition: "start", template_version_id: ws.template_active_version_id });
+      await refresh();
+    };
     const waitIdle = async () => {
       for (;;) {
         const cur = await api("GET", `/api/v2/workspaces/${ws.id}`);
@@ -447,6 +451,9 @@
         btns.push(act("Stop", () => build("stop")));
         btns.push(act("Restart", async () => { await build("stop"); ws = await waitIdle(); await build("start"); }));
       }
+      // An outdated workspace updates to the active version (a start with
+      // it; parameters the new version adds need coder update).
+      if (!active && ws.outdated) btns.push(act("Update", () => updateWorkspace()));
       if (active) btns.push(act("Cancel", async () => { await api("PATCH", `/api/v2/workspacebuilds/${b.id}/cancel`); await refresh(); }));
       if (!active) btns.push(act("Delete", async () => { await build("delete"); }));
       for (const el of btns) el.disabled = busy;
@@ -566,6 +573,9 @@
     const t = await api("GET", `/api/v2/templates/${encodeURIComponent(name)}`);
     const versions = await api("GET", `/api/v2/templates/${encodeURIComponent(name)}/versions`);
     versions.sort((a, b) => new Date(b.created_at) - new Date(a.created_at));
+    // The active version's Terraform variables; sensitive values never
+    // leave the server.
+    const variables = (await api("GET", `/api/v2/templateversions/${t.active_version_id}/variables`)) || [];
     setPage(t.display_name || t.name,
       h("div", { class: "page-head" }, h("h1", {}, t.display_name || t.name),
         h("a", { class: "button primary", href: `/templates/${t.name}/workspace` }, "Create workspace")),
@@ -578,7 +588,15 @@
           h("td", {}, badge(v.job.status)),
           h("td", {}, ago(v.created_at)),
           h("td", {}, (v.created_by && v.created_by.username) || ""),
-          h("td", {}, v.message || ""))))));
+          h("td", {}, v.message || ""))))),
+      h("h2", {}, "Variables"),
+      variables.length ? h("table", { class: "list", id: "template-variables" },
+        h("thead", {}, h("tr", {}, ["Variable", "Value", "Description"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, variables.map((v) => h("tr", { dataset: { variable: v.name } },
+          h("th", { scope: "row" }, v.name, v.required ? h("span", { class: "badge" }, "required") : ""),
+          h("td", {}, v.sensitive ? h("span", { class: "muted", title: "sensitive: write-only" }, "sensitive") : h("code", {}, v.value)),
+          h("td", {}, v.description || ""))))) :
+        h("p", { class: "muted" }, "The active version declares no Terraform variables."));
   }
 
   // paramInput renders one rich parameter as a form control.
