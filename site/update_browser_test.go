@@ -120,8 +120,7 @@ resource "terraform_data" "box" {
 
 	b.do("open template", chromedp.Navigate(base+"/templates/box"))
 	b.waitJS("variables table", `(document.querySelector('#template-variables tr[data-variable="region"]')?.textContent || "").includes("eu-west")`, 30*time.Second)
-	var page string
-	b.do("read page", chromedp.Evaluate(`document.documentElement.outerHTML`, &page))
+	page := b.eval(`document.documentElement.outerHTML`)
 	if !strings.Contains(page, `data-variable="token"`) || strings.Contains(page, secret) {
 		t.Fatal("template page: the sensitive variable is missing or its value reached the browser")
 	}
