@@ -81,6 +81,9 @@ func (api *API) postWorkspace(w http.ResponseWriter, r *http.Request) {
 	if req.TemplateVersionID != uuid.Nil && !api.versionAllowed(w, r, tmpl, version) {
 		return
 	}
+	if _, ok := api.buildVersionID(w, r, tmpl, database.WorkspaceTransitionStart, version.ID, req.TemplateVersionID); !ok {
+		return
+	}
 	if !api.importSucceeded(ctx, w, r, version, "template_version_id") {
 		return
 	}
