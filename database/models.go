@@ -988,22 +988,6 @@ type TemplateVersion struct {
 	Archived bool `json:"archived"`
 }
 
-// Terraform variable blocks of a template version and the values given at push (written to a var file in the job directory for every plan).
-type TemplateVersionVariable struct {
-	TemplateVersionID uuid.UUID `json:"template_version_id"`
-	Name              string    `json:"name"`
-	Description       string    `json:"description"`
-	Type              string    `json:"type"`
-	// The value given at push (has_value); write-only through the API when sensitive.
-	Value        string `json:"value"`
-	HasValue     bool   `json:"has_value"`
-	DefaultValue string `json:"default_value"`
-	Required     bool   `json:"required"`
-	Sensitive    bool   `json:"sensitive"`
-	// Set by the import: the template declares the variable (rows inserted at push start undeclared).
-	Declared bool `json:"declared"`
-}
-
 type TemplateVersionParameter struct {
 	TemplateVersionID   uuid.UUID   `json:"template_version_id"`
 	Name                string      `json:"name"`
@@ -1023,6 +1007,22 @@ type TemplateVersionParameter struct {
 	DisplayOrder        int32       `json:"display_order"`
 	Ephemeral           bool        `json:"ephemeral"`
 	FormType            string      `json:"form_type"`
+}
+
+// Terraform variable blocks of a template version and the values given at push (written to a var file in the job directory for every plan).
+type TemplateVersionVariable struct {
+	TemplateVersionID uuid.UUID `json:"template_version_id"`
+	Name              string    `json:"name"`
+	Description       string    `json:"description"`
+	Type              string    `json:"type"`
+	// The value given at push (has_value); write-only through the API when sensitive.
+	Value        string `json:"value"`
+	HasValue     bool   `json:"has_value"`
+	DefaultValue string `json:"default_value"`
+	Required     bool   `json:"required"`
+	Sensitive    bool   `json:"sensitive"`
+	// Set by the import: the template declares the variable (rows inserted at push start undeclared).
+	Declared bool `json:"declared"`
 }
 
 type User struct {

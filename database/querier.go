@@ -23,6 +23,8 @@ type Querier interface {
 	// Deletes a single-use key and returns it; no row when it was already
 	// consumed (or never existed), so of concurrent callers exactly one wins.
 	ConsumeAPIKeyByID(ctx context.Context, id string) (APIKey, error)
+	// Workspaces not deleted of a template (a template with any may not be deleted).
+	CountWorkspacesUsingTemplate(ctx context.Context, templateID uuid.UUID) (int64, error)
 	DeleteAPIKeyByID(ctx context.Context, id string) error
 	DeleteAPIKeysByUserID(ctx context.Context, userID uuid.UUID) error
 	// Removes keys that expired before the given time.
@@ -58,6 +60,8 @@ type Querier interface {
 	GetProvisionerJobsWithQueueByIDs(ctx context.Context, arg GetProvisionerJobsWithQueueByIDsParams) ([]GetProvisionerJobsWithQueueByIDsRow, error)
 	GetProvisionerLogsAfterID(ctx context.Context, arg GetProvisionerLogsAfterIDParams) ([]ProvisionerJobLog, error)
 	GetTemplateByID(ctx context.Context, id uuid.UUID) (Template, error)
+	// Locks the template row (deleting a template against concurrent workspace creation).
+	GetTemplateByIDForUpdate(ctx context.Context, id uuid.UUID) (Template, error)
 	GetTemplateByName(ctx context.Context, name string) (Template, error)
 	// A template's schedule settings; a template without a template_schedules
 	// row has the defaults.
@@ -69,13 +73,6 @@ type Querier interface {
 	GetTemplateVersionByTemplateIDAndName(ctx context.Context, arg GetTemplateVersionByTemplateIDAndNameParams) (TemplateVersion, error)
 	GetTemplateVersionParameters(ctx context.Context, templateVersionID uuid.UUID) ([]TemplateVersionParameter, error)
 	GetTemplateVersionVariables(ctx context.Context, templateVersionID uuid.UUID) ([]TemplateVersionVariable, error)
-	CountLiveWorkspacesOnTemplateVersion(ctx context.Context, templateVersionID uuid.UUID) (int64, error)
-	CountWorkspacesUsingTemplate(ctx context.Context, templateID uuid.UUID) (int64, error)
-	GetTemplateByIDForUpdate(ctx context.Context, id uuid.UUID) (Template, error)
-	InsertTemplateVersionVariableValue(ctx context.Context, arg InsertTemplateVersionVariableValueParams) error
-	UpdateTemplateRequireActiveVersionByID(ctx context.Context, arg UpdateTemplateRequireActiveVersionByIDParams) error
-	UpdateTemplateVersionArchivedByID(ctx context.Context, arg UpdateTemplateVersionArchivedByIDParams) error
-	UpsertTemplateVersionVariable(ctx context.Context, arg UpsertTemplateVersionVariableParams) error
 	GetTemplateVersionsByTemplateID(ctx context.Context, templateID uuid.NullUUID) ([]TemplateVersion, error)
 	GetTemplates(ctx context.Context) ([]Template, error)
 	GetUserByEmail(ctx context.Context, email string) (User, error)
@@ -142,6 +139,8 @@ type Querier interface {
 	InsertTemplate(ctx context.Context, arg InsertTemplateParams) (Template, error)
 	InsertTemplateVersion(ctx context.Context, arg InsertTemplateVersionParams) (TemplateVersion, error)
 	InsertTemplateVersionParameter(ctx context.Context, arg InsertTemplateVersionParameterParams) (TemplateVersionParameter, error)
+	// A variable value given at push, before the import says what the template declares.
+	InsertTemplateVersionVariableValue(ctx context.Context, arg InsertTemplateVersionVariableValueParams) error
 	InsertUser(ctx context.Context, arg InsertUserParams) (User, error)
 	InsertWorkspace(ctx context.Context, arg InsertWorkspaceParams) (Workspace, error)
 	InsertWorkspaceAgent(ctx context.Context, arg InsertWorkspaceAgentParams) (WorkspaceAgent, error)
@@ -167,6 +166,8 @@ type Querier interface {
 	UpdateTemplateDefaultTTLByID(ctx context.Context, arg UpdateTemplateDefaultTTLByIDParams) error
 	UpdateTemplateDeletedByID(ctx context.Context, arg UpdateTemplateDeletedByIDParams) error
 	UpdateTemplateMetaByID(ctx context.Context, arg UpdateTemplateMetaByIDParams) (Template, error)
+	UpdateTemplateRequireActiveVersionByID(ctx context.Context, arg UpdateTemplateRequireActiveVersionByIDParams) error
+	UpdateTemplateVersionArchivedByID(ctx context.Context, arg UpdateTemplateVersionArchivedByIDParams) error
 	// Attaches a template version created before its template to that template.
 	UpdateTemplateVersionTemplateID(ctx context.Context, arg UpdateTemplateVersionTemplateIDParams) error
 	// Soft-deletes a user; username and email become reusable.
@@ -201,6 +202,8 @@ type Querier interface {
 	// expired it (it could not reach the database for a while).
 	UpsertReplicaHeartbeat(ctx context.Context, arg UpsertReplicaHeartbeatParams) error
 	UpsertTemplateSchedule(ctx context.Context, arg UpsertTemplateScheduleParams) error
+	// A variable block the import found; a value given at push is kept.
+	UpsertTemplateVersionVariable(ctx context.Context, arg UpsertTemplateVersionVariableParams) error
 }
 
 var _ Querier = (*Queries)(nil)

@@ -13,12 +13,51 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const countWorkspacesUsingTemplate = `-- name: CountWorkspacesUsingTemplate :one
+SELECT count(*) FROM workspaces WHERE template_id = $1 AND deleted = false
+`
+
+// Workspaces not deleted of a template (a template with any may not be deleted).
+func (q *Queries) CountWorkspacesUsingTemplate(ctx context.Context, templateID uuid.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, countWorkspacesUsingTemplate, templateID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const getTemplateByID = `-- name: GetTemplateByID :one
 SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version FROM templates WHERE id = $1 LIMIT 1
 `
 
 func (q *Queries) GetTemplateByID(ctx context.Context, id uuid.UUID) (Template, error) {
 	row := q.db.QueryRow(ctx, getTemplateByID, id)
+	var i Template
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.Deleted,
+		&i.Name,
+		&i.DisplayName,
+		&i.Description,
+		&i.Icon,
+		&i.Provisioner,
+		&i.ActiveVersionID,
+		&i.CreatedBy,
+		&i.DefaultTtl,
+		&i.AllowUserCancelWorkspaceJobs,
+		&i.RequireActiveVersion,
+	)
+	return i, err
+}
+
+const getTemplateByIDForUpdate = `-- name: GetTemplateByIDForUpdate :one
+SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version FROM templates WHERE id = $1 LIMIT 1 FOR UPDATE
+`
+
+// Locks the template row (deleting a template against concurrent workspace creation).
+func (q *Queries) GetTemplateByIDForUpdate(ctx context.Context, id uuid.UUID) (Template, error) {
+	row := q.db.QueryRow(ctx, getTemplateByIDForUpdate, id)
 	var i Template
 	err := row.Scan(
 		&i.ID,
@@ -169,6 +208,41 @@ func (q *Queries) GetTemplateVersionParameters(ctx context.Context, templateVers
 			&i.DisplayOrder,
 			&i.Ephemeral,
 			&i.FormType,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const getTemplateVersionVariables = `-- name: GetTemplateVersionVariables :many
+SELECT template_version_id, name, description, type, value, has_value, default_value, required, sensitive, declared FROM template_version_variables WHERE template_version_id = $1 ORDER BY name ASC
+`
+
+func (q *Queries) GetTemplateVersionVariables(ctx context.Context, templateVersionID uuid.UUID) ([]TemplateVersionVariable, error) {
+	rows, err := q.db.Query(ctx, getTemplateVersionVariables, templateVersionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TemplateVersionVariable
+	for rows.Next() {
+		var i TemplateVersionVariable
+		if err := rows.Scan(
+			&i.TemplateVersionID,
+			&i.Name,
+			&i.Description,
+			&i.Type,
+			&i.Value,
+			&i.HasValue,
+			&i.DefaultValue,
+			&i.Required,
+			&i.Sensitive,
+			&i.Declared,
 		); err != nil {
 			return nil, err
 		}
@@ -438,6 +512,23 @@ func (q *Queries) InsertTemplateVersionParameter(ctx context.Context, arg Insert
 	return i, err
 }
 
+const insertTemplateVersionVariableValue = `-- name: InsertTemplateVersionVariableValue :exec
+INSERT INTO template_version_variables (template_version_id, name, value, has_value)
+VALUES ($1, $2, $3, true)
+`
+
+type InsertTemplateVersionVariableValueParams struct {
+	TemplateVersionID uuid.UUID `json:"template_version_id"`
+	Name              string    `json:"name"`
+	Value             string    `json:"value"`
+}
+
+// A variable value given at push, before the import says what the template declares.
+func (q *Queries) InsertTemplateVersionVariableValue(ctx context.Context, arg InsertTemplateVersionVariableValueParams) error {
+	_, err := q.db.Exec(ctx, insertTemplateVersionVariableValue, arg.TemplateVersionID, arg.Name, arg.Value)
+	return err
+}
+
 const updateTemplateActiveVersionByID = `-- name: UpdateTemplateActiveVersionByID :exec
 UPDATE templates SET active_version_id = $1, updated_at = $2 WHERE id = $3
 `
@@ -516,130 +607,6 @@ func (q *Queries) UpdateTemplateMetaByID(ctx context.Context, arg UpdateTemplate
 	return i, err
 }
 
-const updateTemplateVersionTemplateID = `-- name: UpdateTemplateVersionTemplateID :exec
-UPDATE template_versions SET template_id = $1, updated_at = $2 WHERE id = $3
-`
-
-type UpdateTemplateVersionTemplateIDParams struct {
-	TemplateID uuid.NullUUID `json:"template_id"`
-	UpdatedAt  time.Time     `json:"updated_at"`
-	ID         uuid.UUID     `json:"id"`
-}
-
-// Attaches a template version created before its template to that template.
-func (q *Queries) UpdateTemplateVersionTemplateID(ctx context.Context, arg UpdateTemplateVersionTemplateIDParams) error {
-	_, err := q.db.Exec(ctx, updateTemplateVersionTemplateID, arg.TemplateID, arg.UpdatedAt, arg.ID)
-	return err
-}
-
-const countLiveWorkspacesOnTemplateVersion = `-- name: CountLiveWorkspacesOnTemplateVersion :one
-SELECT count(*) FROM workspaces w
-JOIN LATERAL (
-    SELECT b.template_version_id FROM workspace_builds b WHERE b.workspace_id = w.id
-    ORDER BY b.build_number DESC LIMIT 1
-) lb ON true
-WHERE w.deleted = false AND lb.template_version_id = $1
-`
-
-// Workspaces not deleted whose latest build uses the template version.
-func (q *Queries) CountLiveWorkspacesOnTemplateVersion(ctx context.Context, templateVersionID uuid.UUID) (int64, error) {
-	row := q.db.QueryRow(ctx, countLiveWorkspacesOnTemplateVersion, templateVersionID)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
-}
-
-const countWorkspacesUsingTemplate = `-- name: CountWorkspacesUsingTemplate :one
-SELECT count(*) FROM workspaces WHERE template_id = $1 AND deleted = false
-`
-
-// Workspaces not deleted of a template (a template with any may not be deleted).
-func (q *Queries) CountWorkspacesUsingTemplate(ctx context.Context, templateID uuid.UUID) (int64, error) {
-	row := q.db.QueryRow(ctx, countWorkspacesUsingTemplate, templateID)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
-}
-
-const getTemplateByIDForUpdate = `-- name: GetTemplateByIDForUpdate :one
-SELECT id, created_at, updated_at, deleted, name, display_name, description, icon, provisioner, active_version_id, created_by, default_ttl, allow_user_cancel_workspace_jobs, require_active_version FROM templates WHERE id = $1 LIMIT 1 FOR UPDATE
-`
-
-// Locks the template row (deleting a template against concurrent workspace creation).
-func (q *Queries) GetTemplateByIDForUpdate(ctx context.Context, id uuid.UUID) (Template, error) {
-	row := q.db.QueryRow(ctx, getTemplateByIDForUpdate, id)
-	var i Template
-	err := row.Scan(
-		&i.ID,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.Deleted,
-		&i.Name,
-		&i.DisplayName,
-		&i.Description,
-		&i.Icon,
-		&i.Provisioner,
-		&i.ActiveVersionID,
-		&i.CreatedBy,
-		&i.DefaultTtl,
-		&i.AllowUserCancelWorkspaceJobs,
-		&i.RequireActiveVersion,
-	)
-	return i, err
-}
-
-const getTemplateVersionVariables = `-- name: GetTemplateVersionVariables :many
-SELECT template_version_id, name, description, type, value, has_value, default_value, required, sensitive, declared FROM template_version_variables WHERE template_version_id = $1 ORDER BY name ASC
-`
-
-func (q *Queries) GetTemplateVersionVariables(ctx context.Context, templateVersionID uuid.UUID) ([]TemplateVersionVariable, error) {
-	rows, err := q.db.Query(ctx, getTemplateVersionVariables, templateVersionID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []TemplateVersionVariable
-	for rows.Next() {
-		var i TemplateVersionVariable
-		if err := rows.Scan(
-			&i.TemplateVersionID,
-			&i.Name,
-			&i.Description,
-			&i.Type,
-			&i.Value,
-			&i.HasValue,
-			&i.DefaultValue,
-			&i.Required,
-			&i.Sensitive,
-			&i.Declared,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const insertTemplateVersionVariableValue = `-- name: InsertTemplateVersionVariableValue :exec
-INSERT INTO template_version_variables (template_version_id, name, value, has_value)
-VALUES ($1, $2, $3, true)
-`
-
-type InsertTemplateVersionVariableValueParams struct {
-	TemplateVersionID uuid.UUID `json:"template_version_id"`
-	Name              string    `json:"name"`
-	Value             string    `json:"value"`
-}
-
-// A variable value given at push, before the import says what the template declares.
-func (q *Queries) InsertTemplateVersionVariableValue(ctx context.Context, arg InsertTemplateVersionVariableValueParams) error {
-	_, err := q.db.Exec(ctx, insertTemplateVersionVariableValue, arg.TemplateVersionID, arg.Name, arg.Value)
-	return err
-}
-
 const updateTemplateRequireActiveVersionByID = `-- name: UpdateTemplateRequireActiveVersionByID :exec
 UPDATE templates SET require_active_version = $1, updated_at = $2 WHERE id = $3
 `
@@ -667,6 +634,22 @@ type UpdateTemplateVersionArchivedByIDParams struct {
 
 func (q *Queries) UpdateTemplateVersionArchivedByID(ctx context.Context, arg UpdateTemplateVersionArchivedByIDParams) error {
 	_, err := q.db.Exec(ctx, updateTemplateVersionArchivedByID, arg.Archived, arg.UpdatedAt, arg.ID)
+	return err
+}
+
+const updateTemplateVersionTemplateID = `-- name: UpdateTemplateVersionTemplateID :exec
+UPDATE template_versions SET template_id = $1, updated_at = $2 WHERE id = $3
+`
+
+type UpdateTemplateVersionTemplateIDParams struct {
+	TemplateID uuid.NullUUID `json:"template_id"`
+	UpdatedAt  time.Time     `json:"updated_at"`
+	ID         uuid.UUID     `json:"id"`
+}
+
+// Attaches a template version created before its template to that template.
+func (q *Queries) UpdateTemplateVersionTemplateID(ctx context.Context, arg UpdateTemplateVersionTemplateIDParams) error {
+	_, err := q.db.Exec(ctx, updateTemplateVersionTemplateID, arg.TemplateID, arg.UpdatedAt, arg.ID)
 	return err
 }
 

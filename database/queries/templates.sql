@@ -75,15 +75,6 @@ UPDATE template_versions SET archived = @archived, updated_at = @updated_at WHER
 -- Workspaces not deleted of a template (a template with any may not be deleted).
 SELECT count(*) FROM workspaces WHERE template_id = @template_id AND deleted = false;
 
--- name: CountLiveWorkspacesOnTemplateVersion :one
--- Workspaces not deleted whose latest build uses the template version.
-SELECT count(*) FROM workspaces w
-JOIN LATERAL (
-    SELECT b.template_version_id FROM workspace_builds b WHERE b.workspace_id = w.id
-    ORDER BY b.build_number DESC LIMIT 1
-) lb ON true
-WHERE w.deleted = false AND lb.template_version_id = @template_version_id;
-
 -- name: InsertTemplateVersionVariableValue :exec
 -- A variable value given at push, before the import says what the template declares.
 INSERT INTO template_version_variables (template_version_id, name, value, has_value)
