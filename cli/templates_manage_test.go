@@ -3,11 +3,14 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/wgmesh/coder/cli"
 	"github.com/wgmesh/coder/coderd/coderdtest"
@@ -140,6 +143,7 @@ func TestTemplateManagementCommands(t *testing.T) {
 		t.Fatalf("versions after push --message: %+v", versions)
 	}
 	mustRun(t, env, "create", "ws", "-t", "upd", "-y")
+	mustRun(t, env, "create", "ws2", "-t", "upd", "-y")
 	if out := mustRun(t, env, "update", "ws"); !strings.Contains(out, "up to date") {
 		t.Fatalf("update of a current workspace: %q", out)
 	}
@@ -150,9 +154,17 @@ func TestTemplateManagementCommands(t *testing.T) {
 	}
 	res = runCLI(t, env, nil, "update", "ws")
 	fail("update without the new required parameter", res, "--parameter region=VALUE")
-	out := mustRun(t, env, "update", "ws", "--parameter", "region=eu")
-	if !strings.Contains(out, "updated to version v2") {
-		t.Fatalf("update output:\n%s", out)
+	// On a terminal the new parameter is asked for.
+	code, out := runCLIOnPTY(t, env, "eu\n", "update", "ws")
+	if code != 0 || !strings.Contains(out, "> region: ") || !strings.Contains(out, "updated to version v2") {
+		t.Fatalf("interactive update: exit %d\n%s", code, out)
+	}
+	if out := mustRun(t, env, "update", "ws2", "--parameter", "region=us"); !strings.Contains(out, "updated to version v2") {
+		t.Fatalf("update --parameter output:\n%s", out)
+	}
+	ws2, _ := client.WorkspaceByOwnerAndName(ctx, codersdk.Me, "ws2")
+	if p, err := client.WorkspaceBuildParameters(ctx, ws2.LatestBuild.ID); err != nil || len(p) != 1 || p[0].Value != "us" {
+		t.Fatalf("ws2 parameters after update --parameter: %v %v", p, err)
 	}
 	ws, _ = client.WorkspaceByOwnerAndName(ctx, codersdk.Me, "ws")
 	params, err := client.WorkspaceBuildParameters(ctx, ws.LatestBuild.ID)
@@ -191,10 +203,38 @@ func TestTemplateManagementCommands(t *testing.T) {
 	}
 
 	// Delete.
-	fail("delete a template in use", runCLI(t, env, nil, "templates", "delete", "upd", "-y"), "used by 1 workspace")
+	fail("delete a template in use", runCLI(t, env, nil, "templates", "delete", "upd", "-y"), "used by 2 workspace")
 	mustRun(t, env, "delete", "ws", "-y")
+	mustRun(t, env, "delete", "ws2", "-y")
 	mustRun(t, env, "templates", "delete", "upd", "-y")
 	if _, err := client.TemplateByName(ctx, "upd"); err == nil {
 		t.Fatal("template still there after delete")
 	}
+}
+
+// runCLIOnPTY runs the CLI in-process with a pseudo-terminal as stdin
+// (answers written to it up front) and returns the exit code and the
+// combined output.
+func runCLIOnPTY(t *testing.T, env []string, answers string, args ...string) (int, string) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatalf("open pty: %v", err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		_, _ = io.Copy(io.Discard, ptmx)
+	}()
+	if _, err := ptmx.Write([]byte(answers)); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncBuffer
+	code := cli.Run(context.Background(), cli.Invocation{Args: args, Stdin: tty, Stdout: &stdout, Stderr: &stderr, Environ: env})
+	_ = tty.Close()
+	_ = ptmx.Close()
+	<-drained
+	return code, stdout.String() + stderr.String()
 }
