@@ -1,6 +1,7 @@
 package coderd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -245,4 +246,25 @@ func (api *API) workspaceBuildParameters(w http.ResponseWriter, r *http.Request)
 		out = append(out, codersdk.WorkspaceBuildParameter{Name: p.Name, Value: p.Value})
 	}
 	httpapi.Write(r.Context(), w, http.StatusOK, out)
+}
+
+// inheritedVariableValues returns the values of the given version's
+// declared variables that were set at its push and that given does not
+// name: a new version of a template starts from the active version's values.
+func (api *API) inheritedVariableValues(ctx context.Context, versionID uuid.UUID, given []codersdk.VariableValue) ([]codersdk.VariableValue, error) {
+	rows, err := api.db.GetTemplateVersionVariables(ctx, versionID)
+	if err != nil {
+		return nil, fmt.Errorf("get template variables: %w", err)
+	}
+	named := map[string]bool{}
+	for _, v := range given {
+		named[v.Name] = true
+	}
+	var out []codersdk.VariableValue
+	for _, row := range rows {
+		if row.Declared && row.HasValue && !named[row.Name] {
+			out = append(out, codersdk.VariableValue{Name: row.Name, Value: row.Value})
+		}
+	}
+	return out, nil
 }

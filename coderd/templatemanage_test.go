@@ -162,6 +162,31 @@ func TestTemplateVariables(t *testing.T) {
 	if meta["region"] != "eu-west" || meta["size"] != "small" {
 		t.Fatalf("build metadata %v: the build did not get the variable values", meta)
 	}
+	// A new version inherits the values the push does not give (the
+	// sensitive one included, without it leaving the server), a given one
+	// wins, and one the new template no longer declares is dropped.
+	v2 := e.pushVersion(t, tmpl.ID, variablesTF+"\n# v2\n", []codersdk.VariableValue{{Name: "size", Value: "large"}})
+	if v2.Job.Status != codersdk.ProvisionerJobSucceeded {
+		t.Fatalf("import of v2 without the required values: %s %q; want them inherited", v2.Job.Status, v2.Job.Error)
+	}
+	vars2, err := e.client.TemplateVersionVariables(ctx, v2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tv := range vars2 {
+		if (tv.Name == "region" && tv.Value != "eu-west") || (tv.Name == "size" && tv.Value != "large") || (tv.Name == "api_key" && tv.Value != "") {
+			t.Fatalf("v2 variable %+v", tv)
+		}
+	}
+	withoutKey := strings.Replace(strings.Replace(variablesTF, "    key   = sha256(var.api_key)\n", "", 1),
+		"variable \"api_key\" {\n  type      = string\n  sensitive = true\n}\n", "", 1)
+	if withoutKey == variablesTF || strings.Contains(withoutKey, "api_key") {
+		t.Fatal("test template edit did not apply")
+	}
+	if v3 := e.pushVersion(t, tmpl.ID, withoutKey, nil); v3.Job.Status != codersdk.ProvisionerJobSucceeded {
+		t.Fatalf("import of a version without the inherited variable: %s %q", v3.Job.Status, v3.Job.Error)
+	}
+
 	for _, logs := range []func() (<-chan codersdk.ProvisionerJobLog, error){
 		func() (<-chan codersdk.ProvisionerJobLog, error) {
 			ch, _, err := e.client.TemplateVersionLogsAfter(ctx, v.ID, 0, false)

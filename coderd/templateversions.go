@@ -61,6 +61,7 @@ func (api *API) postTemplateVersion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var templateID uuid.NullUUID
+	var inherited []codersdk.VariableValue
 	if req.TemplateID != uuid.Nil {
 		t, err := api.db.GetTemplateByID(ctx, req.TemplateID)
 		if err != nil || t.Deleted {
@@ -70,6 +71,12 @@ func (api *API) postTemplateVersion(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		templateID = uuid.NullUUID{UUID: t.ID, Valid: true}
+		// Variables the push gives no value for keep the active version's
+		// (sensitive ones included: they never leave the server).
+		if inherited, err = api.inheritedVariableValues(ctx, t.ActiveVersionID, req.UserVariableValues); err != nil {
+			httpapi.InternalServerError(w, r, "Get the active version's variables.", err)
+			return
+		}
 	}
 	tags := map[string]string{}
 	for k, v := range req.ProvisionerTags {
@@ -107,9 +114,9 @@ func (api *API) postTemplateVersion(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return fmt.Errorf("insert template version: %w", err)
 		}
-		for _, v := range req.UserVariableValues {
+		for i, v := range append(req.UserVariableValues, inherited...) {
 			if err := q.InsertTemplateVersionVariableValue(ctx, database.InsertTemplateVersionVariableValueParams{
-				TemplateVersionID: version.ID, Name: v.Name, Value: v.Value,
+				TemplateVersionID: version.ID, Name: v.Name, Value: v.Value, Inherited: i >= len(req.UserVariableValues),
 			}); err != nil {
 				return fmt.Errorf("store variable value %q: %w", v.Name, err)
 			}

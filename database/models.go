@@ -1023,6 +1023,8 @@ type TemplateVersionVariable struct {
 	Sensitive    bool   `json:"sensitive"`
 	// Set by the import: the template declares the variable (rows inserted at push start undeclared).
 	Declared bool `json:"declared"`
+	// The value was not given at push but kept from the active version of the template then (a template that no longer declares the variable just ignores it).
+	Inherited bool `json:"inherited"`
 }
 
 type User struct {

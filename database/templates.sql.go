@@ -220,7 +220,7 @@ func (q *Queries) GetTemplateVersionParameters(ctx context.Context, templateVers
 }
 
 const getTemplateVersionVariables = `-- name: GetTemplateVersionVariables :many
-SELECT template_version_id, name, description, type, value, has_value, default_value, required, sensitive, declared FROM template_version_variables WHERE template_version_id = $1 ORDER BY name ASC
+SELECT template_version_id, name, description, type, value, has_value, default_value, required, sensitive, declared, inherited FROM template_version_variables WHERE template_version_id = $1 ORDER BY name ASC
 `
 
 func (q *Queries) GetTemplateVersionVariables(ctx context.Context, templateVersionID uuid.UUID) ([]TemplateVersionVariable, error) {
@@ -243,6 +243,7 @@ func (q *Queries) GetTemplateVersionVariables(ctx context.Context, templateVersi
 			&i.Required,
 			&i.Sensitive,
 			&i.Declared,
+			&i.Inherited,
 		); err != nil {
 			return nil, err
 		}
@@ -513,19 +514,25 @@ func (q *Queries) InsertTemplateVersionParameter(ctx context.Context, arg Insert
 }
 
 const insertTemplateVersionVariableValue = `-- name: InsertTemplateVersionVariableValue :exec
-INSERT INTO template_version_variables (template_version_id, name, value, has_value)
-VALUES ($1, $2, $3, true)
+INSERT INTO template_version_variables (template_version_id, name, value, has_value, inherited)
+VALUES ($1, $2, $3, true, $4)
 `
 
 type InsertTemplateVersionVariableValueParams struct {
 	TemplateVersionID uuid.UUID `json:"template_version_id"`
 	Name              string    `json:"name"`
 	Value             string    `json:"value"`
+	Inherited         bool      `json:"inherited"`
 }
 
 // A variable value given at push, before the import says what the template declares.
 func (q *Queries) InsertTemplateVersionVariableValue(ctx context.Context, arg InsertTemplateVersionVariableValueParams) error {
-	_, err := q.db.Exec(ctx, insertTemplateVersionVariableValue, arg.TemplateVersionID, arg.Name, arg.Value)
+	_, err := q.db.Exec(ctx, insertTemplateVersionVariableValue,
+		arg.TemplateVersionID,
+		arg.Name,
+		arg.Value,
+		arg.Inherited,
+	)
 	return err
 }
 

@@ -499,7 +499,8 @@ func (d *Daemon) execute(ctx context.Context, job *provisionersdk.AcquiredJob, l
 		if job.TemplateImport == nil {
 			return nil, errors.New("import job without import payload")
 		}
-		res, err := r.Import(ctx, job.TemplateSourceArchive, job.TemplateImport.Metadata, job.ParameterValues, logs, terraform.WithVariables(job.VariableValues))
+		res, err := r.Import(ctx, job.TemplateSourceArchive, job.TemplateImport.Metadata, job.ParameterValues, logs,
+			terraform.WithVariables(job.VariableValues), terraform.WithInheritedVariables(job.InheritedVariableValues))
 		if err != nil {
 			return nil, err
 		}

@@ -176,7 +176,7 @@ func (s *Server) acquiredJob(ctx context.Context, job database.ProvisionerJob) (
 		if err != nil {
 			return nil, fmt.Errorf("get initiator: %w", err)
 		}
-		if out.VariableValues, err = s.variableValues(ctx, input.TemplateVersionID); err != nil {
+		if out.VariableValues, out.InheritedVariableValues, err = s.variableValues(ctx, input.TemplateVersionID, false); err != nil {
 			return nil, err
 		}
 		out.TemplateImport = &provisionersdk.AcquiredJobTemplateImport{
@@ -216,7 +216,7 @@ func (s *Server) acquiredJob(ctx context.Context, job database.ProvisionerJob) (
 		if err != nil {
 			return nil, fmt.Errorf("workspace %s build %d: %w", ws.Name, build.BuildNumber, err)
 		}
-		if out.VariableValues, err = s.variableValues(ctx, version.ID); err != nil {
+		if out.VariableValues, _, err = s.variableValues(ctx, version.ID, true); err != nil {
 			return nil, err
 		}
 		for _, p := range params {
@@ -241,18 +241,23 @@ func (s *Server) acquiredJob(ctx context.Context, job database.ProvisionerJob) (
 	return out, nil
 }
 
-// variableValues returns the Terraform variable values given at push for a
-// template version (variables without one use their default).
-func (s *Server) variableValues(ctx context.Context, versionID uuid.UUID) ([]codersdk.VariableValue, error) {
+// variableValues returns the Terraform variable values of a template
+// version: those given at its push and those it kept from the active
+// version then (inherited). After the import (declaredOnly) only the
+// variables the template declares count, all as given.
+func (s *Server) variableValues(ctx context.Context, versionID uuid.UUID, declaredOnly bool) (given, inherited []codersdk.VariableValue, err error) {
 	rows, err := s.db.GetTemplateVersionVariables(ctx, versionID)
 	if err != nil {
-		return nil, fmt.Errorf("get template variables: %w", err)
+		return nil, nil, fmt.Errorf("get template variables: %w", err)
 	}
-	var out []codersdk.VariableValue
 	for _, v := range rows {
-		if v.HasValue {
-			out = append(out, codersdk.VariableValue{Name: v.Name, Value: v.Value})
+		switch {
+		case !v.HasValue, declaredOnly && !v.Declared:
+		case v.Inherited && !declaredOnly:
+			inherited = append(inherited, codersdk.VariableValue{Name: v.Name, Value: v.Value})
+		default:
+			given = append(given, codersdk.VariableValue{Name: v.Name, Value: v.Value})
 		}
 	}
-	return out, nil
+	return given, inherited, nil
 }

@@ -138,10 +138,14 @@ type AcquiredJob struct {
 	// VariableValues are the values of the template version's Terraform
 	// variables given at push (the daemon writes them to a var file in the
 	// job directory; they are never logged).
-	VariableValues []codersdk.VariableValue   `json:"variable_values,omitempty"`
-	WorkspaceBuild *AcquiredJobWorkspaceBuild `json:"workspace_build,omitempty"`
-	TemplateImport *AcquiredJobTemplateImport `json:"template_import,omitempty"`
-	TemplateDryRun *AcquiredJobTemplateDryRun `json:"template_dry_run,omitempty"`
+	VariableValues []codersdk.VariableValue `json:"variable_values,omitempty"`
+	// InheritedVariableValues (imports only) are values the new version kept
+	// from the template's active version; unlike VariableValues, one the
+	// template no longer declares is not an error.
+	InheritedVariableValues []codersdk.VariableValue   `json:"inherited_variable_values,omitempty"`
+	WorkspaceBuild          *AcquiredJobWorkspaceBuild `json:"workspace_build,omitempty"`
+	TemplateImport          *AcquiredJobTemplateImport `json:"template_import,omitempty"`
+	TemplateDryRun          *AcquiredJobTemplateDryRun `json:"template_dry_run,omitempty"`
 }
 
 // CompletedJob reports a job that succeeded.

@@ -22,9 +22,11 @@ CREATE TABLE template_version_variables (
     required boolean NOT NULL DEFAULT false,
     sensitive boolean NOT NULL DEFAULT false,
     declared boolean NOT NULL DEFAULT false,
+    inherited boolean NOT NULL DEFAULT false,
     PRIMARY KEY (template_version_id, name)
 );
 
 COMMENT ON TABLE template_version_variables IS 'Terraform variable blocks of a template version and the values given at push (written to a var file in the job directory for every plan).';
 COMMENT ON COLUMN template_version_variables.value IS 'The value given at push (has_value); write-only through the API when sensitive.';
+COMMENT ON COLUMN template_version_variables.inherited IS 'The value was not given at push but kept from the active version of the template then (a template that no longer declares the variable just ignores it).';
 COMMENT ON COLUMN template_version_variables.declared IS 'Set by the import: the template declares the variable (rows inserted at push start undeclared).';

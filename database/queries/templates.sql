@@ -77,8 +77,8 @@ SELECT count(*) FROM workspaces WHERE template_id = @template_id AND deleted = f
 
 -- name: InsertTemplateVersionVariableValue :exec
 -- A variable value given at push, before the import says what the template declares.
-INSERT INTO template_version_variables (template_version_id, name, value, has_value)
-VALUES (@template_version_id, @name, @value, true);
+INSERT INTO template_version_variables (template_version_id, name, value, has_value, inherited)
+VALUES (@template_version_id, @name, @value, true, @inherited);
 
 -- name: UpsertTemplateVersionVariable :exec
 -- A variable block the import found; a value given at push is kept.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -353,10 +354,13 @@ func (r *Runner) Import(ctx context.Context, archive []byte, md provisionersdk.M
 		// Never contacted: an import only plans.
 		md.CoderURL = "http://127.0.0.1/"
 	}
+	// Inherited values go to terraform too; one for a variable the
+	// template no longer declares is only a warning in a var file.
+	vars := append(slices.Clone(bo.variables), bo.inherited...)
 	res := &ImportResult{}
 	for _, transition := range []codersdk.WorkspaceTransition{codersdk.WorkspaceTransitionStart, codersdk.WorkspaceTransitionStop} {
 		md.WorkspaceTransition = transition
-		plan, err := r.planOnly(ctx, archive, md, params, logs, bo.variables)
+		plan, err := r.planOnly(ctx, archive, md, params, logs, vars)
 		if err != nil {
 			return nil, err
 		}

@@ -25,6 +25,7 @@ type BuildOption func(*buildOptions)
 type buildOptions struct {
 	onState   StateFunc
 	variables []codersdk.VariableValue
+	inherited []codersdk.VariableValue
 }
 
 // WithStateUpdates makes Build report the state file while terraform

@@ -26,6 +26,14 @@ func WithVariables(vals []codersdk.VariableValue) BuildOption {
 	return func(o *buildOptions) { o.variables = vals }
 }
 
+// WithInheritedVariables passes values an import kept from the template's
+// previous version: terraform gets them like WithVariables values, but one
+// for a variable the template no longer declares is not an error (terraform
+// warns about it), whereas a WithVariables value must be declared.
+func WithInheritedVariables(vals []codersdk.VariableValue) BuildOption {
+	return func(o *buildOptions) { o.inherited = vals }
+}
+
 // MissingVariablesError is returned when a template declares variables
 // without a default and no value was given for them.
 type MissingVariablesError struct {
