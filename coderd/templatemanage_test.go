@@ -340,3 +340,44 @@ func TestTemplateDeleteAndArchive(t *testing.T) {
 	_, err = member.CreateWorkspace(ctx, codersdk.Me, codersdk.CreateWorkspaceRequest{TemplateID: tmpl.ID, Name: "late"})
 	wantStatus(t, err, http.StatusBadRequest, "workspace of a deleted template")
 }
+
+// TestAutostartUsesRequiredActiveVersion: the lifecycle executor's
+// autostart of a workspace built from an old version builds the active
+// version when the template requires it (the injected clock drives the
+// schedule).
+func TestAutostartUsesRequiredActiveVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newLifecycleEnv(t)
+	tmpl := e.template(t, "auto-active", lifecycleTF, codersdk.TemplateScheduleFields{})
+	sched := "CRON_TZ=Europe/Berlin 30 8 * * 1-5"
+	ws, err := e.client.CreateWorkspace(ctx, codersdk.Me, codersdk.CreateWorkspaceRequest{TemplateID: tmpl.ID, Name: "auto", AutostartSchedule: &sched})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitLatest(t, e.client, ws.ID)
+	if _, err := e.client.CreateWorkspaceBuild(ctx, ws.ID, codersdk.CreateWorkspaceBuildRequest{Transition: codersdk.WorkspaceTransitionStop}); err != nil {
+		t.Fatal(err)
+	}
+	ws = e.waitLatest(t, e.client, ws.ID)
+	v2 := e.pushVersion(t, tmpl.ID, lifecycleTF+"\n# v2\n", nil)
+	if err := e.client.UpdateActiveTemplateVersion(ctx, tmpl.ID.String(), codersdk.UpdateActiveTemplateVersion{ID: v2.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.UpdateTemplateMeta(ctx, tmpl.ID.String(), codersdk.UpdateTemplateMeta{RequireActiveVersion: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := nextWeekday830(*ws.LatestBuild.Job.CompletedAt, berlin)
+	e.clock.AdvanceTo(due)
+	if s := e.tickAt(t, due); s.Transitions[ws.ID] != "start" {
+		t.Fatalf("tick at %v: %+v", due, s)
+	}
+	ws = e.waitLatest(t, e.client, ws.ID)
+	if b := ws.LatestBuild; b.Reason != "autostart" || b.TemplateVersionID != v2.ID || b.Status != codersdk.WorkspaceStatusRunning {
+		t.Fatalf("autostart: reason %s version %s (want %s) status %s %s", b.Reason, b.TemplateVersionID, v2.ID, b.Status, b.Job.Error)
+	}
+}
