@@ -151,6 +151,10 @@ func (r *root) command() *cobra.Command {
 		r.netcheckCommand(),
 		r.openCommand(),
 		r.statCommand(),
+		r.whoamiCommand(),
+		r.renameCommand(),
+		r.favoriteCommand(true),
+		r.favoriteCommand(false),
 	)
 	cmd.AddCommand(r.workspaceCommands()...)
 	return cmd

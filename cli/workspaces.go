@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -160,48 +159,6 @@ func (r *root) createCommand() *cobra.Command {
 	return cmd
 }
 
-func (r *root) listCommand() *cobra.Command {
-	var (
-		out outputFormat
-		all bool
-	)
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List workspaces",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			client, err := r.client()
-			if err != nil {
-				return err
-			}
-			owner := codersdk.Me
-			if all {
-				owner = ""
-			}
-			res, err := client.Workspaces(cmd.Context(), owner)
-			if err != nil {
-				return err
-			}
-			if out.value == "json" {
-				return writeJSON(r.stdout, res.Workspaces)
-			}
-			rows := make([][]string, 0, len(res.Workspaces))
-			for _, ws := range res.Workspaces {
-				rows = append(rows, []string{ws.OwnerName + "/" + ws.Name, ws.TemplateName, string(ws.LatestBuild.Status) + dormancyStatus(ws),
-					string(ws.LatestBuild.Transition), humanTime(ws.LatestBuild.CreatedAt), agentHealth(ws), strconv.Itoa(workspaceAppCount(ws))})
-			}
-			return writeTable(r.stdout, []string{"WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "AT", "AGENT", "APPS"}, rows)
-		},
-	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "List the workspaces of every user you may see.")
-	addOutputFlag(cmd, &out, "table")
-	return cmd
-}
-
 // workspaceAppCount counts the apps of every agent of the workspace's
 // latest build.
 // agentHealth is the AGENT column of `coder list`: for each agent (distinct
@@ -304,8 +261,8 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 			if err != nil {
 				return err
 			}
-			if transition == codersdk.WorkspaceTransitionDelete && !yes {
-				ok, err := r.confirm(fmt.Sprintf("Delete workspace %q and all its resources?", ws.Name))
+			if question := transitionQuestion(transition, ws.Name); question != "" && !yes {
+				ok, err := r.confirm(question)
 				if err != nil {
 					return err
 				}
@@ -330,16 +287,31 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 			return nil
 		},
 	}
+	if transition == codersdk.WorkspaceTransitionDelete {
+		cmd.Aliases = []string{"rm"}
+	}
 	fs := cmd.Flags()
 	// -y is accepted by every transition so scripts can pass it uniformly;
-	// only delete asks for confirmation.
-	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation (only delete asks).")
+	// stop and delete ask for confirmation.
+	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation (stop and delete ask).")
 	if transition == codersdk.WorkspaceTransitionDelete {
 		fs.BoolVar(&orphan, "orphan", false, "Delete the workspace without running terraform destroy (for a broken template); resources are left behind.")
 	} else {
 		fs.StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
 	}
 	return cmd
+}
+
+// transitionQuestion is the confirmation a transition asks for ("" for
+// none): stop and delete, as Coder's CLI does.
+func transitionQuestion(t codersdk.WorkspaceTransition, name string) string {
+	switch t {
+	case codersdk.WorkspaceTransitionStop:
+		return fmt.Sprintf("Stop workspace %q?", name)
+	case codersdk.WorkspaceTransitionDelete:
+		return fmt.Sprintf("Delete workspace %q and all its resources?", name)
+	}
+	return ""
 }
 
 func pastTense(t codersdk.WorkspaceTransition) string {

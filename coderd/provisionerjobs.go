@@ -63,6 +63,7 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 				r.Get("/builds", api.workspaceBuilds)
 				r.Post("/builds", api.postWorkspaceBuild)
 				api.workspaceScheduleRoutes(r)
+				api.workspaceParityRoutes(r)
 			})
 		})
 		r.Route("/workspacebuilds/{workspacebuild}", func(r chi.Router) {
@@ -70,6 +71,7 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 			r.Get("/", api.workspaceBuild)
 			r.Get("/logs", api.workspaceBuildLogs)
 			r.Get("/resources", api.workspaceBuildResources)
+			r.Get("/parameters", api.workspaceBuildParameters)
 			r.Patch("/cancel", api.patchCancelWorkspaceBuild)
 		})
 	})

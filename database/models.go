@@ -1035,6 +1035,8 @@ type Workspace struct {
 	DormantAt         pgtype.Timestamptz `json:"dormant_at"`
 	DeletingAt        pgtype.Timestamptz `json:"deleting_at"`
 	AutomaticUpdates  string             `json:"automatic_updates"`
+	// Whether the owner marked the workspace as a favorite (listed first for the owner).
+	Favorite bool `json:"favorite"`
 }
 
 type WorkspaceAgent struct {

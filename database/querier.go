@@ -186,7 +186,10 @@ type Querier interface {
 	// Marks a workspace dormant (dormant_at set, deleting_at when it will be
 	// deleted) or clears both.
 	UpdateWorkspaceDormantDeletingAt(ctx context.Context, arg UpdateWorkspaceDormantDeletingAtParams) error
+	UpdateWorkspaceFavorite(ctx context.Context, arg UpdateWorkspaceFavoriteParams) error
 	UpdateWorkspaceLastUsedAt(ctx context.Context, arg UpdateWorkspaceLastUsedAtParams) error
+	// Renames a workspace (the unique index on owner and lower(name) refuses a taken name).
+	UpdateWorkspaceName(ctx context.Context, arg UpdateWorkspaceNameParams) (Workspace, error)
 	UpdateWorkspaceTTL(ctx context.Context, arg UpdateWorkspaceTTLParams) error
 	UpsertProvisionerDaemon(ctx context.Context, arg UpsertProvisionerDaemonParams) (ProvisionerDaemon, error)
 	// Refreshes a replica's heartbeat, re-creating its row when another replica
