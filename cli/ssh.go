@@ -569,6 +569,7 @@ func (r *root) sshCommand() *cobra.Command {
 		remoteFwds   []string
 		envs         []string
 		hostPrefix   string
+		extras       sshExtras
 	)
 	cmd := &cobra.Command{
 		Use:   "ssh [owner/]WORKSPACE[.AGENT] [-- command...]",
@@ -597,11 +598,15 @@ func (r *root) sshCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := extras.validate(); err != nil {
+				return err
+			}
 			rc, err := r.reach(ctx, args[0], o, "ssh")
 			if err != nil {
 				return err
 			}
 			defer rc.close()
+			defer r.startSSHExtras(ctx, rc, extras)()
 			if stdio {
 				return r.sshStdio(ctx, rc)
 			}
@@ -619,6 +624,7 @@ func (r *root) sshCommand() *cobra.Command {
 	fs.StringArrayVarP(&envs, "env", "e", nil, "Set an environment variable KEY=VALUE in the session (repeatable).")
 	fs.StringVar(&hostPrefix, "ssh-host-prefix", "", "Strip this prefix from the workspace argument (used by config-ssh).")
 	_ = fs.MarkHidden("ssh-host-prefix")
+	addSSHExtrasFlags(fs, &extras)
 	return cmd
 }
 
