@@ -90,6 +90,9 @@ type root struct {
 	tokenFlag    string
 	globalConfig string
 	verbose      bool
+
+	// prompt is the terminal prompter, made on first use.
+	prompt *prompter
 }
 
 func newRoot(inv Invocation) *root {

@@ -30,10 +30,10 @@ func (r *root) whoamiCommand() *cobra.Command {
 			}
 			if out.value == "json" {
 				return writeJSON(r.stdout, struct {
-					URL      string   `json:"url"`
-					Username string   `json:"username"`
-					ID       string   `json:"id"`
-					Email    string   `json:"email"`
+					URL      string              `json:"url"`
+					Username string              `json:"username"`
+					ID       string              `json:"id"`
+					Email    string              `json:"email"`
 					Roles    []codersdk.SlimRole `json:"roles"`
 				}{client.URL.String(), me.Username, me.ID.String(), me.Email, me.Roles})
 			}

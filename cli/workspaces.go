@@ -94,40 +94,73 @@ func (r *root) createCommand() *cobra.Command {
 	var (
 		template  string
 		yes       bool
-		params    []string
+		params    parameterFlags
 		startAt   string
 		stopAfter string
 	)
 	cmd := &cobra.Command{
 		Use:   "create [owner/]NAME",
 		Short: "Create a workspace",
-		Args:  cobra.ExactArgs(1),
+		Long: "Create a workspace. On a terminal, a missing name, template (-t) or parameter value is asked for;\n" +
+			"-y takes the defaults and asks nothing (a required parameter must then be given).",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			client, err := r.client()
 			if err != nil {
 				return err
 			}
-			if template == "" {
+			var arg string
+			if len(args) == 1 {
+				arg = args[0]
+			} else {
+				pr, ok := r.prompter()
+				if !ok || yes {
+					return errors.New("a workspace name is required: coder create NAME")
+				}
+				if arg, err = pr.line("Workspace name", func(s string) string {
+					if _, _, err := workspaceRef(s); err != nil {
+						return err.Error()
+					}
+					return ""
+				}); err != nil {
+					return err
+				}
+			}
+			owner, name, err := workspaceRef(arg)
+			if err != nil {
+				return err
+			}
+			var t codersdk.Template
+			switch {
+			case template != "":
+				if err := checkTemplateArg(template); err != nil {
+					return err
+				}
+				if t, err = client.TemplateByName(ctx, template); err != nil {
+					return fmt.Errorf("template %q: %w", template, err)
+				}
+			case yes:
 				return errors.New("a template is required: -t TEMPLATE")
+			default:
+				if t, err = r.pickTemplate(ctx, client); err != nil {
+					return err
+				}
 			}
-			owner, name, err := workspaceRef(args[0])
-			if err != nil {
-				return err
+			var copied map[string]string
+			if params.copyFrom != "" {
+				if copied, err = r.copyParameters(ctx, client, params.copyFrom); err != nil {
+					return err
+				}
 			}
-			if err := checkTemplateArg(template); err != nil {
-				return err
-			}
-			t, err := client.TemplateByName(ctx, template)
-			if err != nil {
-				return fmt.Errorf("template %q: %w", template, err)
-			}
-			values, err := parseParameters(params)
+			values, err := r.resolveBuildParameters(ctx, client, params, buildParameterRequest{
+				versionID: t.ActiveVersionID, creating: true, yes: yes, copied: copied,
+			})
 			if err != nil {
 				return err
 			}
 			if !yes {
-				ok, err := r.confirm(fmt.Sprintf("Create workspace %q from template %q?", name, t.Name))
+				ok, err := r.confirmAny(fmt.Sprintf("Create workspace %q from template %q?", name, t.Name))
 				if err != nil {
 					return err
 				}
@@ -151,10 +184,10 @@ func (r *root) createCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&template, "template", "t", "", "Template name.")
+	fs.StringVarP(&template, "template", "t", "", "Template name (asked for on a terminal when not given).")
 	envFlag(fs, "template", "CODER_TEMPLATE_NAME")
-	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation.")
-	fs.StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
+	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask anything: no confirmation, parameter defaults.")
+	addParameterFlags(cmd, &params, true)
 	addCreateScheduleFlags(cmd, &startAt, &stopAfter)
 	return cmd
 }
@@ -245,7 +278,7 @@ func (r *root) showCommand() *cobra.Command {
 func (r *root) transitionCommand(use, short string, transition codersdk.WorkspaceTransition) *cobra.Command {
 	var (
 		yes, orphan bool
-		params      []string
+		params      parameterFlags
 	)
 	cmd := &cobra.Command{
 		Use:   use + " [owner/]NAME",
@@ -270,9 +303,11 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 					return errors.New("canceled")
 				}
 			}
-			values, err := parseParameters(params)
-			if err != nil {
-				return err
+			var values []codersdk.WorkspaceBuildParameter
+			if transition != codersdk.WorkspaceTransitionDelete {
+				if values, err = r.resolveBuildParameters(ctx, client, params, buildParameterRequest{versionID: ws.LatestBuild.TemplateVersionID, yes: yes}); err != nil {
+					return err
+				}
 			}
 			b, err := client.CreateWorkspaceBuild(ctx, ws.ID, codersdk.CreateWorkspaceBuildRequest{
 				Transition: transition, RichParameterValues: values, Orphan: orphan,
@@ -297,7 +332,7 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 	if transition == codersdk.WorkspaceTransitionDelete {
 		fs.BoolVar(&orphan, "orphan", false, "Delete the workspace without running terraform destroy (for a broken template); resources are left behind.")
 	} else {
-		fs.StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
+		addParameterFlags(cmd, &params, false)
 	}
 	return cmd
 }
@@ -326,7 +361,10 @@ func pastTense(t codersdk.WorkspaceTransition) string {
 }
 
 func (r *root) restartCommand() *cobra.Command {
-	var params []string
+	var (
+		params parameterFlags
+		yes    bool
+	)
 	cmd := &cobra.Command{
 		Use:   "restart [owner/]NAME",
 		Short: "Stop then start a workspace",
@@ -341,7 +379,7 @@ func (r *root) restartCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			values, err := parseParameters(params)
+			values, err := r.resolveBuildParameters(ctx, client, params, buildParameterRequest{versionID: ws.LatestBuild.TemplateVersionID, yes: yes})
 			if err != nil {
 				return err
 			}
@@ -363,8 +401,8 @@ func (r *root) restartCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
-	cmd.Flags().BoolP("yes", "y", false, "Do not ask for confirmation (accepted for scripts; restart does not ask).")
+	addParameterFlags(cmd, &params, false)
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation (accepted for scripts; restart does not ask).")
 	return cmd
 }
 

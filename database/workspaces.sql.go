@@ -172,7 +172,7 @@ func (q *Queries) GetWorkspaces(ctx context.Context, arg GetWorkspacesParams) ([
 			&i.DeletingAt,
 			&i.AutomaticUpdates,
 			&i.Favorite,
-		&i.Favorite,
+			&i.Favorite,
 		); err != nil {
 			return nil, err
 		}
