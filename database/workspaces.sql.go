@@ -172,7 +172,6 @@ func (q *Queries) GetWorkspaces(ctx context.Context, arg GetWorkspacesParams) ([
 			&i.DeletingAt,
 			&i.AutomaticUpdates,
 			&i.Favorite,
-			&i.Favorite,
 		); err != nil {
 			return nil, err
 		}
@@ -249,20 +248,6 @@ func (q *Queries) UpdateWorkspaceDeletedByID(ctx context.Context, arg UpdateWork
 	return err
 }
 
-const updateWorkspaceLastUsedAt = `-- name: UpdateWorkspaceLastUsedAt :exec
-UPDATE workspaces SET last_used_at = $1 WHERE id = $2
-`
-
-type UpdateWorkspaceLastUsedAtParams struct {
-	LastUsedAt time.Time `json:"last_used_at"`
-	ID         uuid.UUID `json:"id"`
-}
-
-func (q *Queries) UpdateWorkspaceLastUsedAt(ctx context.Context, arg UpdateWorkspaceLastUsedAtParams) error {
-	_, err := q.db.Exec(ctx, updateWorkspaceLastUsedAt, arg.LastUsedAt, arg.ID)
-	return err
-}
-
 const updateWorkspaceFavorite = `-- name: UpdateWorkspaceFavorite :exec
 UPDATE workspaces SET favorite = $1 WHERE id = $2
 `
@@ -274,6 +259,20 @@ type UpdateWorkspaceFavoriteParams struct {
 
 func (q *Queries) UpdateWorkspaceFavorite(ctx context.Context, arg UpdateWorkspaceFavoriteParams) error {
 	_, err := q.db.Exec(ctx, updateWorkspaceFavorite, arg.Favorite, arg.ID)
+	return err
+}
+
+const updateWorkspaceLastUsedAt = `-- name: UpdateWorkspaceLastUsedAt :exec
+UPDATE workspaces SET last_used_at = $1 WHERE id = $2
+`
+
+type UpdateWorkspaceLastUsedAtParams struct {
+	LastUsedAt time.Time `json:"last_used_at"`
+	ID         uuid.UUID `json:"id"`
+}
+
+func (q *Queries) UpdateWorkspaceLastUsedAt(ctx context.Context, arg UpdateWorkspaceLastUsedAtParams) error {
+	_, err := q.db.Exec(ctx, updateWorkspaceLastUsedAt, arg.LastUsedAt, arg.ID)
 	return err
 }
 
