@@ -430,3 +430,53 @@ func TestSSHNetworkInfoAndUsage(t *testing.T) {
 		t.Fatalf("network info file left behind: %v", err)
 	}
 }
+
+// TestWorkspaceUsageAPI: usage reports are refused for another user's
+// workspace, an unknown app and an agent of another workspace; a valid
+// one records the use.
+func TestWorkspaceUsageAPI(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newReachEnv(t)
+	agentA, _ := e.addWorkspace("a")
+	agentB, _ := e.addWorkspace("b")
+	_, member, _ := e.memberEnv()
+	ws, err := e.client.WorkspaceByOwnerAndName(ctx, codersdk.Me, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(err error) int {
+		t.Helper()
+		if err == nil {
+			return http.StatusNoContent
+		}
+		apiErr, ok := codersdk.AsError(err)
+		if !ok {
+			t.Fatalf("not an API error: %v", err)
+		}
+		return apiErr.StatusCode()
+	}
+	for _, tc := range []struct {
+		name   string
+		client *codersdk.Client
+		req    codersdk.PostWorkspaceUsageRequest
+		want   int
+	}{
+		{"another user's workspace", member, codersdk.PostWorkspaceUsageRequest{AgentID: agentA, AppName: "vscode"}, http.StatusNotFound},
+		{"unknown app", e.client, codersdk.PostWorkspaceUsageRequest{AgentID: agentA, AppName: "emacs"}, http.StatusBadRequest},
+		{"agent of another workspace", e.client, codersdk.PostWorkspaceUsageRequest{AgentID: agentB, AppName: "vscode"}, http.StatusBadRequest},
+	} {
+		if got := status(tc.client.PostWorkspaceUsage(ctx, ws.ID, tc.req)); got != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if w, _ := e.client.Workspace(ctx, ws.ID); !w.LastUsedAt.Equal(ws.LastUsedAt) {
+		t.Fatalf("refused reports recorded use: %v -> %v", ws.LastUsedAt, w.LastUsedAt)
+	}
+	if err := e.client.PostWorkspaceUsage(ctx, ws.ID, codersdk.PostWorkspaceUsageRequest{AgentID: agentA, AppName: "jetbrains"}); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := e.client.Workspace(ctx, ws.ID); !w.LastUsedAt.After(ws.LastUsedAt) {
+		t.Fatalf("usage not recorded: %v -> %v", ws.LastUsedAt, w.LastUsedAt)
+	}
+}
