@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -277,8 +278,24 @@ func optionValue(tp codersdk.TemplateVersionParameter, v string) bool {
 }
 
 // checkParameterInput is the prompt's early check (coderd checks again):
-// options, number bounds, bool. It returns "" for an acceptable value.
+// options, number bounds, regex, bool. It returns "" for an acceptable
+// value; a failed bound or regex shows the template's validation message
+// when it has one ({min}, {max} and {value} expanded, as coderd does).
 func checkParameterInput(tp codersdk.TemplateVersionParameter, v string) string {
+	msg := checkParameterShape(tp, v)
+	if msg == "" || tp.ValidationError == "" || (tp.Type != "number" && tp.ValidationRegex == "") {
+		return msg
+	}
+	bound := func(b *int32) string {
+		if b == nil {
+			return ""
+		}
+		return strconv.Itoa(int(*b))
+	}
+	return strings.NewReplacer("{min}", bound(tp.ValidationMin), "{max}", bound(tp.ValidationMax), "{value}", v).Replace(tp.ValidationError) + " (" + msg + ")"
+}
+
+func checkParameterShape(tp codersdk.TemplateVersionParameter, v string) string {
 	if len(tp.Options) > 0 && tp.Type != "list(string)" && !optionValue(tp, v) {
 		return fmt.Sprintf("pick one of the options (1-%d or its value)", len(tp.Options))
 	}
@@ -297,6 +314,12 @@ func checkParameterInput(tp codersdk.TemplateVersionParameter, v string) string 
 	case "bool":
 		if v != "true" && v != "false" {
 			return "answer true or false"
+		}
+	case "string":
+		if tp.ValidationRegex != "" {
+			if re, err := regexp.Compile(tp.ValidationRegex); err == nil && !re.MatchString(v) {
+				return fmt.Sprintf("must match %s", tp.ValidationRegex)
+			}
 		}
 	case "list(string)":
 		var list []string

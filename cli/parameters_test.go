@@ -181,7 +181,7 @@ func TestParametersEndToEnd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("interactive create exited %d:\n%s", code, out)
 	}
-	for _, want := range []string{"Template (number or name)", "project (required)", "1) EU (eu)", "must be at most 100", "has been created"} {
+	for _, want := range []string{"Template (number or name)", "project (required)", "1) EU (eu)", "disk must be 1-100 GB, got 500 (must be at most 100)", "has been created"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("create output lacks %q:\n%s", want, out)
 		}
