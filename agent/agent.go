@@ -315,6 +315,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.setLifecycle(codersdk.WorkspaceAgentLifecycleStarting)
 	start := runner.RunStart(ctx)
 	if ctx.Err() == nil {
+		// Their output reaches coderd before their end is reported.
+		sentCtx, sentCancel := context.WithTimeout(ctx, DefaultLogsSentWait)
+		if !a.logs.awaitSent(sentCtx) && ctx.Err() == nil {
+			logger.Warn("start script output not yet delivered to coderd; reporting the lifecycle anyway", "pending", a.logs.pending())
+		}
+		sentCancel()
 		switch start.Outcome {
 		case agentscripts.OutcomeOK:
 			a.setLifecycle(codersdk.WorkspaceAgentLifecycleReady)
