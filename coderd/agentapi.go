@@ -225,6 +225,7 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 			r.With(readAgent).Get("/{workspaceagent}", api.workspaceAgent)
 			r.With(readAgent).Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
 			r.With(readAgent).Get("/{workspaceagent}/metadata", api.workspaceAgentMetadata)
+			r.With(connectAgent).Get("/{workspaceagent}/listening-ports", api.workspaceAgentListeningPorts) // workspaceagents_ports.go
 			r.With(connectAgent).Get("/{workspaceagent}/coordinate", api.workspaceAgentCoordinate)
 		})
 	})
