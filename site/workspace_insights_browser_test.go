@@ -78,9 +78,10 @@ resource "coder_script" "gate" {
 resource "terraform_data" "token" {
   input = coder_agent.main.token
   provisioner "local-exec" {
-    command = "printf %%s \"$TOKEN\" > %q"
+    command = "printf %%s \"$TOKEN\" > \"$OUT\""
     environment = {
       TOKEN = coder_agent.main.token
+      OUT   = %q
     }
   }
 }

@@ -523,24 +523,38 @@
   }
 
   // buildHistory lists the workspace's builds (newest first) with reason,
-  // initiator, duration and status; "Logs" shows that build's log.
+  // initiator, duration and status; "Logs" shows that build's log. Rows are
+  // kept and updated in place, so a button stays put between polls.
   function buildHistory(onView) {
     const tbody = h("tbody");
     const el = h("table", { class: "list", id: "build-history" },
       h("thead", {}, h("tr", {}, ["Build", "Transition", "Reason", "Initiator", "Duration", "Status", ""].map((c) => h("th", { scope: "col" }, c)))),
       tbody);
+    const rows = new Map(); // build id -> {tr, cells}
     return {
       el,
       async update(ws) {
         const builds = ((await api("GET", `/api/v2/workspaces/${ws.id}/builds`)) || []).sort((a, b) => b.build_number - a.build_number);
-        tbody.replaceChildren(...builds.map((b) => h("tr", { dataset: { build: String(b.build_number) } },
-          h("th", { scope: "row" }, `#${b.build_number}`),
-          h("td", { "data-col": "transition" }, b.transition),
-          h("td", { "data-col": "reason" }, b.reason || "initiator"),
-          h("td", { "data-col": "initiator" }, b.initiator_name || ""),
-          h("td", { "data-col": "duration", title: new Date(b.created_at).toLocaleString() }, duration(b.job.started_at || b.created_at, b.job.completed_at || b.job.canceled_at)),
-          h("td", { "data-col": "status" }, badge(b.status)),
-          h("td", {}, h("button", { type: "button", "data-action": "view-build-logs", onclick: () => onView(b) }, "Logs")))));
+        builds.forEach((b, i) => {
+          let r = rows.get(b.id);
+          if (!r) {
+            const cells = {};
+            for (const c of ["transition", "reason", "initiator", "duration", "status"]) cells[c] = h("td", { "data-col": c });
+            const tr = h("tr", { dataset: { build: String(b.build_number) } }, h("th", { scope: "row" }, `#${b.build_number}`),
+              cells.transition, cells.reason, cells.initiator, cells.duration, cells.status,
+              h("td", {}, h("button", { type: "button", "data-action": "view-build-logs", onclick: () => onView(r.build) }, "Logs")));
+            r = { tr, cells };
+            rows.set(b.id, r);
+          }
+          r.build = b;
+          r.cells.transition.textContent = b.transition;
+          r.cells.reason.textContent = b.reason || "initiator";
+          r.cells.initiator.textContent = b.initiator_name || "";
+          r.cells.duration.textContent = duration(b.job.started_at || b.created_at, b.job.completed_at || b.job.canceled_at);
+          r.cells.duration.title = new Date(b.created_at).toLocaleString();
+          r.cells.status.replaceChildren(badge(b.status));
+          if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] || null);
+        });
       },
     };
   }
