@@ -204,7 +204,7 @@ func TestBrowserWorkspaceInsights(t *testing.T) {
 	// The running script's log, live.
 	scriptLog := `[data-agent-insight="main"] details[data-source-name="Wait for gate"]`
 	b.waitJS("first script line", textIn(scriptLog+" pre", "first-line-21"), 2*time.Minute)
-	b.waitJS("script running", textIn(scriptLog+" summary", "running"), time.Minute)
+	b.waitJS("script running", `document.querySelector(`+jsString(scriptLog)+`)?.dataset.status === "running"`, time.Minute)
 	if strings.Contains(b.eval(`document.querySelector(`+jsString(scriptLog+" pre")+`).textContent`), "second-line") {
 		t.Fatal("the second line shows before the gate opened")
 	}
@@ -223,7 +223,8 @@ func TestBrowserWorkspaceInsights(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitJS("second script line", textIn(scriptLog+" pre", "second-line-42"), time.Minute)
-	b.waitJS("script done", textIn(scriptLog+" summary", "done"), time.Minute)
+	b.waitJS("script ended ok", `document.querySelector(`+jsString(scriptLog)+`)?.dataset.status === "ok"`, time.Minute)
+	b.waitJS("exit code shown", textIn(scriptLog+" summary", "exit code 0"), time.Minute)
 	b.screenshot("script-done")
 
 	t.Run("TerminalUnderscores", func(t *testing.T) {

@@ -437,17 +437,26 @@
     connect();
     return {
       el,
-      // update labels each script with its kind and the agent's lifecycle.
-      update(a) {
+      // update labels each script with what runs it and how its latest
+      // run went (GET .../script-runs): status, exit code, duration.
+      update(a, runs) {
         scripts = a.scripts || [];
         for (const sc of scripts) {
           const s = source(sc.log_source_id);
           const kind = [sc.run_on_start && "start", sc.run_on_stop && "stop", sc.cron && `cron ${sc.cron}`].filter(Boolean).join(", ");
+          const run = (runs || []).find((r) => r.script_id === sc.id);
           let state = "";
-          if (sc.run_on_start) {
-            state = { created: "pending", starting: "running", ready: "done", start_error: "failed", start_timeout: "timed_out" }[a.lifecycle_state] || "";
+          let detail = "";
+          if (run) {
+            state = { exit_failure: "failed" }[run.status] || run.status;
+            if (run.exit_code !== undefined && run.exit_code !== null) detail = ` exit code ${run.exit_code}`;
+            detail += `, ${duration(run.started_at, run.ended_at)}`;
+          } else if (sc.run_on_start && ["created", "starting"].includes(a.lifecycle_state)) {
+            state = "pending";
           }
-          s.status.replaceChildren(kind ? h("span", { class: "muted" }, `(${kind}) `) : "", state ? badge(state, "script") : "");
+          s.box.dataset.status = state;
+          s.status.replaceChildren(kind ? h("span", { class: "muted" }, `(${kind}) `) : "", state ? badge(state, "script") : "",
+            detail ? h("span", { class: "muted", "data-exit-code": run && run.exit_code !== undefined && run.exit_code !== null ? String(run.exit_code) : undefined }, detail) : "");
         }
       },
       close() { closed = true; clearTimeout(retry); if (socket) socket.close(); },
@@ -512,7 +521,7 @@
             agents.set(a.id, x);
             el.append(box);
           }
-          x.logs.update(a);
+          x.logs.update(a, (await api("GET", `/api/v2/workspaceagents/${a.id}/script-runs`)) || []);
           await refreshAgent(a, x);
         }
         if (!current.length) el.replaceChildren(h("p", { class: "muted" }, "No agent is running."));
