@@ -406,16 +406,29 @@
       let s = sources.get(id);
       if (s) return s;
       const status = h("span", { class: "script-status" });
-      const pre = h("pre", { class: "logs", tabindex: "0", "aria-label": `Logs of ${sourceName(id)}` });
-      const box = h("details", { class: "log-source", open: true, dataset: { source: id, sourceName: sourceName(id) } },
-        h("summary", {}, sourceName(id), " ", status), pre);
-      s = { box, pre, status };
+      const nameEl = h("span", { class: "source-name" });
+      const pre = h("pre", { class: "logs", tabindex: "0" });
+      const box = h("details", { class: "log-source", open: true, dataset: { source: id } }, h("summary", {}, nameEl, " ", status), pre);
+      s = { box, pre, status, nameEl };
       sources.set(id, s);
-      // Scripts in manifest order, the agent's own lines last.
-      const order = (x) => { const i = scripts.findIndex((sc) => sc.log_source_id === x); return i < 0 ? (x === AGENT_LOG_SOURCE ? 1e6 : 1e5) : i; };
-      const sorted = [...sources.entries()].sort((a, b) => order(a[0]) - order(b[0]));
-      el.replaceChildren(...sorted.map(([, v]) => v.box));
+      arrange();
       return s;
+    };
+    // arrange names the blocks (scripts may arrive after their first
+    // lines) and orders them: scripts in manifest order, the agent's own
+    // lines last.
+    const arrange = () => {
+      for (const [id, s] of sources) {
+        const n = sourceName(id);
+        if (s.nameEl.textContent !== n) {
+          s.nameEl.textContent = n;
+          s.box.dataset.sourceName = n;
+          s.pre.setAttribute("aria-label", `Logs of ${n}`);
+        }
+      }
+      const order = (x) => { const i = scripts.findIndex((sc) => sc.log_source_id === x); return i < 0 ? (x === AGENT_LOG_SOURCE ? 1e6 : 1e5) : i; };
+      const sorted = [...sources.entries()].sort((a, b) => order(a[0]) - order(b[0])).map(([, v]) => v.box);
+      if (sorted.some((box, i) => el.children[i] !== box)) el.replaceChildren(...sorted);
     };
     const append = (logs) => {
       for (const l of logs) {
@@ -441,6 +454,7 @@
       // run went (GET .../script-runs): status, exit code, duration.
       update(a, runs) {
         scripts = a.scripts || [];
+        arrange();
         for (const sc of scripts) {
           const s = source(sc.log_source_id);
           const kind = [sc.run_on_start && "start", sc.run_on_stop && "stop", sc.cron && `cron ${sc.cron}`].filter(Boolean).join(", ");
