@@ -500,8 +500,10 @@
       })) : h("p", { class: "muted" }, "No metadata."));
       if (a.status !== "connected") {
         x.ports.replaceChildren(h("p", { class: "muted" }, "Listening ports show while the agent is connected."));
+        x.portsShown = false;
         return;
       }
+      if (!x.portsShown) x.ports.replaceChildren(h("p", { class: "muted" }, "Asking the agent…"));
       // Asked of the agent over the mesh: slow when it is unreachable, so
       // it runs beside the page's poll (one question at a time).
       if (x.busy) return;
@@ -509,6 +511,7 @@
       api("GET", `/api/v2/workspaceagents/${a.id}/listening-ports`).then((res) => {
         const ports = (res && res.ports) || [];
         x.ports.replaceChildren(ports.length ? h("ul", { class: "plain ports" }, ports.map((p) => portLink(a, p))) : h("p", { class: "muted" }, "No listening ports."));
+        x.portsShown = true;
       }, (err) => {
         x.ports.replaceChildren(h("p", { class: "muted" }, `Listening ports unavailable: ${err.message}`));
       }).finally(() => { x.busy = false; });
@@ -531,7 +534,7 @@
               h("h4", {}, "Metadata"), meta,
               h("h4", {}, "Listening ports"), ports,
               h("h4", {}, "Startup and shutdown logs"), logs.el);
-            x = { box, logs, meta, ports, busy: false };
+            x = { box, logs, meta, ports, busy: false, portsShown: false };
             agents.set(a.id, x);
             el.append(box);
           }
