@@ -119,3 +119,41 @@ func TestShowPrintsAgentMetadata(t *testing.T) {
 		}
 	}
 }
+
+// TestSSHWaitAutoStreamsBlockingStartupLogs: with the default --wait auto,
+// a start script that blocks login makes `coder ssh` wait for it and print
+// its output meanwhile.
+func TestSSHWaitAutoStreamsBlockingStartupLogs(t *testing.T) {
+	t.Parallel()
+	e := newReachEnv(t)
+	agentID, token := e.addWorkspace("blocking")
+	gate := filepath.Join(t.TempDir(), "gate")
+	addStartupScript(t, e, agentID, `echo "auto-first-$((1+2))"; while [ ! -e '`+gate+`' ]; do sleep 0.1; done; echo "auto-second-$((3+4))"`)
+	if _, err := e.srv.DB.Pool().Exec(context.Background(), `UPDATE workspace_agent_scripts SET start_blocks_login = true WHERE workspace_agent_id = $1`, agentID); err != nil {
+		t.Fatal(err)
+	}
+	e.runAgent(token)
+
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(context.Background(), cli.Invocation{Args: []string{"ssh", "blocking", "--", "echo", "auto-connected"}, Stdout: &stdout, Stderr: &stderr, Environ: e.env})
+	}()
+	waitFor(t, time.Minute, "the blocking script's first line on stderr", func() (bool, error) {
+		return strings.Contains(stderr.String(), "auto-first-3"), nil
+	})
+	if got := stdout.String(); got != "" {
+		t.Fatalf("ssh connected while a login-blocking script runs: %q", got)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(stdout.String(), "auto-connected") || !strings.Contains(stderr.String(), "auto-second-7") {
+			t.Fatalf("ssh --wait auto: exit %d, stdout %q, stderr:\n%s", code, stdout.String(), stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("ssh --wait auto did not finish; stderr:\n%s", stderr.String())
+	}
+}
