@@ -321,7 +321,9 @@ func (r *root) reach(ctx context.Context, arg string, o reachOptions, command st
 		c, err := workspacesdk.DialAgent(ctx, client, agentID, &workspacesdk.DialAgentOptions{ConnectionInfo: dr.info, Logger: logger})
 		dialCh <- dialResult{c, err}
 	}()
+	stopLogs := r.startWaitLogs(ctx, client, ag, waitMode(o.wait), status) // cli/ssh_wait_logs.go
 	ag, err = r.waitAgent(ctx, client, ag, waitMode(o.wait), timeout, status)
+	stopLogs()
 	if err != nil {
 		cancel()
 		if d := <-dialCh; d.conn != nil {
@@ -434,7 +436,7 @@ func (r *root) waitAgent(ctx context.Context, client *codersdk.Client, ag coders
 		notice.deadline = dl
 	}
 	for {
-		wantReady := mode == waitYes || (mode == waitAuto || mode == "") && ag.StartupScriptBehavior == "blocking"
+		wantReady := waitsForReady(mode, ag)
 		switch {
 		case ag.Status == codersdk.WorkspaceAgentConnected && !wantReady:
 			return ag, nil

@@ -267,7 +267,10 @@ func (r *root) showCommand() *cobra.Command {
 					rows = append(rows, []string{"└ agent " + a.Name, "", string(a.Status), string(a.LifecycleState), a.OperatingSystem + "/" + a.Architecture})
 				}
 			}
-			return writeTable(r.stdout, []string{"RESOURCE", "KIND", "STATUS", "LIFECYCLE", "PLATFORM"}, rows)
+			if err := writeTable(r.stdout, []string{"RESOURCE", "KIND", "STATUS", "LIFECYCLE", "PLATFORM"}, rows); err != nil {
+				return err
+			}
+			return r.writeAgentMetadata(cmd.Context(), client, ws) // cli/show_metadata.go
 		},
 	}
 	addOutputFlag(cmd, &out, "table")

@@ -1126,6 +1126,15 @@ type WorkspaceAgentScript struct {
 	DisplayName      string    `json:"display_name"`
 }
 
+type WorkspaceAgentScriptRun struct {
+	ScriptID         uuid.UUID          `json:"script_id"`
+	WorkspaceAgentID uuid.UUID          `json:"workspace_agent_id"`
+	Status           string             `json:"status"`
+	StartedAt        time.Time          `json:"started_at"`
+	EndedAt          pgtype.Timestamptz `json:"ended_at"`
+	ExitCode         pgtype.Int4        `json:"exit_code"`
+}
+
 type WorkspaceAgentStat struct {
 	ID                          int64     `json:"id"`
 	CreatedAt                   time.Time `json:"created_at"`

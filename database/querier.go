@@ -88,6 +88,7 @@ type Querier interface {
 	GetWorkspaceAgentLogsAfter(ctx context.Context, arg GetWorkspaceAgentLogsAfterParams) ([]WorkspaceAgentLog, error)
 	GetWorkspaceAgentLogsAfterLimit(ctx context.Context, arg GetWorkspaceAgentLogsAfterLimitParams) ([]WorkspaceAgentLog, error)
 	GetWorkspaceAgentMetadata(ctx context.Context, workspaceAgentID uuid.UUID) ([]WorkspaceAgentMetadatum, error)
+	GetWorkspaceAgentScriptRuns(ctx context.Context, workspaceAgentID uuid.UUID) ([]WorkspaceAgentScriptRun, error)
 	GetWorkspaceAgentScriptsByAgentIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceAgentScript, error)
 	GetWorkspaceAgentsByResourceIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceAgent, error)
 	GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx context.Context, workspaceID uuid.UUID) ([]WorkspaceAgent, error)
@@ -196,6 +197,9 @@ type Querier interface {
 	// expired it (it could not reach the database for a while).
 	UpsertReplicaHeartbeat(ctx context.Context, arg UpsertReplicaHeartbeatParams) error
 	UpsertTemplateSchedule(ctx context.Context, arg UpsertTemplateScheduleParams) error
+	// Records the latest run of a script of the agent; a script of another
+	// agent matches no row (0 rows affected).
+	UpsertWorkspaceAgentScriptRun(ctx context.Context, arg UpsertWorkspaceAgentScriptRunParams) (int64, error)
 }
 
 var _ Querier = (*Queries)(nil)
