@@ -103,6 +103,7 @@ type Agent struct {
 	logger *slog.Logger
 	logs   *logQueue
 	life   *lifecycleReporter
+	runs   *scriptRunReporter
 	// hostKey is the SSH host key, loaded by Run before anything is served.
 	hostKey gossh.Signer
 
@@ -153,6 +154,7 @@ func New(opts Options) (*Agent, error) {
 		stateCh: make(chan struct{}),
 	}
 	a.life = newLifecycleReporter(opts.Logger.With("component", "lifecycle"))
+	a.runs = newScriptRunReporter(opts.Logger.With("component", "script-runs"))
 	a.refused = make(chan struct{})
 	if opts.TokenRefusedPeriod >= 0 {
 		a.watchRefusals()
@@ -256,10 +258,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		bgCancel()
 		bg.Wait()
 	}()
-	bg.Add(2)
+	bg.Add(3)
 	go func() {
 		defer bg.Done()
 		a.logs.send(bgCtx, a.opts.Client, DefaultLogSendInterval, a.newBackoff())
+	}()
+	go func() {
+		defer bg.Done()
+		a.runs.run(bgCtx, a.opts.Client, a.newBackoff())
 	}()
 	go func() {
 		defer bg.Done()
@@ -315,6 +321,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.setLifecycle(codersdk.WorkspaceAgentLifecycleStarting)
 	start := runner.RunStart(ctx)
 	if ctx.Err() == nil {
+		// Their output reaches coderd before their end is reported.
+		sentCtx, sentCancel := context.WithTimeout(ctx, DefaultLogsSentWait)
+		if !a.logs.awaitSent(sentCtx) && ctx.Err() == nil {
+			logger.Warn("start script output not yet delivered to coderd; reporting the lifecycle anyway", "pending", a.logs.pending())
+		}
+		sentCancel()
 		switch start.Outcome {
 		case agentscripts.OutcomeOK:
 			a.setLifecycle(codersdk.WorkspaceAgentLifecycleReady)
@@ -363,6 +375,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer flushCancel()
 	a.life.flush(flushCtx, a.opts.Client, a.newBackoff())
 	a.logs.flush(flushCtx, a.opts.Client, a.newBackoff())
+	a.runs.flush(flushCtx, a.opts.Client, a.newBackoff())
 	if n := a.logs.pending(); n > 0 {
 		a.logs.saveSpool()
 		logger.Warn("log lines not delivered before exit; spooled for the next start", "lines", n,
@@ -493,6 +506,7 @@ func (a *Agent) scriptRunner(m agentsdk.Manifest, logger *slog.Logger) *agentscr
 		Env:     a.env(m),
 		Dir:     dir,
 		Shell:   a.shell(),
+		OnRun:   a.runs.observe,
 		LogSink: func(_ context.Context, source uuid.UUID, l agentscripts.Log) {
 			level := codersdk.LogLevelInfo
 			switch l.Level {

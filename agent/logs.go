@@ -19,6 +19,9 @@ const (
 	DefaultLogQueueLines   = 10000
 	DefaultLogBatchLines   = 500
 	DefaultLogSendInterval = 200 * time.Millisecond
+	// DefaultLogsSentWait bounds how long the agent waits for its start
+	// scripts' output to reach coderd before it reports their end.
+	DefaultLogsSentWait = 5 * time.Second
 )
 
 type queuedLog struct {
@@ -220,4 +223,21 @@ func (q *logQueue) hasDropMarker() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.dropped > 0
+}
+
+// awaitSent waits until every queued line was delivered to coderd by the
+// send loop, or ctx is done. The agent calls it before it reports the end
+// of its start scripts, so a client that waits for "ready" (coder ssh
+// --wait yes) finds their whole output in coderd.
+func (q *logQueue) awaitSent(ctx context.Context) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for q.pending() > 0 || q.hasDropMarker() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }

@@ -19,9 +19,9 @@ import (
 func (r *root) openCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "open",
-		Short: "Open a workspace app in the browser",
+		Short: "Open a workspace app in the browser, or a workspace in VS Code",
 	}
-	cmd.AddCommand(r.openAppCommand())
+	cmd.AddCommand(r.openAppCommand(), r.openVSCodeCommand())
 	return cmd
 }
 

@@ -42,6 +42,7 @@ func (r *root) pingCommand() *cobra.Command {
 		o        reachOptions
 		count    int
 		interval time.Duration
+		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "ping [owner/]WORKSPACE[.AGENT]",
@@ -53,6 +54,12 @@ func (r *root) pingCommand() *cobra.Command {
 			ctx := cmd.Context()
 			if count < 1 {
 				return errors.New("-n must be at least 1")
+			}
+			if timeout <= 0 {
+				return errors.New("--timeout must be positive")
+			}
+			if interval <= 0 {
+				return errors.New("--wait must be positive")
 			}
 			rc, err := r.reach(ctx, args[0], o, "ping")
 			if err != nil {
@@ -73,11 +80,11 @@ func (r *root) pingCommand() *cobra.Command {
 					case <-t.C:
 					}
 				}
-				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				pctx, cancel := context.WithTimeout(ctx, timeout)
 				p, err := rc.conn.Ping(pctx)
 				cancel()
 				if err != nil {
-					fmt.Fprintf(r.stdout, "ping %s (%s): timeout\n", rc.ws.Name, ip)
+					fmt.Fprintf(r.stdout, "ping %s (%s): timeout after %s\n", rc.ws.Name, ip, timeout)
 					continue
 				}
 				lastPath = pingPath(p)
@@ -102,6 +109,10 @@ func (r *root) pingCommand() *cobra.Command {
 	}
 	addReachFlags(cmd, &o, false)
 	cmd.Flags().IntVarP(&count, "num", "n", 10, "Number of pings to send (stops early on a direct path).")
-	cmd.Flags().DurationVar(&interval, "interval", time.Second, "Time between pings.")
+	cmd.Flags().DurationVar(&interval, "wait", time.Second, "How long to wait between pings.")
+	// --interval is this CLI's older name of --wait.
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "Same as --wait.")
+	_ = cmd.Flags().MarkHidden("interval")
+	cmd.Flags().DurationVarP(&timeout, "timeout", "t", 5*time.Second, "How long to wait for a ping to complete.")
 	return cmd
 }

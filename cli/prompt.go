@@ -19,12 +19,18 @@ type prompter struct {
 	stdinR io.Reader
 }
 
+// prompter returns the invocation's prompter (one per invocation, so
+// answers buffered by one question are not lost to the next).
 func (r *root) prompter() (*prompter, bool) {
+	if r.prompt != nil {
+		return r.prompt, true
+	}
 	fd, ok := r.stdinTerminal()
 	if !ok {
 		return nil, false
 	}
-	return &prompter{fd: fd, in: bufio.NewReader(r.stdin), out: r.stderr, stdinR: r.stdin}, true
+	r.prompt = &prompter{fd: fd, in: bufio.NewReader(r.stdin), out: r.stderr, stdinR: r.stdin}
+	return r.prompt, true
 }
 
 // line asks for a non-empty line, validating it with check (nil accepts all).

@@ -90,6 +90,9 @@ type root struct {
 	tokenFlag    string
 	globalConfig string
 	verbose      bool
+
+	// prompt is the terminal prompter, made on first use.
+	prompt *prompter
 }
 
 func newRoot(inv Invocation) *root {
@@ -151,6 +154,10 @@ func (r *root) command() *cobra.Command {
 		r.netcheckCommand(),
 		r.openCommand(),
 		r.statCommand(),
+		r.whoamiCommand(),
+		r.renameCommand(),
+		r.favoriteCommand(true),
+		r.favoriteCommand(false),
 	)
 	cmd.AddCommand(r.workspaceCommands()...)
 	return cmd

@@ -321,7 +321,9 @@ func (r *root) reach(ctx context.Context, arg string, o reachOptions, command st
 		c, err := workspacesdk.DialAgent(ctx, client, agentID, &workspacesdk.DialAgentOptions{ConnectionInfo: dr.info, Logger: logger})
 		dialCh <- dialResult{c, err}
 	}()
+	stopLogs := r.startWaitLogs(ctx, client, ag, waitMode(o.wait), status) // cli/ssh_wait_logs.go
 	ag, err = r.waitAgent(ctx, client, ag, waitMode(o.wait), timeout, status)
+	stopLogs()
 	if err != nil {
 		cancel()
 		if d := <-dialCh; d.conn != nil {
@@ -434,7 +436,7 @@ func (r *root) waitAgent(ctx context.Context, client *codersdk.Client, ag coders
 		notice.deadline = dl
 	}
 	for {
-		wantReady := mode == waitYes || (mode == waitAuto || mode == "") && ag.StartupScriptBehavior == "blocking"
+		wantReady := waitsForReady(mode, ag)
 		switch {
 		case ag.Status == codersdk.WorkspaceAgentConnected && !wantReady:
 			return ag, nil
@@ -569,6 +571,7 @@ func (r *root) sshCommand() *cobra.Command {
 		remoteFwds   []string
 		envs         []string
 		hostPrefix   string
+		extras       sshExtras
 	)
 	cmd := &cobra.Command{
 		Use:   "ssh [owner/]WORKSPACE[.AGENT] [-- command...]",
@@ -597,11 +600,15 @@ func (r *root) sshCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := extras.validate(); err != nil {
+				return err
+			}
 			rc, err := r.reach(ctx, args[0], o, "ssh")
 			if err != nil {
 				return err
 			}
 			defer rc.close()
+			defer r.startSSHExtras(ctx, rc, extras)()
 			if stdio {
 				return r.sshStdio(ctx, rc)
 			}
@@ -619,6 +626,7 @@ func (r *root) sshCommand() *cobra.Command {
 	fs.StringArrayVarP(&envs, "env", "e", nil, "Set an environment variable KEY=VALUE in the session (repeatable).")
 	fs.StringVar(&hostPrefix, "ssh-host-prefix", "", "Strip this prefix from the workspace argument (used by config-ssh).")
 	_ = fs.MarkHidden("ssh-host-prefix")
+	addSSHExtrasFlags(fs, &extras)
 	return cmd
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -95,40 +94,73 @@ func (r *root) createCommand() *cobra.Command {
 	var (
 		template  string
 		yes       bool
-		params    []string
+		params    parameterFlags
 		startAt   string
 		stopAfter string
 	)
 	cmd := &cobra.Command{
 		Use:   "create [owner/]NAME",
 		Short: "Create a workspace",
-		Args:  cobra.ExactArgs(1),
+		Long: "Create a workspace. On a terminal, a missing name, template (-t) or parameter value is asked for;\n" +
+			"-y takes the defaults and asks nothing (a required parameter must then be given).",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			client, err := r.client()
 			if err != nil {
 				return err
 			}
-			if template == "" {
+			var arg string
+			if len(args) == 1 {
+				arg = args[0]
+			} else {
+				pr, ok := r.prompter()
+				if !ok || yes {
+					return errors.New("a workspace name is required: coder create NAME")
+				}
+				if arg, err = pr.line("Workspace name", func(s string) string {
+					if _, _, err := workspaceRef(s); err != nil {
+						return err.Error()
+					}
+					return ""
+				}); err != nil {
+					return err
+				}
+			}
+			owner, name, err := workspaceRef(arg)
+			if err != nil {
+				return err
+			}
+			var t codersdk.Template
+			switch {
+			case template != "":
+				if err := checkTemplateArg(template); err != nil {
+					return err
+				}
+				if t, err = client.TemplateByName(ctx, template); err != nil {
+					return fmt.Errorf("template %q: %w", template, err)
+				}
+			case yes:
 				return errors.New("a template is required: -t TEMPLATE")
+			default:
+				if t, err = r.pickTemplate(ctx, client); err != nil {
+					return err
+				}
 			}
-			owner, name, err := workspaceRef(args[0])
-			if err != nil {
-				return err
+			var copied map[string]string
+			if params.copyFrom != "" {
+				if copied, err = r.copyParameters(ctx, client, params.copyFrom); err != nil {
+					return err
+				}
 			}
-			if err := checkTemplateArg(template); err != nil {
-				return err
-			}
-			t, err := client.TemplateByName(ctx, template)
-			if err != nil {
-				return fmt.Errorf("template %q: %w", template, err)
-			}
-			values, err := parseParameters(params)
+			values, err := r.resolveBuildParameters(ctx, client, params, buildParameterRequest{
+				versionID: t.ActiveVersionID, creating: true, yes: yes, copied: copied,
+			})
 			if err != nil {
 				return err
 			}
 			if !yes {
-				ok, err := r.confirm(fmt.Sprintf("Create workspace %q from template %q?", name, t.Name))
+				ok, err := r.confirmAny(fmt.Sprintf("Create workspace %q from template %q?", name, t.Name))
 				if err != nil {
 					return err
 				}
@@ -152,53 +184,11 @@ func (r *root) createCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&template, "template", "t", "", "Template name.")
+	fs.StringVarP(&template, "template", "t", "", "Template name (asked for on a terminal when not given).")
 	envFlag(fs, "template", "CODER_TEMPLATE_NAME")
-	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation.")
-	fs.StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
+	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask anything: no confirmation, parameter defaults.")
+	addParameterFlags(cmd, &params, true)
 	addCreateScheduleFlags(cmd, &startAt, &stopAfter)
-	return cmd
-}
-
-func (r *root) listCommand() *cobra.Command {
-	var (
-		out outputFormat
-		all bool
-	)
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List workspaces",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			client, err := r.client()
-			if err != nil {
-				return err
-			}
-			owner := codersdk.Me
-			if all {
-				owner = ""
-			}
-			res, err := client.Workspaces(cmd.Context(), owner)
-			if err != nil {
-				return err
-			}
-			if out.value == "json" {
-				return writeJSON(r.stdout, res.Workspaces)
-			}
-			rows := make([][]string, 0, len(res.Workspaces))
-			for _, ws := range res.Workspaces {
-				rows = append(rows, []string{ws.OwnerName + "/" + ws.Name, ws.TemplateName, string(ws.LatestBuild.Status) + dormancyStatus(ws),
-					string(ws.LatestBuild.Transition), humanTime(ws.LatestBuild.CreatedAt), agentHealth(ws), strconv.Itoa(workspaceAppCount(ws))})
-			}
-			return writeTable(r.stdout, []string{"WORKSPACE", "TEMPLATE", "STATUS", "LAST BUILT", "AT", "AGENT", "APPS"}, rows)
-		},
-	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "List the workspaces of every user you may see.")
-	addOutputFlag(cmd, &out, "table")
 	return cmd
 }
 
@@ -277,7 +267,10 @@ func (r *root) showCommand() *cobra.Command {
 					rows = append(rows, []string{"└ agent " + a.Name, "", string(a.Status), string(a.LifecycleState), a.OperatingSystem + "/" + a.Architecture})
 				}
 			}
-			return writeTable(r.stdout, []string{"RESOURCE", "KIND", "STATUS", "LIFECYCLE", "PLATFORM"}, rows)
+			if err := writeTable(r.stdout, []string{"RESOURCE", "KIND", "STATUS", "LIFECYCLE", "PLATFORM"}, rows); err != nil {
+				return err
+			}
+			return r.writeAgentMetadata(cmd.Context(), client, ws) // cli/show_metadata.go
 		},
 	}
 	addOutputFlag(cmd, &out, "table")
@@ -288,7 +281,7 @@ func (r *root) showCommand() *cobra.Command {
 func (r *root) transitionCommand(use, short string, transition codersdk.WorkspaceTransition) *cobra.Command {
 	var (
 		yes, orphan bool
-		params      []string
+		params      parameterFlags
 	)
 	cmd := &cobra.Command{
 		Use:   use + " [owner/]NAME",
@@ -304,8 +297,8 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 			if err != nil {
 				return err
 			}
-			if transition == codersdk.WorkspaceTransitionDelete && !yes {
-				ok, err := r.confirm(fmt.Sprintf("Delete workspace %q and all its resources?", ws.Name))
+			if question := transitionQuestion(transition, ws.Name); question != "" && !yes {
+				ok, err := r.confirm(question)
 				if err != nil {
 					return err
 				}
@@ -313,9 +306,11 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 					return errors.New("canceled")
 				}
 			}
-			values, err := parseParameters(params)
-			if err != nil {
-				return err
+			var values []codersdk.WorkspaceBuildParameter
+			if transition != codersdk.WorkspaceTransitionDelete {
+				if values, err = r.resolveBuildParameters(ctx, client, params, buildParameterRequest{versionID: ws.LatestBuild.TemplateVersionID, yes: yes}); err != nil {
+					return err
+				}
 			}
 			b, err := client.CreateWorkspaceBuild(ctx, ws.ID, codersdk.CreateWorkspaceBuildRequest{
 				Transition: transition, RichParameterValues: values, Orphan: orphan,
@@ -330,16 +325,31 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 			return nil
 		},
 	}
+	if transition == codersdk.WorkspaceTransitionDelete {
+		cmd.Aliases = []string{"rm"}
+	}
 	fs := cmd.Flags()
 	// -y is accepted by every transition so scripts can pass it uniformly;
-	// only delete asks for confirmation.
-	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation (only delete asks).")
+	// stop and delete ask for confirmation.
+	fs.BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation (stop and delete ask).")
 	if transition == codersdk.WorkspaceTransitionDelete {
 		fs.BoolVar(&orphan, "orphan", false, "Delete the workspace without running terraform destroy (for a broken template); resources are left behind.")
 	} else {
-		fs.StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
+		addParameterFlags(cmd, &params, false)
 	}
 	return cmd
+}
+
+// transitionQuestion is the confirmation a transition asks for ("" for
+// none): stop and delete, as Coder's CLI does.
+func transitionQuestion(t codersdk.WorkspaceTransition, name string) string {
+	switch t {
+	case codersdk.WorkspaceTransitionStop:
+		return fmt.Sprintf("Stop workspace %q?", name)
+	case codersdk.WorkspaceTransitionDelete:
+		return fmt.Sprintf("Delete workspace %q and all its resources?", name)
+	}
+	return ""
 }
 
 func pastTense(t codersdk.WorkspaceTransition) string {
@@ -354,7 +364,10 @@ func pastTense(t codersdk.WorkspaceTransition) string {
 }
 
 func (r *root) restartCommand() *cobra.Command {
-	var params []string
+	var (
+		params parameterFlags
+		yes    bool
+	)
 	cmd := &cobra.Command{
 		Use:   "restart [owner/]NAME",
 		Short: "Stop then start a workspace",
@@ -369,7 +382,7 @@ func (r *root) restartCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			values, err := parseParameters(params)
+			values, err := r.resolveBuildParameters(ctx, client, params, buildParameterRequest{versionID: ws.LatestBuild.TemplateVersionID, yes: yes})
 			if err != nil {
 				return err
 			}
@@ -391,8 +404,8 @@ func (r *root) restartCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&params, "parameter", nil, "Rich parameter name=value (repeatable).")
-	cmd.Flags().BoolP("yes", "y", false, "Do not ask for confirmation (accepted for scripts; restart does not ask).")
+	addParameterFlags(cmd, &params, false)
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation (accepted for scripts; restart does not ask).")
 	return cmd
 }
 

@@ -197,6 +197,7 @@ func AgentTokenRoutes() map[string]bool {
 		"POST " + p + "report-stats": true,
 		"POST " + p + "metadata":     true,
 		"POST " + p + "app-health":   true,
+		"POST " + p + "script-runs":  true,
 		"GET " + p + "coordinate":    true,
 	}
 }
@@ -215,6 +216,7 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 			r.Post("/report-stats", api.postAgentStats)
 			r.Post("/metadata", api.postAgentMetadata)
 			r.Post("/app-health", api.postAgentAppHealth)
+			r.Post("/script-runs", api.postAgentScriptRun) // workspaceagents_scriptruns.go
 			r.Get("/coordinate", api.agentCoordinate)
 		})
 		r.Group(func(r chi.Router) {
@@ -225,6 +227,8 @@ func (api *API) agentRoutes(r chi.Router, apiKey func(http.Handler) http.Handler
 			r.With(readAgent).Get("/{workspaceagent}", api.workspaceAgent)
 			r.With(readAgent).Get("/{workspaceagent}/logs", api.workspaceAgentLogs)
 			r.With(readAgent).Get("/{workspaceagent}/metadata", api.workspaceAgentMetadata)
+			r.With(connectAgent).Get("/{workspaceagent}/listening-ports", api.workspaceAgentListeningPorts) // workspaceagents_ports.go
+			r.With(readAgent).Get("/{workspaceagent}/script-runs", api.workspaceAgentScriptRuns)            // workspaceagents_scriptruns.go
 			r.With(connectAgent).Get("/{workspaceagent}/coordinate", api.workspaceAgentCoordinate)
 		})
 	})

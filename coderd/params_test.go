@@ -77,6 +77,8 @@ func TestPathParams(t *testing.T) {
 		{"/api/v2/workspaceagents/{id}", agentID.String(), "workspace agent", http.StatusNotFound, false},
 		{"/api/v2/workspaceagents/{id}/metadata", agentID.String(), "workspace agent", http.StatusNotFound, false},
 		{"/api/v2/workspaceagents/{id}/logs", agentID.String(), "workspace agent", http.StatusNotFound, false},
+		{"/api/v2/workspaceagents/{id}/script-runs", agentID.String(), "workspace agent", http.StatusNotFound, false},
+		{"/api/v2/workspaceagents/{id}/listening-ports", agentID.String(), "workspace agent", http.StatusForbidden, false},
 		{"/api/v2/workspaceagents/{id}/coordinate", agentID.String(), "workspace agent", http.StatusForbidden, false},
 		{"/api/v2/workspaceagents/{id}/pty", agentID.String(), "workspace agent", http.StatusForbidden, false},
 		{"/api/v2/users/" + first.Username + "/workspace/{id}", ws.Name, "", http.StatusNotFound, false},

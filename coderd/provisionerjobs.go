@@ -67,6 +67,7 @@ func (api *API) provisioningRoutes(r chi.Router, apiKey func(http.Handler) http.
 				r.Get("/builds", api.workspaceBuilds)
 				r.Post("/builds", api.postWorkspaceBuild)
 				api.workspaceScheduleRoutes(r)
+				api.workspaceParityRoutes(r)
 			})
 		})
 		r.Route("/workspacebuilds/{workspacebuild}", func(r chi.Router) {

@@ -228,26 +228,6 @@ func (api *API) buildVersionID(w http.ResponseWriter, r *http.Request, tmpl data
 	return prev, true
 }
 
-// workspaceBuildParameters serves GET
-// /api/v2/workspacebuilds/{workspacebuild}/parameters: the build's rich
-// parameter values (coder update compares them with the new version's).
-func (api *API) workspaceBuildParameters(w http.ResponseWriter, r *http.Request) {
-	b, _, ok := api.readableBuild(w, r)
-	if !ok {
-		return
-	}
-	rows, err := api.db.GetWorkspaceBuildParameters(r.Context(), b.ID)
-	if err != nil {
-		httpapi.InternalServerError(w, r, "Get build parameters.", err)
-		return
-	}
-	out := make([]codersdk.WorkspaceBuildParameter, 0, len(rows))
-	for _, p := range rows {
-		out = append(out, codersdk.WorkspaceBuildParameter{Name: p.Name, Value: p.Value})
-	}
-	httpapi.Write(r.Context(), w, http.StatusOK, out)
-}
-
 // inheritedVariableValues returns the values of the given version's
 // declared variables that were set at its push and that given does not
 // name: a new version of a template starts from the active version's values.

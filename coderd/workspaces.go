@@ -205,6 +205,12 @@ func ResolveParameters(params []database.TemplateVersionParameter, previous []da
 				errs = append(errs, codersdk.ValidationError{Field: p.Name, Detail: fmt.Sprintf("parameter %q is immutable and cannot be changed", p.Name)})
 				continue
 			}
+			if hasPrev && value != prevValue && !p.Ephemeral {
+				if err := checkMonotonic(p, prevValue, value); err != nil {
+					errs = append(errs, codersdk.ValidationError{Field: p.Name, Detail: err.Error()})
+					continue
+				}
+			}
 		case hasPrev && !p.Ephemeral:
 			value = prevValue
 		case p.Required:
@@ -229,9 +235,10 @@ func ResolveParameters(params []database.TemplateVersionParameter, previous []da
 
 func validateParameterValue(p database.TemplateVersionParameter, value string) error {
 	if p.ValidationError != "" {
-		// A custom message replaces the generic ones.
+		// A custom message (with {min}, {max} and {value} expanded)
+		// replaces the generic ones, which follow in parentheses.
 		if err := checkParameterValue(p, value); err != nil {
-			return fmt.Errorf("%s (%w)", p.ValidationError, err)
+			return fmt.Errorf("%s (%w)", expandValidationError(p, value), err)
 		}
 		return nil
 	}
@@ -383,9 +390,14 @@ func (api *API) writeWorkspace(w http.ResponseWriter, r *http.Request) {
 func (api *API) workspaces(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	auth, _ := httpmw.AuthorizationFromContext(ctx)
+	filter, ferrs := parseWorkspaceFilter(r.URL.Query().Get("q"))
+	if len(ferrs) > 0 {
+		httpapi.Write(ctx, w, http.StatusBadRequest, codersdk.Response{Message: "Invalid workspace search query.", Validations: ferrs})
+		return
+	}
 	ownerParam := r.URL.Query().Get("owner")
-	if q := r.URL.Query().Get("q"); ownerParam == "" && strings.HasPrefix(q, "owner:") {
-		ownerParam = strings.TrimPrefix(q, "owner:")
+	if ownerParam == "" {
+		ownerParam = filter.owner
 	}
 	ownerID := uuid.Nil
 	if ownerParam != "" {
@@ -414,10 +426,17 @@ func (api *API) workspaces(w http.ResponseWriter, r *http.Request) {
 			readable = append(readable, ws)
 		}
 	}
-	list, err := api.convertWorkspaces(ctx, readable)
+	converted, err := api.convertWorkspaces(ctx, readable)
 	if err != nil {
 		httpapi.InternalServerError(w, r, "Convert workspace.", err)
 		return
 	}
+	list := make([]codersdk.Workspace, 0, len(converted))
+	for _, ws := range converted {
+		if filter.match(ws) {
+			list = append(list, ws)
+		}
+	}
+	sortFavoritesFirst(list, auth.User.ID)
 	httpapi.Write(ctx, w, http.StatusOK, codersdk.WorkspacesResponse{Workspaces: list, Count: len(list)})
 }

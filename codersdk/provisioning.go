@@ -360,6 +360,8 @@ type Workspace struct {
 	DormantAt *time.Time `json:"dormant_at,omitempty"`
 	// DeletingAt is when a dormant workspace will be deleted (nil: never).
 	DeletingAt *time.Time `json:"deleting_at,omitempty"`
+	// Favorite is whether the owner marked the workspace as a favorite.
+	Favorite bool `json:"favorite"`
 }
 
 // WorkspacesResponse is a list of workspaces.

@@ -66,10 +66,3 @@ func (c *Client) TemplateVersionsByTemplateIncludingArchived(ctx context.Context
 func (c *Client) DeleteTemplate(ctx context.Context, template string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v2/templates/"+url.PathEscape(template), nil, http.StatusOK, nil)
 }
-
-// WorkspaceBuildParameters returns the rich parameter values of a build.
-func (c *Client) WorkspaceBuildParameters(ctx context.Context, build uuid.UUID) ([]WorkspaceBuildParameter, error) {
-	var out []WorkspaceBuildParameter
-	err := c.do(ctx, http.MethodGet, "/api/v2/workspacebuilds/"+build.String()+"/parameters", nil, http.StatusOK, &out)
-	return out, err
-}

@@ -1057,6 +1057,8 @@ type Workspace struct {
 	DormantAt         pgtype.Timestamptz `json:"dormant_at"`
 	DeletingAt        pgtype.Timestamptz `json:"deleting_at"`
 	AutomaticUpdates  string             `json:"automatic_updates"`
+	// Whether the owner marked the workspace as a favorite (listed first for the owner).
+	Favorite bool `json:"favorite"`
 }
 
 type WorkspaceAgent struct {
@@ -1144,6 +1146,15 @@ type WorkspaceAgentScript struct {
 	RunOnStop        bool      `json:"run_on_stop"`
 	TimeoutSeconds   int32     `json:"timeout_seconds"`
 	DisplayName      string    `json:"display_name"`
+}
+
+type WorkspaceAgentScriptRun struct {
+	ScriptID         uuid.UUID          `json:"script_id"`
+	WorkspaceAgentID uuid.UUID          `json:"workspace_agent_id"`
+	Status           string             `json:"status"`
+	StartedAt        time.Time          `json:"started_at"`
+	EndedAt          pgtype.Timestamptz `json:"ended_at"`
+	ExitCode         pgtype.Int4        `json:"exit_code"`
 }
 
 type WorkspaceAgentStat struct {

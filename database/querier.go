@@ -93,6 +93,7 @@ type Querier interface {
 	GetWorkspaceAgentLogsAfter(ctx context.Context, arg GetWorkspaceAgentLogsAfterParams) ([]WorkspaceAgentLog, error)
 	GetWorkspaceAgentLogsAfterLimit(ctx context.Context, arg GetWorkspaceAgentLogsAfterLimitParams) ([]WorkspaceAgentLog, error)
 	GetWorkspaceAgentMetadata(ctx context.Context, workspaceAgentID uuid.UUID) ([]WorkspaceAgentMetadatum, error)
+	GetWorkspaceAgentScriptRuns(ctx context.Context, workspaceAgentID uuid.UUID) ([]WorkspaceAgentScriptRun, error)
 	GetWorkspaceAgentScriptsByAgentIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceAgentScript, error)
 	GetWorkspaceAgentsByResourceIDs(ctx context.Context, ids []uuid.UUID) ([]WorkspaceAgent, error)
 	GetWorkspaceAgentsInLatestBuildByWorkspaceID(ctx context.Context, workspaceID uuid.UUID) ([]WorkspaceAgent, error)
@@ -195,7 +196,10 @@ type Querier interface {
 	// Marks a workspace dormant (dormant_at set, deleting_at when it will be
 	// deleted) or clears both.
 	UpdateWorkspaceDormantDeletingAt(ctx context.Context, arg UpdateWorkspaceDormantDeletingAtParams) error
+	UpdateWorkspaceFavorite(ctx context.Context, arg UpdateWorkspaceFavoriteParams) error
 	UpdateWorkspaceLastUsedAt(ctx context.Context, arg UpdateWorkspaceLastUsedAtParams) error
+	// Renames a workspace (the unique index on owner and lower(name) refuses a taken name).
+	UpdateWorkspaceName(ctx context.Context, arg UpdateWorkspaceNameParams) (Workspace, error)
 	UpdateWorkspaceTTL(ctx context.Context, arg UpdateWorkspaceTTLParams) error
 	UpsertProvisionerDaemon(ctx context.Context, arg UpsertProvisionerDaemonParams) (ProvisionerDaemon, error)
 	// Refreshes a replica's heartbeat, re-creating its row when another replica
@@ -204,6 +208,9 @@ type Querier interface {
 	UpsertTemplateSchedule(ctx context.Context, arg UpsertTemplateScheduleParams) error
 	// A variable block the import found; a value given at push is kept.
 	UpsertTemplateVersionVariable(ctx context.Context, arg UpsertTemplateVersionVariableParams) error
+	// Records the latest run of a script of the agent; a script of another
+	// agent matches no row (0 rows affected).
+	UpsertWorkspaceAgentScriptRun(ctx context.Context, arg UpsertWorkspaceAgentScriptRunParams) (int64, error)
 }
 
 var _ Querier = (*Queries)(nil)

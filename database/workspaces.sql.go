@@ -14,7 +14,7 @@ import (
 )
 
 const getWorkspaceByAgentID = `-- name: GetWorkspaceByAgentID :one
-SELECT w.id, w.created_at, w.updated_at, w.owner_id, w.template_id, w.deleted, w.name, w.autostart_schedule, w.ttl, w.last_used_at, w.dormant_at, w.deleting_at, w.automatic_updates FROM workspaces w
+SELECT w.id, w.created_at, w.updated_at, w.owner_id, w.template_id, w.deleted, w.name, w.autostart_schedule, w.ttl, w.last_used_at, w.dormant_at, w.deleting_at, w.automatic_updates, w.favorite FROM workspaces w
 JOIN workspace_builds b ON b.workspace_id = w.id
 JOIN workspace_resources r ON r.job_id = b.job_id
 JOIN workspace_agents a ON a.resource_id = r.id
@@ -39,12 +39,13 @@ func (q *Queries) GetWorkspaceByAgentID(ctx context.Context, agentID uuid.UUID) 
 		&i.DormantAt,
 		&i.DeletingAt,
 		&i.AutomaticUpdates,
+		&i.Favorite,
 	)
 	return i, err
 }
 
 const getWorkspaceByID = `-- name: GetWorkspaceByID :one
-SELECT id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates FROM workspaces WHERE id = $1 LIMIT 1
+SELECT id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates, favorite FROM workspaces WHERE id = $1 LIMIT 1
 `
 
 func (q *Queries) GetWorkspaceByID(ctx context.Context, id uuid.UUID) (Workspace, error) {
@@ -64,12 +65,13 @@ func (q *Queries) GetWorkspaceByID(ctx context.Context, id uuid.UUID) (Workspace
 		&i.DormantAt,
 		&i.DeletingAt,
 		&i.AutomaticUpdates,
+		&i.Favorite,
 	)
 	return i, err
 }
 
 const getWorkspaceByOwnerIDAndName = `-- name: GetWorkspaceByOwnerIDAndName :one
-SELECT id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates FROM workspaces WHERE owner_id = $1 AND lower(name) = lower($2::text) AND deleted = $3 LIMIT 1
+SELECT id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates, favorite FROM workspaces WHERE owner_id = $1 AND lower(name) = lower($2::text) AND deleted = $3 LIMIT 1
 `
 
 type GetWorkspaceByOwnerIDAndNameParams struct {
@@ -95,6 +97,7 @@ func (q *Queries) GetWorkspaceByOwnerIDAndName(ctx context.Context, arg GetWorks
 		&i.DormantAt,
 		&i.DeletingAt,
 		&i.AutomaticUpdates,
+		&i.Favorite,
 	)
 	return i, err
 }
@@ -132,7 +135,7 @@ func (q *Queries) GetWorkspaceCountsByTemplateIDs(ctx context.Context, templateI
 }
 
 const getWorkspaces = `-- name: GetWorkspaces :many
-SELECT id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates FROM workspaces
+SELECT id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates, favorite FROM workspaces
 WHERE deleted = false
   AND ($1::uuid = '00000000-0000-0000-0000-000000000000'::uuid OR owner_id = $1)
   AND ($2::uuid = '00000000-0000-0000-0000-000000000000'::uuid OR template_id = $2)
@@ -168,6 +171,7 @@ func (q *Queries) GetWorkspaces(ctx context.Context, arg GetWorkspacesParams) ([
 			&i.DormantAt,
 			&i.DeletingAt,
 			&i.AutomaticUpdates,
+			&i.Favorite,
 		); err != nil {
 			return nil, err
 		}
@@ -182,7 +186,7 @@ func (q *Queries) GetWorkspaces(ctx context.Context, arg GetWorkspacesParams) ([
 const insertWorkspace = `-- name: InsertWorkspace :one
 INSERT INTO workspaces (id, created_at, updated_at, owner_id, template_id, name, autostart_schedule, ttl, automatic_updates)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates
+RETURNING id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates, favorite
 `
 
 type InsertWorkspaceParams struct {
@@ -224,6 +228,7 @@ func (q *Queries) InsertWorkspace(ctx context.Context, arg InsertWorkspaceParams
 		&i.DormantAt,
 		&i.DeletingAt,
 		&i.AutomaticUpdates,
+		&i.Favorite,
 	)
 	return i, err
 }
@@ -243,6 +248,20 @@ func (q *Queries) UpdateWorkspaceDeletedByID(ctx context.Context, arg UpdateWork
 	return err
 }
 
+const updateWorkspaceFavorite = `-- name: UpdateWorkspaceFavorite :exec
+UPDATE workspaces SET favorite = $1 WHERE id = $2
+`
+
+type UpdateWorkspaceFavoriteParams struct {
+	Favorite bool      `json:"favorite"`
+	ID       uuid.UUID `json:"id"`
+}
+
+func (q *Queries) UpdateWorkspaceFavorite(ctx context.Context, arg UpdateWorkspaceFavoriteParams) error {
+	_, err := q.db.Exec(ctx, updateWorkspaceFavorite, arg.Favorite, arg.ID)
+	return err
+}
+
 const updateWorkspaceLastUsedAt = `-- name: UpdateWorkspaceLastUsedAt :exec
 UPDATE workspaces SET last_used_at = $1 WHERE id = $2
 `
@@ -255,4 +274,37 @@ type UpdateWorkspaceLastUsedAtParams struct {
 func (q *Queries) UpdateWorkspaceLastUsedAt(ctx context.Context, arg UpdateWorkspaceLastUsedAtParams) error {
 	_, err := q.db.Exec(ctx, updateWorkspaceLastUsedAt, arg.LastUsedAt, arg.ID)
 	return err
+}
+
+const updateWorkspaceName = `-- name: UpdateWorkspaceName :one
+UPDATE workspaces SET name = $1, updated_at = $2 WHERE id = $3 AND deleted = false RETURNING id, created_at, updated_at, owner_id, template_id, deleted, name, autostart_schedule, ttl, last_used_at, dormant_at, deleting_at, automatic_updates, favorite
+`
+
+type UpdateWorkspaceNameParams struct {
+	Name      string    `json:"name"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ID        uuid.UUID `json:"id"`
+}
+
+// Renames a workspace (the unique index on owner and lower(name) refuses a taken name).
+func (q *Queries) UpdateWorkspaceName(ctx context.Context, arg UpdateWorkspaceNameParams) (Workspace, error) {
+	row := q.db.QueryRow(ctx, updateWorkspaceName, arg.Name, arg.UpdatedAt, arg.ID)
+	var i Workspace
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.OwnerID,
+		&i.TemplateID,
+		&i.Deleted,
+		&i.Name,
+		&i.AutostartSchedule,
+		&i.Ttl,
+		&i.LastUsedAt,
+		&i.DormantAt,
+		&i.DeletingAt,
+		&i.AutomaticUpdates,
+		&i.Favorite,
+	)
+	return i, err
 }

@@ -123,6 +123,14 @@ type ScriptResult struct {
 	Duration time.Duration
 }
 
+// RunReport is the start (Result nil) or the end of one script run.
+type RunReport struct {
+	Script  Script
+	Started time.Time
+	Ended   time.Time
+	Result  *ScriptResult
+}
+
 // Result is the result of RunStart or RunStop.
 type Result struct {
 	Outcome Outcome
@@ -147,6 +155,9 @@ type Runner struct {
 	LogSink func(ctx context.Context, sourceID uuid.UUID, log Log)
 	// MaxLineBytes splits longer lines; zero means DefaultMaxLineBytes.
 	MaxLineBytes int
+	// OnRun, when set, is called when a script run starts and when it
+	// ends (after its output was passed to LogSink).
+	OnRun func(RunReport)
 
 	mu      sync.Mutex
 	closed  bool
@@ -210,9 +221,16 @@ func (r *Runner) Run(ctx context.Context, s Script) ScriptResult {
 			r.LogSink(ctx, s.LogSourceID, Log{CreatedAt: time.Now(), Level: level, Stream: stream, Output: line})
 		}
 	}
+	if r.OnRun != nil {
+		r.OnRun(RunReport{Script: s, Started: start})
+	}
 	finish := func(err error) ScriptResult {
 		res.Err = err
 		res.Duration = time.Since(start)
+		if r.OnRun != nil {
+			done := res
+			r.OnRun(RunReport{Script: s, Started: start, Ended: start.Add(res.Duration), Result: &done})
+		}
 		if err != nil {
 			logger.Warn("script failed", "error", err, "duration", res.Duration)
 		} else {

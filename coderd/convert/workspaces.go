@@ -117,6 +117,7 @@ func Workspace(ws database.Workspace, ownerName string, tmpl database.Template, 
 		LatestBuild:                          latest,
 		Outdated:                             latest.TemplateVersionID != tmpl.ActiveVersionID,
 		Name:                                 ws.Name, LastUsedAt: ws.LastUsedAt,
+		Favorite: ws.Favorite,
 	}
 	if ws.AutostartSchedule.Valid {
 		s := ws.AutostartSchedule.String

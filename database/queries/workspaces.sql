@@ -36,3 +36,10 @@ JOIN workspace_resources r ON r.job_id = b.job_id
 JOIN workspace_agents a ON a.resource_id = r.id
 WHERE a.id = @agent_id
 LIMIT 1;
+
+-- name: UpdateWorkspaceName :one
+-- Renames a workspace (the unique index on owner and lower(name) refuses a taken name).
+UPDATE workspaces SET name = @name, updated_at = @updated_at WHERE id = @id AND deleted = false RETURNING *;
+
+-- name: UpdateWorkspaceFavorite :exec
+UPDATE workspaces SET favorite = @favorite WHERE id = @id;

@@ -370,6 +370,221 @@
     });
   }
 
+  // ---------- workspace page: agent logs, metadata, ports; build history ----------
+
+  const AGENT_LOG_SOURCE = "3b9a1b7e-3f4f-4a8b-9d6e-2c1d0c0a9e01"; // agentsdk.AgentLogSourceID
+
+  function duration(fromIso, toIso) {
+    if (!fromIso) return "";
+    const from = new Date(fromIso).getTime();
+    const to = toIso ? new Date(toIso).getTime() : Date.now();
+    const s = Math.max(0, Math.round((to - from) / 1000));
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+    return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  }
+
+  // agentLogs streams one agent's logs (GET .../logs?follow, a websocket of
+  // JSON arrays) into one block per log source: each script of the agent,
+  // plus the agent's own lines. The stream resumes after the last line when
+  // it drops.
+  function agentLogs(agent) {
+    const el = h("div", { class: "agent-logs", dataset: { agentLogs: agent.name } });
+    const sources = new Map(); // source id -> {box, pre, status}
+    let lastID = 0;
+    let socket = null;
+    let closed = false;
+    let retry = null;
+    let scripts = [];
+
+    const sourceName = (id) => {
+      if (id === AGENT_LOG_SOURCE) return "Agent";
+      const s = scripts.find((x) => x.log_source_id === id);
+      return s ? (s.display_name || "Script") : "Other";
+    };
+    const source = (id) => {
+      let s = sources.get(id);
+      if (s) return s;
+      const status = h("span", { class: "script-status" });
+      const nameEl = h("span", { class: "source-name" });
+      const pre = h("pre", { class: "logs", tabindex: "0" });
+      const box = h("details", { class: "log-source", open: true, dataset: { source: id } }, h("summary", {}, nameEl, " ", status), pre);
+      s = { box, pre, status, nameEl };
+      sources.set(id, s);
+      arrange();
+      return s;
+    };
+    // arrange names the blocks (scripts may arrive after their first
+    // lines) and orders them: scripts in manifest order, the agent's own
+    // lines last.
+    const arrange = () => {
+      for (const [id, s] of sources) {
+        const n = sourceName(id);
+        if (s.nameEl.textContent !== n) {
+          s.nameEl.textContent = n;
+          s.box.dataset.sourceName = n;
+          s.pre.setAttribute("aria-label", `Logs of ${n}`);
+        }
+      }
+      const order = (x) => { const i = scripts.findIndex((sc) => sc.log_source_id === x); return i < 0 ? (x === AGENT_LOG_SOURCE ? 1e6 : 1e5) : i; };
+      const sorted = [...sources.entries()].sort((a, b) => order(a[0]) - order(b[0])).map(([, v]) => v.box);
+      if (sorted.some((box, i) => el.children[i] !== box)) el.replaceChildren(...sorted);
+    };
+    const append = (logs) => {
+      for (const l of logs) {
+        if (l.id <= lastID) continue;
+        lastID = l.id;
+        const s = source(l.source_id);
+        const atBottom = s.pre.scrollTop + s.pre.clientHeight >= s.pre.scrollHeight - 4;
+        s.pre.append(h("span", { class: `log log-${l.level || "info"}` }, `${l.output}\n`));
+        if (atBottom) s.pre.scrollTop = s.pre.scrollHeight;
+      }
+    };
+    const connect = () => {
+      if (closed) return;
+      const proto = location.protocol === "https:" ? "wss:" : "ws:";
+      socket = new WebSocket(`${proto}//${location.host}/api/v2/workspaceagents/${agent.id}/logs?follow&after=${lastID}`);
+      socket.onmessage = (ev) => { try { append(JSON.parse(ev.data) || []); } catch (_) { /* ignore a bad frame */ } };
+      socket.onclose = () => { socket = null; if (!closed) retry = setTimeout(connect, 2000); };
+    };
+    connect();
+    return {
+      el,
+      // update labels each script with what runs it and how its latest
+      // run went (GET .../script-runs): status, exit code, duration.
+      update(a, runs) {
+        scripts = a.scripts || [];
+        arrange();
+        for (const sc of scripts) {
+          const s = source(sc.log_source_id);
+          const kind = [sc.run_on_start && "start", sc.run_on_stop && "stop", sc.cron && `cron ${sc.cron}`].filter(Boolean).join(", ");
+          const run = (runs || []).find((r) => r.script_id === sc.id);
+          let state = "";
+          let detail = "";
+          if (run) {
+            state = { exit_failure: "failed" }[run.status] || run.status;
+            if (run.exit_code !== undefined && run.exit_code !== null) detail = ` exit code ${run.exit_code}`;
+            detail += `, ${duration(run.started_at, run.ended_at)}`;
+          } else if (sc.run_on_start && ["created", "starting"].includes(a.lifecycle_state)) {
+            state = "pending";
+          }
+          s.box.dataset.status = state;
+          s.status.replaceChildren(kind ? h("span", { class: "muted" }, `(${kind}) `) : "", state ? badge(state, "script") : "",
+            detail ? h("span", { class: "muted", "data-exit-code": run && run.exit_code !== undefined && run.exit_code !== null ? String(run.exit_code) : undefined }, detail) : "");
+        }
+      },
+      close() { closed = true; clearTimeout(retry); if (socket) socket.close(); },
+    };
+  }
+
+  // agentInsights keeps, per agent of the workspace, its live startup logs,
+  // metadata values and listening ports (with links through the apps
+  // proxy). Its elements persist across the page's polls so log streams
+  // keep running.
+  function agentInsights(owner, name, host) {
+    const el = h("div", { class: "agent-insights" });
+    const agents = new Map(); // agent id -> {box, logs, meta, ports, busy}
+    const portLink = (a, p) => {
+      const label = `${p.port}${p.process_name ? ` (${p.process_name})` : ""}`;
+      const href = host ? subdomainURL(host, `${p.port}--${a.name}--${name}--${owner}`) : `/@${owner}/${name}.${a.name}/ports/${p.port}/`;
+      return h("li", {}, h("a", { href, "data-port": String(p.port), target: "_blank", rel: "noreferrer" }, label));
+    };
+    const refreshAgent = async (a, x) => {
+      const md = (await api("GET", `/api/v2/workspaceagents/${a.id}/metadata`)) || [];
+      x.meta.replaceChildren(md.length ? h("dl", { class: "meta" }, md.map((m) => {
+        const r = m.result || {};
+        const value = r.error ? h("span", { class: "error-inline" }, `error: ${r.error}`) : (r.value || "");
+        return [h("dt", {}, m.description.display_name || m.description.key),
+          h("dd", { dataset: { metadata: m.description.key }, title: r.collected_at ? `collected ${ago(r.collected_at)}` : "not collected yet" },
+            r.collected_at ? value : h("span", { class: "muted" }, "not collected yet"))];
+      })) : h("p", { class: "muted" }, "No metadata."));
+      if (a.status !== "connected") {
+        x.ports.replaceChildren(h("p", { class: "muted" }, "Listening ports show while the agent is connected."));
+        x.portsShown = false;
+        return;
+      }
+      if (!x.portsShown) x.ports.replaceChildren(h("p", { class: "muted" }, "Asking the agent…"));
+      // Asked of the agent over the mesh: slow when it is unreachable, so
+      // it runs beside the page's poll (one question at a time).
+      if (x.busy) return;
+      x.busy = true;
+      api("GET", `/api/v2/workspaceagents/${a.id}/listening-ports`).then((res) => {
+        const ports = (res && res.ports) || [];
+        x.ports.replaceChildren(ports.length ? h("ul", { class: "plain ports" }, ports.map((p) => portLink(a, p))) : h("p", { class: "muted" }, "No listening ports."));
+        x.portsShown = true;
+      }, (err) => {
+        x.ports.replaceChildren(h("p", { class: "muted" }, `Listening ports unavailable: ${err.message}`));
+      }).finally(() => { x.busy = false; });
+    };
+    return {
+      el,
+      async update(ws) {
+        const current = agentsOf(ws);
+        for (const [id, x] of agents) {
+          if (!current.some((a) => a.id === id)) { x.logs.close(); x.box.remove(); agents.delete(id); }
+        }
+        for (const a of current) {
+          let x = agents.get(a.id);
+          if (!x) {
+            const logs = agentLogs(a);
+            const meta = h("div", { class: "agent-metadata" });
+            const ports = h("div", { class: "agent-ports" });
+            const box = h("article", { class: "card agent-insight", dataset: { agentInsight: a.name } },
+              h("h3", {}, `Agent ${a.name}`),
+              h("h4", {}, "Metadata"), meta,
+              h("h4", {}, "Listening ports"), ports,
+              h("h4", {}, "Startup and shutdown logs"), logs.el);
+            x = { box, logs, meta, ports, busy: false, portsShown: false };
+            agents.set(a.id, x);
+            el.append(box);
+          }
+          x.logs.update(a, (await api("GET", `/api/v2/workspaceagents/${a.id}/script-runs`)) || []);
+          await refreshAgent(a, x);
+        }
+        if (!current.length) el.replaceChildren(h("p", { class: "muted" }, "No agent is running."));
+        else for (const p of el.querySelectorAll(":scope > p")) p.remove();
+      },
+      close() { for (const x of agents.values()) x.logs.close(); },
+    };
+  }
+
+  // buildHistory lists the workspace's builds (newest first) with reason,
+  // initiator, duration and status; "Logs" shows that build's log. Rows are
+  // kept and updated in place, so a button stays put between polls.
+  function buildHistory(onView) {
+    const tbody = h("tbody");
+    const el = h("table", { class: "list", id: "build-history" },
+      h("thead", {}, h("tr", {}, ["Build", "Transition", "Reason", "Initiator", "Duration", "Status", ""].map((c) => h("th", { scope: "col" }, c)))),
+      tbody);
+    const rows = new Map(); // build id -> {tr, cells}
+    return {
+      el,
+      async update(ws) {
+        const builds = ((await api("GET", `/api/v2/workspaces/${ws.id}/builds`)) || []).sort((a, b) => b.build_number - a.build_number);
+        builds.forEach((b, i) => {
+          let r = rows.get(b.id);
+          if (!r) {
+            const cells = {};
+            for (const c of ["transition", "reason", "initiator", "duration", "status"]) cells[c] = h("td", { "data-col": c });
+            const tr = h("tr", { dataset: { build: String(b.build_number) } }, h("th", { scope: "row" }, `#${b.build_number}`),
+              cells.transition, cells.reason, cells.initiator, cells.duration, cells.status,
+              h("td", {}, h("button", { type: "button", "data-action": "view-build-logs", onclick: () => onView(r.build) }, "Logs")));
+            r = { tr, cells };
+            rows.set(b.id, r);
+          }
+          r.build = b;
+          r.cells.transition.textContent = b.transition;
+          r.cells.reason.textContent = b.reason || "initiator";
+          r.cells.initiator.textContent = b.initiator_name || "";
+          r.cells.duration.textContent = duration(b.job.started_at || b.created_at, b.job.completed_at || b.job.canceled_at);
+          r.cells.duration.title = new Date(b.created_at).toLocaleString();
+          r.cells.status.replaceChildren(badge(b.status));
+          if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] || null);
+        });
+      },
+    };
+  }
+
   async function viewWorkspace(owner, name) {
     const head = h("div", { class: "page-head" });
     const actions = h("div", { class: "actions", role: "group", "aria-label": "Workspace actions" });
@@ -379,14 +594,20 @@
     const resourcesBox = h("div");
     const logs = h("pre", { class: "logs", id: "build-logs", tabindex: "0", "aria-label": "Build logs" });
     const logsTitle = h("h2", {}, "Build logs");
+    const host = await getAppHost();
+    const insights = agentInsights(owner, name, host);
+    const history = buildHistory((b) => streamLogs(b));
+    cleanups.push(() => insights.close());
     setPage(`${owner}/${name}`, head, info, scheduleBox, actions,
       h("section", { "aria-label": "Agents" }, h("h2", {}, "Agents"), agentsBox),
+      h("section", { "aria-label": "Agent details", id: "agent-insights" }, insights.el),
       h("section", { "aria-label": "Build logs" }, logsTitle, logs),
+      h("section", { "aria-label": "Build history" }, h("h2", {}, "Build history"), history.el),
       h("section", { "aria-label": "Resources" }, h("h2", {}, "Resources"), resourcesBox));
 
-    const host = await getAppHost();
     let ws = null;
     let logBuild = null;
+    let latestSeen = null;
     let logSource = null;
     let busy = false;
     cleanups.push(() => { if (logSource) logSource.close(); });
@@ -550,7 +771,11 @@
         throw err;
       }
       renderWorkspace();
-      if (logBuild !== ws.latest_build.id) await streamLogs(ws.latest_build);
+      // A new build takes over the log view; a build picked in the
+      // history stays until then.
+      if (latestSeen !== ws.latest_build.id) { latestSeen = ws.latest_build.id; await streamLogs(ws.latest_build); }
+      await insights.update(ws);
+      await history.update(ws);
     };
     await poll(refresh);
   }

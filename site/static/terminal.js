@@ -30,8 +30,14 @@
 
   const term = new Terminal({
     cursorBlink: true,
-    fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
+    // xterm's DOM renderer clips each row to its cell height (overflow:
+    // hidden). With lineHeight 1 a font's underscore sits on or below the
+    // row's bottom edge and disappears ("$CODER WORKSPACE NAME"); 1.2 gives
+    // every glyph room. Fonts common on Linux come before the macOS and
+    // Windows ones (Chrome on Linux ignores ui-monospace).
+    fontFamily: '"DejaVu Sans Mono", "Liberation Mono", "Ubuntu Mono", Menlo, Consolas, "Courier New", monospace',
     fontSize: 14,
+    lineHeight: 1.2,
     scrollback: 10000,
     theme: { background: "#111418" },
   });
