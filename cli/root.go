@@ -314,7 +314,11 @@ func writeError(w io.Writer, err error) {
 			fmt.Fprintf(w, "%s\n", apiErr.Detail)
 		}
 		for _, v := range apiErr.Validations {
-			fmt.Fprintf(w, "  %s: %s\n", v.Field, v.Detail)
+			line := v.Field + ": " + v.Detail
+			if line == apiErr.Detail {
+				continue // already printed as the detail
+			}
+			fmt.Fprintf(w, "  %s\n", line)
 		}
 		return
 	}

@@ -113,6 +113,9 @@ func (r *root) updateParameterValues(params []codersdk.TemplateVersionParameter,
 		for i, p := range ask {
 			names[i] = fmt.Sprintf("--parameter %s=VALUE", p.Name)
 		}
+		if alwaysPrompt {
+			return nil, fmt.Errorf("--always-prompt needs a terminal to ask for parameter(s); without one pass %s", strings.Join(names, " "))
+		}
 		return nil, fmt.Errorf("the active version needs values for parameter(s) the workspace does not have; pass %s", strings.Join(names, " "))
 	}
 	for _, p := range ask {
