@@ -127,7 +127,31 @@ func isUnauthorized(err error) bool {
 // Run registers the daemon and runs jobs until ctx ends. It returns nil when
 // ctx ends, ErrUnauthorized (wrapped) when the key is refused, and an error
 // when terraform cannot be found.
-func (d *Daemon) Run(ctx context.Context) error {
+func (d *Daemon) Run(ctx context.Context) error { return d.RunDraining(ctx, nil) }
+
+// RunDraining is Run with a graceful stop: once drain is closed the daemon
+// acquires no new job (an acquire in flight is abandoned), lets the job it
+// runs finish and report, and returns nil. Ending ctx still interrupts a
+// running job at once. A nil drain never closes.
+func (d *Daemon) RunDraining(ctx context.Context, drain <-chan struct{}) error {
+	acquireCtx, cancelAcquire := context.WithCancel(ctx)
+	defer cancelAcquire()
+	if drain != nil {
+		go func() {
+			select {
+			case <-drain:
+				d.logger().Info("provisioner daemon draining: no new jobs, the running one finishes")
+				cancelAcquire()
+			case <-acquireCtx.Done():
+			}
+		}()
+	}
+	return d.run(ctx, acquireCtx)
+}
+
+// run registers and runs jobs; acquireCtx (a child of ctx) ending stops
+// acquiring, ctx ending also interrupts the running job.
+func (d *Daemon) run(ctx, acquireCtx context.Context) error {
 	log := d.logger()
 	version, err := d.runner().Version(ctx)
 	if err != nil {
@@ -139,11 +163,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	var reg provisionersdk.RegisterResponse
 	for failures := 1; ; failures++ {
-		reg, err = d.Client.Register(ctx, req)
+		reg, err = d.Client.Register(acquireCtx, req)
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil {
+		if acquireCtx.Err() != nil {
 			return nil
 		}
 		if isUnauthorized(err) {
@@ -151,7 +175,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		wait := d.retryDelay(failures)
 		log.Warn("register provisioner daemon", "error", err, "attempt", failures, "retry_in", wait)
-		d.sleep(ctx, wait)
+		d.sleep(acquireCtx, wait)
 	}
 	if removed, err := d.runner().CleanStale(); err != nil {
 		log.Warn("clean stale terraform work directories", "error", err)
@@ -165,10 +189,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		heartbeat = provisionersdk.DefaultHeartbeatInterval
 	}
 	failures := 0
-	for ctx.Err() == nil {
-		job, err := d.Client.AcquireJob(ctx, reg.ID)
+	for acquireCtx.Err() == nil {
+		job, err := d.Client.AcquireJob(acquireCtx, reg.ID)
 		if err != nil {
-			if ctx.Err() != nil {
+			if acquireCtx.Err() != nil {
 				return nil
 			}
 			if isUnauthorized(err) {
@@ -177,7 +201,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			failures++
 			wait := d.retryDelay(failures)
 			log.Warn("acquire job", "error", err, "attempt", failures, "retry_in", wait)
-			d.sleep(ctx, wait)
+			d.sleep(acquireCtx, wait)
 			continue
 		}
 		failures = 0

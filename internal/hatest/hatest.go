@@ -34,6 +34,9 @@ type Options struct {
 	Env []string
 	// Args are added to every server's command line.
 	Args []string
+	// ReplicaArgs, when set, returns more arguments for replica i (after
+	// Args), e.g. built-in provisioner daemons on one replica only.
+	ReplicaArgs func(i int) []string
 }
 
 // Cluster is a running deployment.
@@ -114,6 +117,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 			"--config-dir", filepath.Join(home, "config"),
 		)
 		r.cmd.Args = append(r.cmd.Args, opts.Args...)
+		if opts.ReplicaArgs != nil {
+			r.cmd.Args = append(r.cmd.Args, opts.ReplicaArgs(i)...)
+		}
 		r.cmd.Env = append([]string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + os.TempDir(),
 			"CODER_STATE_ENCRYPTION_KEY=" + stateKey}, opts.Env...)
 		r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
@@ -258,6 +264,17 @@ func (r *Replica) Stop(t testing.TB, sig syscall.Signal) {
 		t.Fatalf("replica %s did not exit after %v", r.URL, sig)
 	}
 }
+
+// Signal sends sig to the replica without waiting for it to exit.
+func (r *Replica) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal replica: %v", err)
+	}
+}
+
+// Done is closed when the replica's process has exited.
+func (r *Replica) Done() <-chan struct{} { return r.done }
 
 // Output returns what the replica logged so far.
 func (r *Replica) Output() string { return r.out.String() }
