@@ -116,6 +116,17 @@ func (d *Daemon) sleep(ctx context.Context, wait time.Duration) {
 	}
 }
 
+// sleepOrDrain waits for the retry delay, the end of ctx or drain closing.
+func (d *Daemon) sleepOrDrain(ctx context.Context, drain <-chan struct{}, wait time.Duration) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-drain:
+	case <-t.C:
+	}
+}
+
 // ErrUnauthorized is returned by Run when coderd refuses the pre-shared key.
 var ErrUnauthorized = errors.New("coderd refused the provisioner daemon pre-shared key")
 
@@ -130,28 +141,31 @@ func isUnauthorized(err error) bool {
 func (d *Daemon) Run(ctx context.Context) error { return d.RunDraining(ctx, nil) }
 
 // RunDraining is Run with a graceful stop: once drain is closed the daemon
-// acquires no new job (an acquire in flight is abandoned), lets the job it
-// runs finish and report, and returns nil. Ending ctx still interrupts a
-// running job at once. A nil drain never closes.
+// acquires no new job, lets the job it runs finish and report, and returns
+// nil. An acquire long poll already in flight is not abandoned (coderd may
+// have assigned a job the daemon would then never run, leaving it to fail
+// as hung): it ends within coderd's acquire wait, and a job it brings is
+// run too. Ending ctx still interrupts a running job at once. A nil drain
+// never closes.
 func (d *Daemon) RunDraining(ctx context.Context, drain <-chan struct{}) error {
-	acquireCtx, cancelAcquire := context.WithCancel(ctx)
-	defer cancelAcquire()
-	if drain != nil {
-		go func() {
-			select {
-			case <-drain:
-				d.logger().Info("provisioner daemon draining: no new jobs, the running one finishes")
-				cancelAcquire()
-			case <-acquireCtx.Done():
-			}
-		}()
+	draining := func() bool {
+		select {
+		case <-drain:
+			return true
+		default:
+			return false
+		}
 	}
-	return d.run(ctx, acquireCtx)
+	err := d.run(ctx, drain, draining)
+	if err == nil && draining() && ctx.Err() == nil {
+		d.logger().Info("provisioner daemon drained: no job running, no new jobs")
+	}
+	return err
 }
 
-// run registers and runs jobs; acquireCtx (a child of ctx) ending stops
-// acquiring, ctx ending also interrupts the running job.
-func (d *Daemon) run(ctx, acquireCtx context.Context) error {
+// run registers and runs jobs until ctx ends or, between jobs, draining
+// reports true (drain is closed then; it wakes retry waits).
+func (d *Daemon) run(ctx context.Context, drain <-chan struct{}, draining func() bool) error {
 	log := d.logger()
 	version, err := d.runner().Version(ctx)
 	if err != nil {
@@ -163,11 +177,11 @@ func (d *Daemon) run(ctx, acquireCtx context.Context) error {
 	}
 	var reg provisionersdk.RegisterResponse
 	for failures := 1; ; failures++ {
-		reg, err = d.Client.Register(acquireCtx, req)
+		reg, err = d.Client.Register(ctx, req)
 		if err == nil {
 			break
 		}
-		if acquireCtx.Err() != nil {
+		if ctx.Err() != nil || draining() {
 			return nil
 		}
 		if isUnauthorized(err) {
@@ -175,7 +189,7 @@ func (d *Daemon) run(ctx, acquireCtx context.Context) error {
 		}
 		wait := d.retryDelay(failures)
 		log.Warn("register provisioner daemon", "error", err, "attempt", failures, "retry_in", wait)
-		d.sleep(acquireCtx, wait)
+		d.sleepOrDrain(ctx, drain, wait)
 	}
 	if removed, err := d.runner().CleanStale(); err != nil {
 		log.Warn("clean stale terraform work directories", "error", err)
@@ -189,10 +203,10 @@ func (d *Daemon) run(ctx, acquireCtx context.Context) error {
 		heartbeat = provisionersdk.DefaultHeartbeatInterval
 	}
 	failures := 0
-	for acquireCtx.Err() == nil {
-		job, err := d.Client.AcquireJob(acquireCtx, reg.ID)
+	for ctx.Err() == nil && !draining() {
+		job, err := d.Client.AcquireJob(ctx, reg.ID)
 		if err != nil {
-			if acquireCtx.Err() != nil {
+			if ctx.Err() != nil {
 				return nil
 			}
 			if isUnauthorized(err) {
@@ -201,7 +215,7 @@ func (d *Daemon) run(ctx, acquireCtx context.Context) error {
 			failures++
 			wait := d.retryDelay(failures)
 			log.Warn("acquire job", "error", err, "attempt", failures, "retry_in", wait)
-			d.sleep(acquireCtx, wait)
+			d.sleepOrDrain(ctx, drain, wait)
 			continue
 		}
 		failures = 0
