@@ -30,6 +30,9 @@ resource "terraform_data" "gated" {
 
 const haBuildPSK = "ha-build-psk"
 
+// haBuildHeartbeatTimeout is the replicas' --provisioner-heartbeat-timeout.
+const haBuildHeartbeatTimeout = 3 * time.Second
+
 // haBuildEnv is an HA deployment of 3 replicas where only replica 0 runs
 // built-in provisioner daemons (2 of them, so one is idle while the other
 // runs the gated build), with a short heartbeat timeout and a template
@@ -48,7 +51,7 @@ func newHABuildEnv(t *testing.T, pgURL string) *haBuildEnv {
 		Replicas:    3,
 		PostgresURL: pgURL,
 		Env:         terraformEnv(t),
-		Args:        []string{"--provisioner-daemon-psk", haBuildPSK, "--provisioner-heartbeat-timeout", "3s"},
+		Args:        []string{"--provisioner-daemon-psk", haBuildPSK, "--provisioner-heartbeat-timeout", haBuildHeartbeatTimeout.String()},
 		ReplicaArgs: func(i int) []string {
 			if i == 0 {
 				return []string{"--provisioner-daemons", "2"}
