@@ -29,14 +29,14 @@ type haEnv struct {
 	bin     string // the built coder binary
 }
 
-func newHAEnv(t *testing.T, replicas int, serverArgs ...string) *haEnv {
+func newHAEnv(t testing.TB, replicas int, serverArgs ...string) *haEnv {
 	t.Helper()
 	return newHAEnvWith(t, hatest.Options{Replicas: replicas, Args: serverArgs})
 }
 
 // newHAEnvWith starts the deployment of opts; the binary is built here and
 // the database is a fresh test database unless opts names one.
-func newHAEnvWith(t *testing.T, opts hatest.Options) *haEnv {
+func newHAEnvWith(t testing.TB, opts hatest.Options) *haEnv {
 	t.Helper()
 	replicas := opts.Replicas
 	bin := buildCoder(t)
@@ -85,7 +85,7 @@ func (e *reachEnv) pointCLI(u string) {
 
 // agentReplica returns the URL of the replica whose coordinator serves
 // peer id (from the coordinator's tables and the replica list).
-func (h *haEnv) agentReplica(t *testing.T, id uuid.UUID) string {
+func (h *haEnv) agentReplica(t testing.TB, id uuid.UUID) string {
 	t.Helper()
 	ctx := context.Background()
 	var coord uuid.UUID

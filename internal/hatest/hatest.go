@@ -122,14 +122,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 		r.cmd.Env = append([]string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + os.TempDir(),
 			"CODER_STATE_ENCRYPTION_KEY=" + stateKey}, opts.Env...)
-		r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-		if err := r.cmd.Start(); err != nil {
+		if err := r.start(); err != nil {
 			t.Fatalf("start replica %d: %v", i, err)
 		}
-		go func() {
-			_ = r.cmd.Wait()
-			close(r.done)
-		}()
 		t.Cleanup(func() {
 			_ = r.cmd.Process.Signal(syscall.SIGTERM)
 			select {
@@ -275,6 +270,41 @@ func (r *Replica) Signal(t testing.TB, sig syscall.Signal) {
 
 // Done is closed when the replica's process has exited.
 func (r *Replica) Done() <-chan struct{} { return r.done }
+
+// start runs r.cmd (a fresh copy of it, so a stopped replica can start
+// again) and watches for its exit.
+func (r *Replica) start() error {
+	cmd := exec.Command(r.cmd.Path, r.cmd.Args[1:]...)
+	cmd.Env = r.cmd.Env
+	cmd.Stdout, cmd.Stderr = r.out, r.out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	r.cmd, r.done = cmd, done
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return nil
+}
+
+// Restart starts a stopped replica again with the same command line (a new
+// replica ID, the same address) and waits until it answers /healthz.
+func (r *Replica) Restart(t testing.TB) {
+	t.Helper()
+	select {
+	case <-r.done:
+	default:
+		t.Fatalf("replica %s still runs", r.URL)
+	}
+	if err := r.start(); err != nil {
+		t.Fatalf("restart replica %s: %v", r.URL, err)
+	}
+	if err := awaitHealthy(r.URL, 2*time.Minute, r.done); err != nil {
+		t.Fatalf("replica %s after restart: %v\n%s", r.URL, err, r.out.String())
+	}
+}
 
 // Output returns what the replica logged so far.
 func (r *Replica) Output() string { return r.out.String() }
