@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -299,9 +300,9 @@ func BenchmarkPostgresNodeUpdate(b *testing.B) {
 }
 
 // BenchmarkPostgresAtScale is the coordinator at scale: 3 PostgreSQL
-// coordinators (3 replicas in process, each with its own pool and
-// pubsub, one database) and $CODER_BENCH_COORD_PEERS peers (default
-// 1,000) as client/agent pairs, agents spread round robin over the
+// coordinators ($CODER_BENCH_COORD_REPLICAS: replicas in process, each
+// with its own pool and pubsub, one database) and $CODER_BENCH_COORD_PEERS
+// peers (default 1,000) as client/agent pairs, agents spread round robin over the
 // replicas and every other client on a different replica than its agent
 // (half the pairs cross replicas). Besides the node-update latency and
 // heap per peer (all 3 replicas together) it reports PostgreSQL
@@ -316,10 +317,17 @@ func BenchmarkPostgresAtScale(b *testing.B) {
 		}
 		peers = n
 	}
+	replicas := 3
+	if v := os.Getenv("CODER_BENCH_COORD_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("CODER_BENCH_COORD_REPLICAS=%q: want a number >= 1", v)
+		}
+		replicas = n
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	dbURL := dbtestutil.NewDB(b)
 	statsPool := dbtestutil.NewPoolFor(b, dbURL)
-	const replicas = 3
 	var coords []coordinator.Coordinator
 	for range replicas {
 		pool := dbtestutil.NewPoolFor(b, dbURL)
@@ -347,7 +355,7 @@ func BenchmarkPostgresAtScale(b *testing.B) {
 		// runBenchN connects each pair's agent, then its client.
 		r := pair % replicas
 		if auth != nil {
-			if pair%2 == 1 {
+			if pair%2 == 1 && replicas > 1 {
 				r = (r + 1) % replicas
 			}
 			pair++
@@ -384,7 +392,7 @@ func BenchmarkPostgresAtScale(b *testing.B) {
 	}
 	var startX float64
 	var startT time.Time
-	runBenchN(b, peers, connect, "heap-B/peer(3-replicas)", func(start bool) {
+	runBenchN(b, peers, connect, fmt.Sprintf("heap-B/peer(%d-replicas)", replicas), func(start bool) {
 		if start {
 			startX, startT = xacts(), time.Now()
 			return
