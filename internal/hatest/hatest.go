@@ -37,6 +37,14 @@ type Options struct {
 	// ReplicaArgs, when set, returns more arguments for replica i (after
 	// Args), e.g. built-in provisioner daemons on one replica only.
 	ReplicaArgs func(i int) []string
+	// OwnAccessURL makes each replica's access URL its own address
+	// instead of the load balancer's. Its DERP map then names its own
+	// relay, so a peer pinned to replica A homes on A's relay and one
+	// pinned to B on B's: relayed traffic between them must cross the mesh.
+	OwnAccessURL bool
+	// NoMesh starts the replicas without --derp-server-relay-url, so their
+	// relays do not mesh (the negative case of the mesh tests).
+	NoMesh bool
 }
 
 // Cluster is a running deployment.
@@ -107,11 +115,18 @@ func Start(t testing.TB, opts Options) *Cluster {
 		if err := os.MkdirAll(home, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		access, relay := c.URL, r.URL
+		if opts.OwnAccessURL {
+			access = r.URL
+		}
+		if opts.NoMesh {
+			relay = ""
+		}
 		r.cmd = exec.Command(opts.Binary, "server",
 			"--http-address", fmt.Sprintf("127.0.0.1:%d", port),
-			"--access-url", c.URL,
+			"--access-url", access,
 			"--postgres-url", opts.PostgresURL,
-			"--derp-server-relay-url", r.URL,
+			"--derp-server-relay-url", relay,
 			"--derp-server-stun-addresses", "",
 			"--provisioner-daemons", "0",
 			"--config-dir", filepath.Join(home, "config"),
