@@ -42,6 +42,9 @@ type Options struct {
 	// relay, so a peer pinned to replica A homes on A's relay and one
 	// pinned to B on B's: relayed traffic between them must cross the mesh.
 	OwnAccessURL bool
+	// AccessURL, when set, returns replica i's access URL (overriding
+	// OwnAccessURL), e.g. an address of a NAT lab that forwards to it.
+	AccessURL func(i int) string
 	// NoMesh starts the replicas without --derp-server-relay-url, so their
 	// relays do not mesh (the negative case of the mesh tests).
 	NoMesh bool
@@ -118,6 +121,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 		access, relay := c.URL, r.URL
 		if opts.OwnAccessURL {
 			access = r.URL
+		}
+		if opts.AccessURL != nil {
+			access = opts.AccessURL(i)
 		}
 		if opts.NoMesh {
 			relay = ""
