@@ -19,8 +19,13 @@ import (
 // replica A, in one run: the CLI talking to replica A (same replica as the
 // agent), to replica B (cross-replica: nodes go through the PostgreSQL
 // coordinator) and to the load balancer (round robin over both).
+//
+// With CODER_BENCH_HA_OWN_RELAYS=1 each replica's access URL (and so the
+// relay its DERP map names) is its own address instead of the load
+// balancer's: the agent homes on A's relay and a client on the relay of
+// the replica it talks to (the via-lb case then has no fixed relay).
 func BenchmarkHASSHTrue(b *testing.B) {
-	h := newHAEnv(b, 2)
+	h := newHAEnvWith(b, hatest.Options{Replicas: 2, OwnAccessURL: os.Getenv("CODER_BENCH_HA_OWN_RELAYS") == "1"})
 	e := h.reach
 	a, bb := h.cluster.Replicas[0], h.cluster.Replicas[1]
 	agentID, token := e.addWorkspace("ws1")
