@@ -11,7 +11,7 @@ GO_PACKAGES := ./...
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -count 1
 
-.PHONY: all build deps run ha test chaos bench fuzz lint gen site clean
+.PHONY: all build deps run ha test chaos bench bench-ha fuzz lint gen site clean
 
 all: build
 
@@ -55,6 +55,16 @@ chaos: deps build
 bench: deps
 	go test $(BENCH_FLAGS) $(GO_PACKAGES) | tee bench.txt
 
+## bench-ha: the high-availability benchmarks of docs/performance.md (real replicas, HAProxy,
+## PostgreSQL): `coder ssh WS -- true` same-replica / cross-replica / via the load balancer, kill -9
+## recovery over 10 kills, and the PostgreSQL coordinator at scale with BENCH_COORD_PEERS peers
+## (default 10000) over 3 replicas; results land in bench-ha.txt
+BENCH_COORD_PEERS ?= 10000
+bench-ha: deps
+	{ go test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkHASSHTrue|BenchmarkHAKillRecovery' -benchtime 1x ./cli/ && \
+	  CODER_BENCH_COORD_PEERS=$(BENCH_COORD_PEERS) go test -count=1 -timeout 30m -run '^$$' \
+		-bench 'BenchmarkPostgresAtScale|BenchmarkInMemoryNodeUpdate' -benchtime 2000x ./coordinator/; } | tee bench-ha.txt
+
 ## fuzz: run each Go fuzz target for FUZZTIME (default 30s) with FUZZPARALLEL workers (default 1);
 ## the targets are listed in scripts/fuzz.sh (`make test` runs their seed corpora)
 FUZZTIME ?= 30s
@@ -77,4 +87,4 @@ site:
 	cd site && npm ci --no-audit --no-fund && npm run build
 
 clean:
-	rm -rf bin bench.txt
+	rm -rf bin bench.txt bench-ha.txt

@@ -26,13 +26,26 @@ type haEnv struct {
 	cluster *hatest.Cluster
 	reach   *reachEnv
 	pool    *database.Store
+	bin     string // the built coder binary
 }
 
-func newHAEnv(t *testing.T, replicas int, serverArgs ...string) *haEnv {
+func newHAEnv(t testing.TB, replicas int, serverArgs ...string) *haEnv {
 	t.Helper()
+	return newHAEnvWith(t, hatest.Options{Replicas: replicas, Args: serverArgs})
+}
+
+// newHAEnvWith starts the deployment of opts; the binary is built here and
+// the database is a fresh test database unless opts names one.
+func newHAEnvWith(t testing.TB, opts hatest.Options) *haEnv {
+	t.Helper()
+	replicas := opts.Replicas
 	bin := buildCoder(t)
-	dbURL := dbtestutil.NewDB(t)
-	cluster := hatest.Start(t, hatest.Options{Binary: bin, PostgresURL: dbURL, Replicas: replicas, Args: serverArgs})
+	opts.Binary = bin
+	if opts.PostgresURL == "" {
+		opts.PostgresURL = dbtestutil.NewDB(t)
+	}
+	dbURL := opts.PostgresURL
+	cluster := hatest.Start(t, opts)
 	lb, err := url.Parse(cluster.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +70,7 @@ func newHAEnv(t *testing.T, replicas int, serverArgs ...string) *haEnv {
 		rs, err := client.Replicas(context.Background())
 		return err == nil && len(rs) == replicas, err
 	})
-	return &haEnv{cluster: cluster, reach: e, pool: store}
+	return &haEnv{cluster: cluster, reach: e, pool: store, bin: bin}
 }
 
 // pointCLI makes the CLI config talk to u.
@@ -72,7 +85,7 @@ func (e *reachEnv) pointCLI(u string) {
 
 // agentReplica returns the URL of the replica whose coordinator serves
 // peer id (from the coordinator's tables and the replica list).
-func (h *haEnv) agentReplica(t *testing.T, id uuid.UUID) string {
+func (h *haEnv) agentReplica(t testing.TB, id uuid.UUID) string {
 	t.Helper()
 	ctx := context.Background()
 	var coord uuid.UUID

@@ -267,12 +267,29 @@ func (s *Server) startBuiltinDaemons(ctx context.Context, cfg ServerConfig) {
 	}
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	done := make(chan struct{})
+	drain := make(chan struct{})
+	var drainOnce sync.Once
 	s.stopDaemons = func() {
 		cancel()
 		wg.Wait()
 	}
+	s.drainDaemons = func(ctx context.Context) error {
+		drainOnce.Do(func() { close(drain) })
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	local := &url.URL{Scheme: "http", Host: s.HTTPAddr.String()}
 	host, _ := os.Hostname()
+	if s.ha != nil {
+		// Replicas may share a host (and daemon names are unique per
+		// deployment): name the daemons after the replica too.
+		host += "-" + s.ha.replicas.Self().ID.String()[:8]
+	}
 	for i := 0; i < cfg.ProvisionerDaemons; i++ {
 		d := &provisioner.Daemon{
 			Client:  &provisionersdk.Client{URL: local, PSK: cfg.ProvisionerDaemonPSK},
@@ -284,9 +301,13 @@ func (s *Server) startBuiltinDaemons(ctx context.Context, cfg ServerConfig) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.Run(dctx); err != nil {
+			if err := d.RunDraining(dctx, drain); err != nil {
 				s.logger.Error("built-in provisioner daemon stopped", "error", withTerraformHint(err))
 			}
 		}()
 	}
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
 }

@@ -30,7 +30,7 @@ import (
 )
 
 // buildCoder builds the coder binary for the test.
-func buildCoder(t *testing.T) string {
+func buildCoder(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "coder")
 	cmd := exec.Command("go", "build", "-o", bin, "../cmd/coder")

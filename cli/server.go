@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wgmesh/coder/coderd"
+	"github.com/wgmesh/coder/coderd/provisionerdserver"
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/embeddedpg"
 	"github.com/wgmesh/coder/database/pubsub"
@@ -34,9 +35,13 @@ const (
 	EnvAccessURL          = "CODER_ACCESS_URL"
 	EnvPostgresURL        = "CODER_PG_CONNECTION_URL"
 	EnvProvisionerDaemons = "CODER_PROVISIONER_DAEMONS"
-	EnvPrometheusAddress  = "CODER_PROMETHEUS_ADDRESS"
-	EnvWildcardAccessURL  = "CODER_WILDCARD_ACCESS_URL"
-	EnvDisablePathApps    = "CODER_DISABLE_PATH_APPS"
+	// EnvProvisionerHeartbeatTimeout is the env twin of --provisioner-heartbeat-timeout.
+	EnvProvisionerHeartbeatTimeout = "CODER_PROVISIONER_HEARTBEAT_TIMEOUT"
+	// EnvProvisionerDrainTimeout is the env twin of --provisioner-drain-timeout.
+	EnvProvisionerDrainTimeout = "CODER_PROVISIONER_DRAIN_TIMEOUT"
+	EnvPrometheusAddress       = "CODER_PROMETHEUS_ADDRESS"
+	EnvWildcardAccessURL       = "CODER_WILDCARD_ACCESS_URL"
+	EnvDisablePathApps         = "CODER_DISABLE_PATH_APPS"
 	// EnvDangerousAllowPathAppSiteOwnerAccess is the env twin of
 	// --dangerous-allow-path-app-site-owner-access.
 	EnvDangerousAllowPathAppSiteOwnerAccess = "CODER_DANGEROUS_ALLOW_PATH_APP_SITE_OWNER_ACCESS"
@@ -49,6 +54,9 @@ const (
 	EnvHTTPReadTimeout       = "CODER_HTTP_READ_TIMEOUT"
 	EnvHTTPIdleTimeout       = "CODER_HTTP_IDLE_TIMEOUT"
 )
+
+// DefaultProvisionerDrainTimeout is the default of --provisioner-drain-timeout.
+const DefaultProvisionerDrainTimeout = 5 * time.Minute
 
 // ServerConfig configures StartServer.
 type ServerConfig struct {
@@ -71,6 +79,14 @@ type ServerConfig struct {
 	// ProvisionerDaemonPSK authenticates external provisioner daemons; empty
 	// refuses them (built-in daemons then use a random in-memory key).
 	ProvisionerDaemonPSK string
+	// ProvisionerHeartbeatTimeout is how long a running job may go without
+	// a heartbeat from its daemon before it is failed (a killed daemon or
+	// replica); 0 means coderd's default (20 s, so such a build fails
+	// within 25 s).
+	ProvisionerHeartbeatTimeout time.Duration
+	// ProvisionerDrainTimeout bounds how long a shutdown (SIGTERM) waits for
+	// the jobs the built-in daemons run to finish (see Server.Drain).
+	ProvisionerDrainTimeout time.Duration
 	// Terraform names the binary and CLI configuration of the built-in daemons.
 	Terraform TerraformConfig
 	// PrometheusAddress serves /metrics when not empty.
@@ -133,6 +149,9 @@ type Server struct {
 	closeErr   error
 	// stopDaemons stops the built-in provisioner daemons (provisioners.go).
 	stopDaemons func()
+	// drainDaemons stops them acquiring jobs and waits until the running
+	// ones finish or ctx ends (provisioners.go).
+	drainDaemons func(ctx context.Context) error
 }
 
 // StartServer connects to (or starts) PostgreSQL, migrates it and serves
@@ -238,7 +257,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Pubsub:             s.ps,
 		AccessURL:          s.AccessURL,
 		PrometheusRegistry: registry,
-		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg), StateKeys: stateKeys},
+		Provisioning:       coderd.ProvisioningOptions{PSK: serverPSK(&cfg), StateKeys: stateKeys, HeartbeatTimeout: cfg.ProvisionerHeartbeatTimeout},
 		Agents:             agentOpts,
 		Replicas:           s.ha.replicaManager(),
 		Lifecycle:          coderd.LifecycleOptions{Interval: cfg.AutobuildPollInterval},
@@ -328,6 +347,24 @@ func (s *Server) EmbeddedPostgres() *embeddedpg.Cluster { return s.cluster }
 // Err delivers an error when a listener stops unexpectedly.
 func (s *Server) Err() <-chan error { return s.serveErr }
 
+// Drain begins a graceful stop: /healthz answers 503 so load balancers
+// route around this server, and the built-in provisioner daemons take no
+// new job while the jobs they run finish and report (their builds succeed
+// or fail on their own merits, nothing is cut off). It returns when they
+// are done, or with ctx's error when ctx ends first; Close then interrupts
+// what still runs (reported failed: "provisioner daemon shutting down").
+// Everything else keeps serving until Close.
+func (s *Server) Drain(ctx context.Context) error {
+	s.api.Drain()
+	if s.drainDaemons == nil {
+		return nil
+	}
+	if err := s.drainDaemons(ctx); err != nil {
+		return fmt.Errorf("drain built-in provisioner daemons: %w", err)
+	}
+	return nil
+}
+
 // Close shuts the HTTP listeners down (waiting for in-flight requests until
 // ctx ends), then closes coderd, pubsub, the database pool and the embedded
 // cluster.
@@ -412,7 +449,19 @@ func (r *root) serverCommand() *cobra.Command {
 			var serveErr error
 			select {
 			case <-ctx.Done():
+				stop()
 				fmt.Fprintln(r.stdout, "\nShutting down...")
+				if cfg.ProvisionerDaemons > 0 {
+					fmt.Fprintf(r.stdout, "Waiting up to %s for running provisioner jobs to finish (interrupt again to stop them now)...\n", cfg.ProvisionerDrainTimeout)
+				}
+				// A second signal ends the wait.
+				drainCtx, stopDrain := signal.NotifyContext(context.WithoutCancel(cmd.Context()), os.Interrupt, syscall.SIGTERM)
+				drainCtx, cancelDrain := context.WithTimeout(drainCtx, cfg.ProvisionerDrainTimeout)
+				if err := srv.Drain(drainCtx); err != nil {
+					cfg.Logger.Warn("shutdown: running provisioner jobs are interrupted", "error", err)
+				}
+				cancelDrain()
+				stopDrain()
 			case serveErr = <-srv.Err():
 			}
 			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 15*time.Second)
@@ -438,6 +487,10 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "provisioner-daemons", EnvProvisionerDaemons)
 	fs.StringVar(&cfg.ProvisionerDaemonPSK, "provisioner-daemon-psk", "", "Pre-shared key external provisioner daemons authenticate with.")
 	envFlag(fs, "provisioner-daemon-psk", EnvProvisionerDaemonPSK)
+	fs.DurationVar(&cfg.ProvisionerHeartbeatTimeout, "provisioner-heartbeat-timeout", provisionerdserver.DefaultHeartbeatTimeout, "How long a running provisioner job may go without a heartbeat from its daemon before it is failed (a killed daemon or replica).")
+	envFlag(fs, "provisioner-heartbeat-timeout", EnvProvisionerHeartbeatTimeout)
+	fs.DurationVar(&cfg.ProvisionerDrainTimeout, "provisioner-drain-timeout", DefaultProvisionerDrainTimeout, "On shutdown (SIGTERM, interrupt), how long to wait for the jobs the built-in provisioner daemons run to finish before interrupting them.")
+	envFlag(fs, "provisioner-drain-timeout", EnvProvisionerDrainTimeout)
 	addTerraformFlags(fs, &cfg.Terraform)
 	fs.StringVar(&cfg.PrometheusAddress, "prometheus-address", "", "Address to serve Prometheus metrics on (off when empty).")
 	envFlag(fs, "prometheus-address", EnvPrometheusAddress)

@@ -30,6 +30,7 @@ type healthState struct {
 
 	mu        sync.Mutex
 	reachable bool // last /healthz result, to log changes only
+	draining  bool // set by Drain: /healthz answers 503 from then on
 
 	// reportMu lets one full report run at a time; concurrent callers
 	// wait for it and share its result.
@@ -49,6 +50,16 @@ func newHealthState(api *API) *healthState {
 // bounded ping (cached for a second), else 503 with the reason. The
 // driver's error is logged, not shown to unauthenticated callers.
 func (api *API) healthz(w http.ResponseWriter, r *http.Request) {
+	api.health.mu.Lock()
+	draining := api.health.draining
+	api.health.mu.Unlock()
+	if draining {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(ErrDraining.Error()))
+		return
+	}
 	err := api.health.probe.Check(r.Context())
 	api.health.mu.Lock()
 	changed := api.health.reachable != (err == nil)
@@ -69,6 +80,21 @@ func (api *API) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("OK"))
+}
+
+// ErrDraining is what /healthz answers (503) once Drain was called.
+var ErrDraining = errors.New("shutting down: finishing running jobs")
+
+// Drain marks the server as shutting down: /healthz answers 503 from now
+// on, so load balancers send new requests to other replicas while this one
+// finishes what it runs. Requests that reach it are still served.
+func (api *API) Drain() {
+	api.health.mu.Lock()
+	defer api.health.mu.Unlock()
+	if !api.health.draining {
+		api.logger.Info("draining: /healthz answers 503 until the server stops")
+	}
+	api.health.draining = true
 }
 
 // healthRoutes mounts the debug health report under /api/v2.

@@ -3,11 +3,14 @@ package coordinator_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -67,8 +70,14 @@ func heapInUse() uint64 {
 // runBench sets up the pairs with connect(), then measures the time from a
 // client's update_self to its agent seeing the node.
 func runBench(b *testing.B, connect func(id uuid.UUID, auth coordinator.TunnelAuth) *benchPeer, memUnit string) {
+	runBenchN(b, benchPeers, connect, memUnit, nil)
+}
+
+// runBenchN is runBench with peers peers; around the timed loop it calls
+// measure (when set) with true before and false after.
+func runBenchN(b *testing.B, peers int, connect func(id uuid.UUID, auth coordinator.TunnelAuth) *benchPeer, memUnit string, measure func(start bool)) {
 	before := heapInUse()
-	pairs := make([][2]*benchPeer, benchPeers/2)
+	pairs := make([][2]*benchPeer, peers/2)
 	for i := range pairs {
 		agentID, clientID := uuid.New(), uuid.New()
 		agent := connect(agentID, nil)
@@ -85,13 +94,16 @@ func runBench(b *testing.B, connect func(id uuid.UUID, auth coordinator.TunnelAu
 		await(b, p[0].got)
 		await(b, p[1].got)
 	}
-	perPeer := float64(int64(heapInUse())-int64(before)) / benchPeers
+	perPeer := float64(int64(heapInUse())-int64(before)) / float64(peers)
 
 	nodes := make([]json.RawMessage, len(pairs))
 	for i, p := range pairs {
 		nodes[i] = realisticNode(p[0].id, i)
 	}
 	lat := make([]time.Duration, 0, b.N)
+	if measure != nil {
+		measure(true)
+	}
 	b.ResetTimer()
 	for i := range b.N {
 		p := pairs[i%len(pairs)]
@@ -101,6 +113,9 @@ func runBench(b *testing.B, connect func(id uuid.UUID, auth coordinator.TunnelAu
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
+	if measure != nil {
+		measure(false)
+	}
 	b.ReportMetric(perPeer, memUnit) // after the loop: ResetTimer drops metrics
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
@@ -282,4 +297,110 @@ func BenchmarkPostgresNodeUpdate(b *testing.B) {
 		return p
 	}
 	runBench(b, connect, "heap-B/peer(2-replicas)")
+}
+
+// BenchmarkPostgresAtScale is the coordinator at scale: 3 PostgreSQL
+// coordinators ($CODER_BENCH_COORD_REPLICAS: replicas in process, each
+// with its own pool and pubsub, one database) and $CODER_BENCH_COORD_PEERS
+// peers (default 1,000) as client/agent pairs, agents spread round robin over the
+// replicas and every other client on a different replica than its agent
+// (half the pairs cross replicas). Besides the node-update latency and
+// heap per peer (all 3 replicas together) it reports PostgreSQL
+// transactions per second in the database while updates flow, and at
+// rest (heartbeats only) over 5 s after them.
+func BenchmarkPostgresAtScale(b *testing.B) {
+	peers := 1000
+	if v := os.Getenv("CODER_BENCH_COORD_PEERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 {
+			b.Fatalf("CODER_BENCH_COORD_PEERS=%q: want an even number of peers >= 2", v)
+		}
+		peers = n
+	}
+	replicas := 3
+	if v := os.Getenv("CODER_BENCH_COORD_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("CODER_BENCH_COORD_REPLICAS=%q: want a number >= 1", v)
+		}
+		replicas = n
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	dbURL := dbtestutil.NewDB(b)
+	statsPool := dbtestutil.NewPoolFor(b, dbURL)
+	var coords []coordinator.Coordinator
+	for range replicas {
+		pool := dbtestutil.NewPoolFor(b, dbURL)
+		ps, err := pubsub.New(ctx, nil, pool, pubsub.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = ps.Close() })
+		c, err := pgcoord.New(ctx, pool, ps, pgcoord.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		coords = append(coords, c)
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		for _, c := range coords {
+			_ = c.Close()
+		}
+		wg.Wait()
+	}()
+	pair := 0
+	connect := func(id uuid.UUID, auth coordinator.TunnelAuth) *benchPeer {
+		// runBenchN connects each pair's agent, then its client.
+		r := pair % replicas
+		if auth != nil {
+			if pair%2 == 1 && replicas > 1 {
+				r = (r + 1) % replicas
+			}
+			pair++
+		}
+		reqs, resps := coords[r].Coordinate(ctx, id, "bench", auth)
+		p := &benchPeer{id: id, got: make(chan struct{}, 64)}
+		p.publish = func(n json.RawMessage) {
+			reqs <- &coordinator.Request{Type: coordinator.TypeUpdateSelf, Node: n}
+		}
+		p.tunnel = func(dst uuid.UUID) {
+			reqs <- &coordinator.Request{Type: coordinator.TypeAddTunnel, Dst: dst}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range resps {
+				for _, u := range r.Updates {
+					if u.Kind == coordinator.KindNode {
+						p.got <- struct{}{}
+					}
+				}
+			}
+		}()
+		return p
+	}
+	xacts := func() float64 {
+		// The statistics of other backends are flushed within a second.
+		var n float64
+		if err := statsPool.QueryRow(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database
+			WHERE datname = current_database()`).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	var startX float64
+	var startT time.Time
+	runBenchN(b, peers, connect, fmt.Sprintf("heap-B/peer(%d-replicas)", replicas), func(start bool) {
+		if start {
+			startX, startT = xacts(), time.Now()
+			return
+		}
+		busy := (xacts() - startX) / time.Since(startT).Seconds()
+		idleX, idleT := xacts(), time.Now()
+		time.Sleep(5 * time.Second) // a quiet window to count the steady-state load
+		b.ReportMetric(busy, "pg-xact/s(updating)")
+		b.ReportMetric((xacts()-idleX)/time.Since(idleT).Seconds(), "pg-xact/s(at-rest)")
+	})
 }

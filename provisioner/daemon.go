@@ -116,6 +116,17 @@ func (d *Daemon) sleep(ctx context.Context, wait time.Duration) {
 	}
 }
 
+// sleepOrDrain waits for the retry delay, the end of ctx or drain closing.
+func (d *Daemon) sleepOrDrain(ctx context.Context, drain <-chan struct{}, wait time.Duration) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-drain:
+	case <-t.C:
+	}
+}
+
 // ErrUnauthorized is returned by Run when coderd refuses the pre-shared key.
 var ErrUnauthorized = errors.New("coderd refused the provisioner daemon pre-shared key")
 
@@ -127,7 +138,34 @@ func isUnauthorized(err error) bool {
 // Run registers the daemon and runs jobs until ctx ends. It returns nil when
 // ctx ends, ErrUnauthorized (wrapped) when the key is refused, and an error
 // when terraform cannot be found.
-func (d *Daemon) Run(ctx context.Context) error {
+func (d *Daemon) Run(ctx context.Context) error { return d.RunDraining(ctx, nil) }
+
+// RunDraining is Run with a graceful stop: once drain is closed the daemon
+// acquires no new job, lets the job it runs finish and report, and returns
+// nil. An acquire long poll already in flight is not abandoned (coderd may
+// have assigned a job the daemon would then never run, leaving it to fail
+// as hung): it ends within coderd's acquire wait, and a job it brings is
+// run too. Ending ctx still interrupts a running job at once. A nil drain
+// never closes.
+func (d *Daemon) RunDraining(ctx context.Context, drain <-chan struct{}) error {
+	draining := func() bool {
+		select {
+		case <-drain:
+			return true
+		default:
+			return false
+		}
+	}
+	err := d.run(ctx, drain, draining)
+	if err == nil && draining() && ctx.Err() == nil {
+		d.logger().Info("provisioner daemon drained: no job running, no new jobs")
+	}
+	return err
+}
+
+// run registers and runs jobs until ctx ends or, between jobs, draining
+// reports true (drain is closed then; it wakes retry waits).
+func (d *Daemon) run(ctx context.Context, drain <-chan struct{}, draining func() bool) error {
 	log := d.logger()
 	version, err := d.runner().Version(ctx)
 	if err != nil {
@@ -143,7 +181,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || draining() {
 			return nil
 		}
 		if isUnauthorized(err) {
@@ -151,7 +189,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		wait := d.retryDelay(failures)
 		log.Warn("register provisioner daemon", "error", err, "attempt", failures, "retry_in", wait)
-		d.sleep(ctx, wait)
+		d.sleepOrDrain(ctx, drain, wait)
 	}
 	if removed, err := d.runner().CleanStale(); err != nil {
 		log.Warn("clean stale terraform work directories", "error", err)
@@ -165,7 +203,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		heartbeat = provisionersdk.DefaultHeartbeatInterval
 	}
 	failures := 0
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !draining() {
 		job, err := d.Client.AcquireJob(ctx, reg.ID)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -177,7 +215,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			failures++
 			wait := d.retryDelay(failures)
 			log.Warn("acquire job", "error", err, "attempt", failures, "retry_in", wait)
-			d.sleep(ctx, wait)
+			d.sleepOrDrain(ctx, drain, wait)
 			continue
 		}
 		failures = 0

@@ -36,7 +36,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultHeartbeatTimeout = 30 * time.Second
+	DefaultHeartbeatTimeout = 20 * time.Second
 	DefaultAcquireWait      = 10 * time.Second
 )
 
@@ -231,7 +231,11 @@ func (s *Server) requirePSK(next http.Handler) http.Handler {
 }
 
 // Run fails hung jobs (see FailHungJobs) every quarter heartbeat timeout
-// until ctx ends.
+// until ctx ends. After the database was unreachable (a check failed) it
+// waits one heartbeat timeout before failing anything again: during the
+// outage no daemon could heartbeat either, so a stale heartbeat then says
+// nothing about the daemon (a PostgreSQL restart must not fail the builds
+// that ran across it).
 func (s *Server) Run(ctx context.Context) {
 	interval := s.opts.HeartbeatTimeout / 4
 	if interval < 100*time.Millisecond {
@@ -239,14 +243,26 @@ func (s *Server) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var lastFailure time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		if !lastFailure.IsZero() {
+			if err := s.db.Pool().Ping(ctx); err != nil {
+				lastFailure = s.now()
+				continue
+			}
+			if s.now().Sub(lastFailure) < s.opts.HeartbeatTimeout {
+				continue
+			}
+			lastFailure = time.Time{}
+		}
 		if err := s.FailHungJobs(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Warn("fail hung provisioner jobs", "error", err)
+			s.logger.Warn("fail hung provisioner jobs; waiting a heartbeat timeout before the next attempt", "error", err)
+			lastFailure = s.now()
 		}
 	}
 }

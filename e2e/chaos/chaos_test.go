@@ -457,7 +457,7 @@ func (it *iteration) buildStep(step int, f *fault) {
 func (it *iteration) waitBuildDone(before int32) (codersdk.WorkspaceBuild, bool) {
 	w := it.w
 	w.t.Helper()
-	// Heartbeat timeout (30 s) + hung-job detection + a slow build.
+	// Heartbeat timeout (20 s) + hung-job detection + a slow build.
 	const bound = 4 * time.Minute
 	deadline := time.Now().Add(bound)
 	var last codersdk.WorkspaceBuild

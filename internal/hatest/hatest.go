@@ -34,6 +34,20 @@ type Options struct {
 	Env []string
 	// Args are added to every server's command line.
 	Args []string
+	// ReplicaArgs, when set, returns more arguments for replica i (after
+	// Args), e.g. built-in provisioner daemons on one replica only.
+	ReplicaArgs func(i int) []string
+	// OwnAccessURL makes each replica's access URL its own address
+	// instead of the load balancer's. Its DERP map then names its own
+	// relay, so a peer pinned to replica A homes on A's relay and one
+	// pinned to B on B's: relayed traffic between them must cross the mesh.
+	OwnAccessURL bool
+	// AccessURL, when set, returns replica i's access URL (overriding
+	// OwnAccessURL), e.g. an address of a NAT lab that forwards to it.
+	AccessURL func(i int) string
+	// NoMesh starts the replicas without --derp-server-relay-url, so their
+	// relays do not mesh (the negative case of the mesh tests).
+	NoMesh bool
 }
 
 // Cluster is a running deployment.
@@ -104,26 +118,34 @@ func Start(t testing.TB, opts Options) *Cluster {
 		if err := os.MkdirAll(home, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		access, relay := c.URL, r.URL
+		if opts.OwnAccessURL {
+			access = r.URL
+		}
+		if opts.AccessURL != nil {
+			access = opts.AccessURL(i)
+		}
+		if opts.NoMesh {
+			relay = ""
+		}
 		r.cmd = exec.Command(opts.Binary, "server",
 			"--http-address", fmt.Sprintf("127.0.0.1:%d", port),
-			"--access-url", c.URL,
+			"--access-url", access,
 			"--postgres-url", opts.PostgresURL,
-			"--derp-server-relay-url", r.URL,
+			"--derp-server-relay-url", relay,
 			"--derp-server-stun-addresses", "",
 			"--provisioner-daemons", "0",
 			"--config-dir", filepath.Join(home, "config"),
 		)
 		r.cmd.Args = append(r.cmd.Args, opts.Args...)
+		if opts.ReplicaArgs != nil {
+			r.cmd.Args = append(r.cmd.Args, opts.ReplicaArgs(i)...)
+		}
 		r.cmd.Env = append([]string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + os.TempDir(),
 			"CODER_STATE_ENCRYPTION_KEY=" + stateKey}, opts.Env...)
-		r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-		if err := r.cmd.Start(); err != nil {
+		if err := r.start(); err != nil {
 			t.Fatalf("start replica %d: %v", i, err)
 		}
-		go func() {
-			_ = r.cmd.Wait()
-			close(r.done)
-		}()
 		t.Cleanup(func() {
 			_ = r.cmd.Process.Signal(syscall.SIGTERM)
 			select {
@@ -256,6 +278,52 @@ func (r *Replica) Stop(t testing.TB, sig syscall.Signal) {
 	case <-r.done:
 	case <-time.After(time.Minute):
 		t.Fatalf("replica %s did not exit after %v", r.URL, sig)
+	}
+}
+
+// Signal sends sig to the replica without waiting for it to exit.
+func (r *Replica) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal replica: %v", err)
+	}
+}
+
+// Done is closed when the replica's process has exited.
+func (r *Replica) Done() <-chan struct{} { return r.done }
+
+// start runs r.cmd (a fresh copy of it, so a stopped replica can start
+// again) and watches for its exit.
+func (r *Replica) start() error {
+	cmd := exec.Command(r.cmd.Path, r.cmd.Args[1:]...)
+	cmd.Env = r.cmd.Env
+	cmd.Stdout, cmd.Stderr = r.out, r.out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	r.cmd, r.done = cmd, done
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return nil
+}
+
+// Restart starts a stopped replica again with the same command line (a new
+// replica ID, the same address) and waits until it answers /healthz.
+func (r *Replica) Restart(t testing.TB) {
+	t.Helper()
+	select {
+	case <-r.done:
+	default:
+		t.Fatalf("replica %s still runs", r.URL)
+	}
+	if err := r.start(); err != nil {
+		t.Fatalf("restart replica %s: %v", r.URL, err)
+	}
+	if err := awaitHealthy(r.URL, 2*time.Minute, r.done); err != nil {
+		t.Fatalf("replica %s after restart: %v\n%s", r.URL, err, r.out.String())
 	}
 }
 

@@ -173,6 +173,7 @@
     [/^\/templates\/([^/]+)$/, viewTemplate, true],
     [/^\/templates\/([^/]+)\/workspace$/, viewCreateWorkspace, true],
     [/^\/users$/, viewUsers, true],
+    [/^\/health$/, viewHealth, true],
     [/^\/@([^/]+)\/([^/.]+)$/, viewWorkspace, true],
   ];
 
@@ -219,6 +220,7 @@
     document.getElementById("nav").hidden = !me;
     document.getElementById("account").hidden = !me;
     document.getElementById("nav-users").hidden = !isOwner(me);
+    document.getElementById("nav-health").hidden = !isOwner(me);
     document.getElementById("account-name").textContent = me ? me.username : "";
     for (const a of document.querySelectorAll("#nav a")) {
       const here = location.pathname === a.getAttribute("href") || location.pathname.startsWith(a.getAttribute("href") + "/");
@@ -912,6 +914,50 @@
           h("td", {}, badge(u.status)),
           h("td", {}, ago(u.last_seen_at)))))),
       h("p", { class: "muted" }, `${res.count} user(s). Create users with `, h("code", {}, "coder users create"), "."));
+  }
+
+  // viewHealth shows the owners' health report: one line per section and
+  // the replicas sharing the database (refreshed while the page is open).
+  async function viewHealth() {
+    // The first report is fetched before the page is built, so a refusal
+    // (not an owner) shows as the error page.
+    let next = await api("GET", "/api/v2/debug/health");
+    const sectionNames = ["database", "derp", "stun", "provisioner_daemons", "replicas"];
+    const summary = h("div", { id: "health-summary" });
+    const sections = h("tbody", {});
+    const replicas = h("tbody", {});
+    const replicaNote = h("p", { class: "muted", id: "replicas-note" });
+    setPage("Health", h("h1", {}, "Health"), summary,
+      h("table", { class: "list", id: "health-sections" },
+        h("thead", {}, h("tr", {}, ["Section", "Severity", "Error", "Warnings"].map((c) => h("th", { scope: "col" }, c)))),
+        sections),
+      h("h2", {}, "Replicas"), replicaNote,
+      h("table", { class: "list", id: "replicas" },
+        h("thead", {}, h("tr", {}, ["Hostname", "ID", "Relay URL", "Version", "Started", "Last heartbeat", "Error"].map((c) => h("th", { scope: "col" }, c)))),
+        replicas));
+    await poll(async () => {
+      const rep = next || await api("GET", "/api/v2/debug/health");
+      next = null;
+      summary.replaceChildren(badge(rep.healthy ? "healthy" : "unhealthy"), " severity ", badge(rep.severity),
+        h("span", { class: "muted" }, ` · checked ${ago(rep.time)}`));
+      sections.replaceChildren(...sectionNames.filter((n) => rep[n]).map((n) => h("tr", { dataset: { section: n } },
+        h("th", { scope: "row" }, n.replace(/_/g, " ")),
+        h("td", {}, badge(rep[n].severity)),
+        h("td", {}, rep[n].error || ""),
+        h("td", {}, (rep[n].warnings || []).join("; ")))));
+      const rs = (rep.replicas && rep.replicas.replicas) || [];
+      replicaNote.textContent = rep.replicas && rep.replicas.enabled
+        ? `${rs.length} live replica(s) share the database.`
+        : "A single node (embedded PostgreSQL): no replicas.";
+      replicas.replaceChildren(...rs.map((r) => h("tr", { dataset: { replica: r.id } },
+        h("th", { scope: "row" }, r.hostname),
+        h("td", {}, h("code", {}, r.id)),
+        h("td", {}, r.relay_address || h("span", { class: "muted" }, "none (does not mesh)")),
+        h("td", {}, r.version),
+        h("td", {}, ago(r.started_at)),
+        h("td", {}, ago(r.updated_at)),
+        h("td", {}, r.error || ""))));
+    });
   }
 
   render();
