@@ -240,6 +240,9 @@ func TestDERPMapPushed(t *testing.T) {
 		expectMap := func(code string) {
 			t.Helper()
 			env, ok := <-p.frames
+			for ok && env.Snapshot {
+				env, ok = <-p.frames
+			}
 			if !ok || env.Type != coordinator.TypeDERPMap || env.DERPMap.Regions[1] == nil || env.DERPMap.Regions[1].RegionCode != code {
 				t.Fatalf("got %v, want DERP map with region code %q", env, code)
 			}
