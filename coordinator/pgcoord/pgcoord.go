@@ -112,6 +112,8 @@ type local struct {
 	closed bool
 	// registered: l's row was written (set under its stripe lock).
 	registered bool
+	// snapshotSent: the peer got its first view, whole (a snapshot).
+	snapshotSent bool
 	// sent is what the peer was told about each tunnel peer.
 	sent map[uuid.UUID]sentState
 	// node and tunnels are the peer's own state, to rewrite its rows
@@ -193,6 +195,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, ps *pubsub.Pubsub, opts Option
 	go c.fanOutLoop()
 	return c, nil
 }
+
+// Epoch is the epoch of every pgcoord snapshot: the tunnels live in the
+// database, not in one replica, so a peer that moves to another replica or
+// outlives a replica restart gets an authoritative view from any of them.
+const Epoch = "pgcoord"
 
 // ID returns the coordinator's ID (its row in tailnet_coordinators).
 func (c *Coordinator) ID() uuid.UUID { return c.id }
@@ -785,7 +792,9 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 	c.mu.Lock()
 	for _, id := range ids {
 		l := c.locals[id]
-		if l == nil || l.closed {
+		if l == nil || l.closed || !l.registered {
+			// Not registered yet: its registration marks it dirty again
+			// once its row is written, and its snapshot follows then.
 			continue
 		}
 		if r, ok := regs[id]; ok && r != l.reg {
@@ -830,7 +839,27 @@ func (c *Coordinator) checkTakenOver(ctx context.Context, l *local) {
 // (the latest, when several happened since), lost when it drops, and
 // disconnected when it left or the tunnel is gone. A tunnel peer without a
 // node yet is known but not announced.
+//
+// The first view of a registration is sent whole, as one snapshot: every
+// tunnel peer (a node, or lost when it is away or has no node yet), so a
+// peer resuming after an outage drops the tunnel peers removed meanwhile.
 func (c *Coordinator) diffLocked(l *local, view map[uuid.UUID]viewEntry) {
+	if !l.snapshotSent {
+		ups := make([]coordinator.PeerUpdate, 0, len(view))
+		for other, e := range view {
+			if e.lost || e.node == nil {
+				ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindLost})
+				l.sent[other] = sentState{lost: e.lost, seq: 0}
+				continue
+			}
+			ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindNode, Node: e.node})
+			l.sent[other] = sentState{seq: e.seq}
+		}
+		if c.sendLocked(l, &coordinator.Response{Updates: ups, Snapshot: true, Epoch: Epoch}) {
+			l.snapshotSent = true
+		}
+		return
+	}
 	var ups []coordinator.PeerUpdate
 	for other, e := range view {
 		prev, known := l.sent[other]
