@@ -897,8 +897,21 @@ func (r *root) sshSession(ctx context.Context, rc *reached, command, env []strin
 	}
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- sess.Wait() }()
+	// A killed agent never closes the session: watch it as --stdio does.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	agentGone := make(chan error, 1)
+	go func() { agentGone <- watchAgent(wctx, rc.conn, defaultAgentWatch) }()
 	select {
 	case err = <-waitErr:
+	case gone := <-agentGone:
+		if ctx.Err() != nil {
+			_ = sess.Close()
+			return ctx.Err()
+		}
+		_ = sess.Close()
+		_ = sc.Close()
+		return fmt.Errorf("workspace %s: agent %q is unreachable, closing the SSH session: %w", rc.ws.Name, rc.agent.Name, gone)
 	case <-ctx.Done():
 		_ = sess.Close()
 		<-waitErr

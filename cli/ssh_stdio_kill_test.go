@@ -177,3 +177,68 @@ func eventuallyStdio(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSSHCommandAgentKilled: `coder ssh WS -- CMD` (the built binary) whose
+// agent is killed -9 mid-stream exits non-zero saying the agent is gone,
+// instead of hanging on a session nobody will close (chaos seed 3,
+// iteration 3: it hung until the caller's 3-minute deadline).
+func TestSSHCommandAgentKilled(t *testing.T) {
+	t.Parallel()
+	bin := buildCoder(t)
+	e := newReachEnv(t)
+	agentID, token := e.addWorkspace("victim")
+	agentCmd := startAgentProcess(t, bin, e, token)
+	e.waitConnected(agentID)
+
+	cmd := exec.Command(bin, "ssh", "victim", "--", "while :; do echo tick; sleep 0.2; done")
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, e.env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	ticking := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for first := true; sc.Scan(); first = false {
+			if first {
+				close(ticking)
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	select {
+	case <-ticking:
+	case err := <-done:
+		t.Fatalf("coder ssh ended before streaming: %v; stderr %q", err, stderr.String())
+	case <-time.After(stdioKillWait):
+		t.Fatalf("coder ssh printed nothing; stderr %q", stderr.String())
+	}
+	if err := agentCmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = agentCmd.Wait()
+	select {
+	case err := <-done:
+		done <- err
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("coder ssh ended with %v, want a non-zero exit", err)
+		}
+		if !strings.Contains(stderr.String(), `agent "main" is unreachable`) {
+			t.Fatalf("stderr does not say the agent is gone: %q", stderr.String())
+		}
+	case <-time.After(stdioKillWait):
+		t.Fatalf("coder ssh still running after the agent was killed; stderr %q", stderr.String())
+	}
+}
