@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wgmesh/coder/database"
 	"github.com/wgmesh/coder/database/dbtestutil"
@@ -384,4 +386,48 @@ func TestInTx(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOpenPoolSize: Open's pool is large enough for coderd's long-held
+// lock connections plus concurrent requests (pgx's default is 4 on a
+// 2-core machine: a test server hung with every request waiting for a
+// connection), and pool_max_conns in the URL still decides when given.
+func TestOpenPoolSize(t *testing.T) {
+	t.Parallel()
+	url := dbtestutil.NewDB(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	for _, tc := range []struct {
+		name string
+		url  string
+		want int32
+	}{
+		{"default", url, database.DefaultMaxConns},
+		{"from the url", url + sep + "pool_max_conns=3", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool, err := database.Open(context.Background(), tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			if got := pool.Config().MaxConns; got != tc.want {
+				t.Fatalf("MaxConns = %d, want %d", got, tc.want)
+			}
+			// The pool really hands out that many connections at once.
+			var conns []*pgxpool.Conn
+			for range tc.want {
+				c, err := pool.Acquire(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+			}
+			for _, c := range conns {
+				c.Release()
+			}
+		})
+	}
 }

@@ -92,6 +92,7 @@ func newPool(t testing.TB, tracer pgx.QueryTracer) *pgxpool.Pool {
 		t.Fatalf("parse test database url: %v", err)
 	}
 	cfg.ConnConfig.Tracer = tracer
+	cfg.MaxConns = database.DefaultMaxConns
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("open traced pool: %v", err)
