@@ -62,7 +62,10 @@ import (
 const (
 	DefaultHeartbeatInterval = 2 * time.Second
 	// Pubsub events; payloads are IDs.
-	eventPeer        = "tailnet_peer"        // peer ID
+	eventPeer = "tailnet_peer" // peer ID, or nodesPrefix and peer IDs
+	// nodesPrefix starts a tailnet_peer payload of comma-separated peer
+	// IDs whose nodes changed (a batch of node writes).
+	nodesPrefix      = "nodes:"
 	eventTunnel      = "tailnet_tunnel"      // "src,dst"
 	eventCoordinator = "tailnet_coordinator" // coordinator ID
 	requestQueueSize = 16
@@ -109,11 +112,15 @@ type Coordinator struct {
 	stripes [64]sync.Mutex // per peer ID: register/lost writes of one ID in order
 	seed    maphash.Seed
 
-	mu       sync.Mutex
-	closed   bool
-	locals   map[uuid.UUID]*local
-	dirty    map[uuid.UUID]struct{} // local peers whose views to recompute
-	related  map[uuid.UUID]struct{} // peers whose tunnel partners to recompute
+	mu      sync.Mutex
+	closed  bool
+	locals  map[uuid.UUID]*local
+	dirty   map[uuid.UUID]struct{} // local peers whose views to recompute
+	related map[uuid.UUID]struct{} // peers whose tunnel partners to recompute
+	// updated: peers whose node changed; only local peers already knowing
+	// them look again (no tunnel lookup: a new tunnel or registration has
+	// its own event).
+	updated  map[uuid.UUID]struct{}
 	dirtyAll bool
 	alive    map[uuid.UUID]bool // coordinators' liveness at the last heartbeat
 	// gen counts fast-path deliveries; a fan-out notes it before reading
@@ -197,6 +204,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, ps *pubsub.Pubsub, opts Option
 		locals:    map[uuid.UUID]*local{},
 		dirty:     map[uuid.UUID]struct{}{},
 		related:   map[uuid.UUID]struct{}{},
+		updated:   map[uuid.UUID]struct{}{},
 		alive:     map[uuid.UUID]bool{},
 		pending:   map[uuid.UUID]pendingWrite{},
 		writeWake: make(chan struct{}, 1),
@@ -508,29 +516,39 @@ func (c *Coordinator) writeNodes(batch map[uuid.UUID]pendingWrite) {
 	}
 	written := make(map[uuid.UUID]struct{}, len(ids))
 	err := c.retry(c.ctx, "update nodes", func(ctx context.Context) error {
-		rows, err := c.pool.Query(ctx, `UPDATE tailnet_peers p SET node = u.node, node_seq = u.seq, updated_at = $5
-			FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bigint[]) AS u(id, reg, node, seq)
-			WHERE p.id = u.id AND p.registration = u.reg AND p.status = 'ok' AND p.node_seq < u.seq
-			RETURNING p.id`, ids, regs, nodes, seqs, c.now())
+		// One round trip: the write, and its announcement (NOTIFY on the
+		// pubsub's channel, sent at commit) in groups of notifyBatch IDs.
+		rows, err := c.pool.Query(ctx, `WITH upd AS (
+				UPDATE tailnet_peers p SET node = u.node, node_seq = u.seq, updated_at = $5
+				FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bigint[]) AS u(id, reg, node, seq)
+				WHERE p.id = u.id AND p.registration = u.reg AND p.status = 'ok' AND p.node_seq < u.seq
+				RETURNING p.id
+			), grp AS (
+				SELECT string_agg(id::text, ',') AS ids
+				FROM (SELECT id, (row_number() OVER ()) / $7 AS g FROM upd) s GROUP BY g
+			)
+			SELECT ids, pg_notify($6, $8 || ids) FROM grp`,
+			ids, regs, nodes, seqs, c.now(), eventPeer, notifyBatch, nodesPrefix)
 		if err != nil {
 			return err
 		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		if err != nil {
-			return err
-		}
-		for _, id := range got {
-			written[id] = struct{}{}
-		}
-		return nil
+		var list string
+		var ignored any
+		_, err = pgx.ForEachRow(rows, []any{&list, &ignored}, func() error {
+			for s := range strings.SplitSeq(list, ",") {
+				if id, err := uuid.Parse(s); err == nil {
+					written[id] = struct{}{}
+				}
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return // shutting down
 	}
-	var changed []string
 	for _, id := range ids {
 		if _, ok := written[id]; ok {
-			changed = append(changed, id.String())
 			continue
 		}
 		// Taken over, deleted, or already newer: look.
@@ -540,11 +558,6 @@ func (c *Coordinator) writeNodes(batch map[uuid.UUID]pendingWrite) {
 			defer c.wg.Done()
 			c.checkRow(c.ctx, l)
 		}()
-	}
-	for len(changed) > 0 {
-		n := min(len(changed), notifyBatch)
-		c.notify(eventPeer, strings.Join(changed[:n], ","))
-		changed = changed[n:]
 	}
 }
 
@@ -782,15 +795,21 @@ func (c *Coordinator) onPeerEvent(_ context.Context, msg []byte, err error) {
 		c.markAll()
 		return
 	}
-	// One peer ID, or several separated by commas (a batch of node writes).
+	// One peer ID, or nodesPrefix and IDs separated by commas (a batch of
+	// node writes).
+	payload, nodes := strings.CutPrefix(string(msg), nodesPrefix)
+	set := c.related
+	if nodes {
+		set = c.updated
+	}
 	c.mu.Lock()
-	for s := range strings.SplitSeq(string(msg), ",") {
+	for s := range strings.SplitSeq(payload, ",") {
 		id, perr := uuid.Parse(s)
 		if perr != nil {
 			continue
 		}
-		c.related[id] = struct{}{}
-		if _, ok := c.locals[id]; ok {
+		set[id] = struct{}{}
+		if _, ok := c.locals[id]; ok && !nodes {
 			c.dirty[id] = struct{}{}
 		}
 	}
@@ -830,9 +849,9 @@ func (c *Coordinator) fanOutLoop() {
 		}
 		for c.ctx.Err() == nil {
 			c.mu.Lock()
-			all, dirty, related := c.dirtyAll, c.dirty, c.related
+			all, dirty, related, updated := c.dirtyAll, c.dirty, c.related, c.updated
 			c.dirtyAll = false
-			c.dirty, c.related = map[uuid.UUID]struct{}{}, map[uuid.UUID]struct{}{}
+			c.dirty, c.related, c.updated = map[uuid.UUID]struct{}{}, map[uuid.UUID]struct{}{}, map[uuid.UUID]struct{}{}
 			if all {
 				for id := range c.locals {
 					dirty[id] = struct{}{}
@@ -840,11 +859,10 @@ func (c *Coordinator) fanOutLoop() {
 			}
 			// A local peer that knows one of the changed peers must look
 			// again even if their tunnel is gone.
-			for _, l := range c.locals {
-				for id := range related {
-					if _, ok := l.sent[id]; ok {
+			if len(related)+len(updated) > 0 {
+				for _, l := range c.locals {
+					if knowsAny(l, related) || knowsAny(l, updated) {
 						dirty[l.id] = struct{}{}
-						break
 					}
 				}
 			}
@@ -915,7 +933,9 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 	readGen := c.gen
 	c.mu.Unlock()
 	cutoff := c.now().Add(-3 * c.opts.HeartbeatInterval)
-	rows, err := c.pool.Query(ctx, `
+	// The views and the registrations in one round trip.
+	var batch pgx.Batch
+	batch.Queue(`
 		WITH rel AS (
 			SELECT src_id AS me, dst_id AS other FROM tailnet_tunnels WHERE src_id = ANY($1)
 			UNION
@@ -925,6 +945,10 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 		FROM rel
 		JOIN tailnet_peers p ON p.id = rel.other
 		JOIN tailnet_coordinators c ON c.id = p.coordinator_id`, ids, cutoff)
+	batch.Queue(`SELECT id, registration FROM tailnet_peers WHERE id = ANY($1)`, ids)
+	br := c.pool.SendBatch(ctx, &batch)
+	defer br.Close()
+	rows, err := br.Query()
 	if err != nil {
 		return fmt.Errorf("load views: %w", err)
 	}
@@ -953,7 +977,7 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 		return fmt.Errorf("load views: %w", err)
 	}
 	// Registrations taken over by another coordinator end here.
-	rows, err = c.pool.Query(ctx, `SELECT id, registration FROM tailnet_peers WHERE id = ANY($1)`, ids)
+	rows, err = br.Query()
 	if err != nil {
 		return fmt.Errorf("load registrations: %w", err)
 	}
@@ -961,6 +985,9 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 	var id, reg uuid.UUID
 	if _, err := pgx.ForEachRow(rows, []any{&id, &reg}, func() error { regs[id] = reg; return nil }); err != nil {
 		return fmt.Errorf("load registrations: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("load views: %w", err)
 	}
 
 	var suspects []*local
@@ -1065,6 +1092,24 @@ func (c *Coordinator) diffLocked(l *local, view map[uuid.UUID]viewEntry, readGen
 			return
 		}
 	}
+}
+
+// knowsAny reports whether l was told about one of ids.
+func knowsAny(l *local, ids map[uuid.UUID]struct{}) bool {
+	if len(ids) > len(l.sent) {
+		for id := range l.sent {
+			if _, ok := ids[id]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	for id := range ids {
+		if _, ok := l.sent[id]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func keys(m map[uuid.UUID]struct{}) []uuid.UUID {
