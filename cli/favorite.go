@@ -20,11 +20,7 @@ func (r *root) favoriteCommand(favorite bool) *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			client, err := r.client()
-			if err != nil {
-				return err
-			}
-			ws, err := r.workspaceByArg(ctx, client, args[0])
+			client, ws, err := r.clientAndWorkspace(ctx, args[0])
 			if err != nil {
 				return err
 			}

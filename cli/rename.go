@@ -26,11 +26,7 @@ func (r *root) renameCommand() *cobra.Command {
 			if d := codersdk.NameValid(args[1]); d != "" {
 				return fmt.Errorf("invalid new name %q: %s", args[1], d)
 			}
-			client, err := r.client()
-			if err != nil {
-				return err
-			}
-			ws, err := r.workspaceByArg(ctx, client, args[0])
+			client, ws, err := r.clientAndWorkspace(ctx, args[0])
 			if err != nil {
 				return err
 			}

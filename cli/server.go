@@ -53,6 +53,12 @@ const (
 	EnvHTTPReadHeaderTimeout = "CODER_HTTP_READ_HEADER_TIMEOUT"
 	EnvHTTPReadTimeout       = "CODER_HTTP_READ_TIMEOUT"
 	EnvHTTPIdleTimeout       = "CODER_HTTP_IDLE_TIMEOUT"
+	// EnvLoginRateLimit and the three below bound password logins
+	// (coderd.LoginLimitOptions).
+	EnvLoginRateLimit           = "CODER_LOGIN_RATE_LIMIT"
+	EnvLoginFailureLimit        = "CODER_LOGIN_FAILURE_LIMIT"
+	EnvLoginRateLimitWindow     = "CODER_LOGIN_RATE_LIMIT_WINDOW"
+	EnvLoginMaxConcurrentHashes = "CODER_LOGIN_MAX_CONCURRENT_HASHES"
 )
 
 // DefaultProvisionerDrainTimeout is the default of --provisioner-drain-timeout.
@@ -114,6 +120,10 @@ type ServerConfig struct {
 	StateEncryptionOldKeys []string
 	// HTTPServer holds the slow-client timeouts of the API listeners.
 	HTTPServer coderd.HTTPServerOptions
+	// LoginLimits bounds password logins per client address and per
+	// account (validated by StartServer; zero fields take coderd's
+	// defaults).
+	LoginLimits coderd.LoginLimitOptions
 	// HA tunes high availability (on with an external PostgreSQL; server_ha.go).
 	HA HAConfig
 	// AutobuildPollInterval is how often the lifecycle executor runs
@@ -261,6 +271,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		Agents:             agentOpts,
 		Replicas:           s.ha.replicaManager(),
 		Lifecycle:          coderd.LifecycleOptions{Interval: cfg.AutobuildPollInterval},
+		LoginLimits:        cfg.LoginLimits,
 		Apps: coderd.AppsOptions{
 			WildcardAccessURL:                    cfg.WildcardAccessURL,
 			DisablePathApps:                      cfg.DisablePathApps,
@@ -430,6 +441,9 @@ func (r *root) serverCommand() *cobra.Command {
 				cfg.ConfigDir = filepath.Join(home, ".config", "coderv2")
 			}
 			cfg.Logger = r.logger()
+			if err := validateLoginLimits(cfg.LoginLimits); err != nil {
+				return err
+			}
 			if err := cfg.Terraform.resolve(r.env); err != nil {
 				return err
 			}
@@ -512,8 +526,36 @@ func (r *root) serverCommand() *cobra.Command {
 	envFlag(fs, "http-read-timeout", EnvHTTPReadTimeout)
 	fs.DurationVar(&cfg.HTTPServer.IdleTimeout, "http-idle-timeout", coderd.DefaultHTTPIdleTimeout, "Time an idle keep-alive connection stays open.")
 	envFlag(fs, "http-idle-timeout", EnvHTTPIdleTimeout)
+	fs.IntVar(&cfg.LoginLimits.AttemptsPerIP, "login-rate-limit", coderd.DefaultLoginAttemptsPerIP, "Password login attempts allowed from one client address per --login-rate-limit-window; more get 429 with Retry-After.")
+	envFlag(fs, "login-rate-limit", EnvLoginRateLimit)
+	fs.IntVar(&cfg.LoginLimits.FailuresPerAccount, "login-failure-limit", coderd.DefaultLoginFailuresPerAccount, "Failed password logins allowed for one account per --login-rate-limit-window, from any address; a success clears the count.")
+	envFlag(fs, "login-failure-limit", EnvLoginFailureLimit)
+	fs.DurationVar(&cfg.LoginLimits.Window, "login-rate-limit-window", coderd.DefaultLoginLimitWindow, "Window of --login-rate-limit and --login-failure-limit.")
+	envFlag(fs, "login-rate-limit-window", EnvLoginRateLimitWindow)
+	fs.IntVar(&cfg.LoginLimits.MaxConcurrentHashes, "login-max-concurrent-hashes", 0, "Password hashes (bcrypt) computed at once; further logins wait. 0 means the number of CPUs.")
+	envFlag(fs, "login-max-concurrent-hashes", EnvLoginMaxConcurrentHashes)
 	fs.DurationVar(&cfg.AutobuildPollInterval, "autobuild-poll-interval", coderd.DefaultLifecycleInterval, "How often workspaces are checked for autostart, autostop, dormancy and cleanup.")
 	envFlag(fs, "autobuild-poll-interval", "CODER_AUTOBUILD_POLL_INTERVAL")
 	addDERPFlags(fs, &cfg.DERP)
 	return cmd
+}
+
+// validateLoginLimits checks the login flags: the limits and the window must
+// be positive (a zero would silently mean coderd's default), the hashing
+// bound 0 (the number of CPUs) or more.
+func validateLoginLimits(o coderd.LoginLimitOptions) error {
+	var errs []error
+	if o.AttemptsPerIP < 1 {
+		errs = append(errs, fmt.Errorf("--login-rate-limit %d: must be at least 1 (attempts per client address per window)", o.AttemptsPerIP))
+	}
+	if o.FailuresPerAccount < 1 {
+		errs = append(errs, fmt.Errorf("--login-failure-limit %d: must be at least 1 (failed logins per account per window)", o.FailuresPerAccount))
+	}
+	if o.Window <= 0 {
+		errs = append(errs, fmt.Errorf("--login-rate-limit-window %s: must be positive", o.Window))
+	}
+	if o.MaxConcurrentHashes < 0 {
+		errs = append(errs, fmt.Errorf("--login-max-concurrent-hashes %d: must be 0 (the number of CPUs) or more", o.MaxConcurrentHashes))
+	}
+	return errors.Join(errs...)
 }

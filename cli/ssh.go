@@ -652,21 +652,119 @@ func (r *root) sshStdio(ctx context.Context, rc *reached) error {
 	// stdin is read by a goroutine that may stay blocked in Read after the
 	// remote side ends (a terminal or pipe cannot be interrupted); the
 	// process exits right after, which ends it.
+	stdinDone := make(chan struct{})
 	go func() {
+		defer close(stdinDone)
 		_, _ = io.Copy(nc, r.stdin)
 		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
 	}()
-	select {
-	case err := <-remoteDone:
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	agentGone := make(chan error, 1)
+	go func() { agentGone <- watchAgent(wctx, rc.conn, defaultAgentWatch) }()
+	remoteEnded := func(err error) error {
 		if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("ssh stream: %w", err)
 		}
 		return nil
+	}
+	select {
+	case err := <-remoteDone:
+		return remoteEnded(err)
+	case <-stdinDone:
+		// The SSH client closed our stdin: it is done or it died (a
+		// killed ssh never stops its ProxyCommand otherwise). Let the
+		// agent finish its side briefly, then exit: an agent that is gone
+		// would never answer and this process would be left behind.
+		t := time.NewTimer(stdioDrainTimeout)
+		defer t.Stop()
+		select {
+		case err := <-remoteDone:
+			return remoteEnded(err)
+		case <-t.C:
+			rc.logger.Debug("stdin closed and the agent did not close its side; exiting", "waited", stdioDrainTimeout)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case err := <-agentGone:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		_ = nc.Close()
+		return fmt.Errorf("workspace %s: agent %q is unreachable, closing the SSH connection: %w", rc.ws.Name, rc.agent.Name, err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// stdioDrainTimeout is how long coder ssh --stdio waits, after its stdin
+// closed, for the agent to close the stream.
+const stdioDrainTimeout = 5 * time.Second
+
+// agentWatch tunes how a long-lived stream notices that its agent died
+// (killed, its host gone): the coordinator reports the agent lost, and the
+// agent does not answer Failures pings over the tunnel in a row, one every
+// Interval, each given PingTimeout. An agent that only lost coderd (a
+// coderd restart, a network blip between agent and coderd) still answers
+// pings peer to peer, and the stream stays.
+type agentWatch struct {
+	Interval    time.Duration
+	PingTimeout time.Duration
+	Failures    int
+}
+
+// defaultAgentWatch declares an agent gone about 10 s after it stopped
+// answering.
+var defaultAgentWatch = agentWatch{Interval: 2 * time.Second, PingTimeout: 2 * time.Second, Failures: 3}
+
+// watchAgent returns an error once the agent of conn is gone (see
+// agentWatch), or ctx's error.
+func watchAgent(ctx context.Context, conn *workspacesdk.AgentConn, w agentWatch) error {
+	if w.Interval <= 0 {
+		w = defaultAgentWatch
+	}
+	t := time.NewTicker(w.Interval)
+	defer t.Stop()
+	failed := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if !agentLost(conn) {
+			failed = 0
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.PingTimeout)
+		_, err := conn.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil {
+			failed = 0
+			continue
+		}
+		failed++
+		if failed >= w.Failures {
+			return fmt.Errorf("coderd reports the agent's connection lost and it did not answer %d pings over the tunnel (last: %v)", failed, err)
+		}
+	}
+}
+
+// agentLost reports whether the coordinator told us the agent is lost (or
+// the agent's peer is gone from the tunnel).
+func agentLost(conn *workspacesdk.AgentConn) bool {
+	for _, p := range conn.TunnelConn().Status().Peers {
+		if p.ID == conn.AgentID() {
+			return p.Lost
+		}
+	}
+	return true
 }
 
 // remoteForward is one -R flag.

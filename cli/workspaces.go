@@ -48,6 +48,18 @@ func checkTemplateArg(arg string) error {
 	return nil
 }
 
+// clientAndWorkspace is the start of most workspace commands: the
+// signed-in client and the workspace that arg ([owner/]name) names.
+func (r *root) clientAndWorkspace(ctx context.Context, arg string) (*codersdk.Client, codersdk.Workspace, error) {
+	client, err := r.client()
+	if err != nil {
+		return nil, codersdk.Workspace{}, err
+	}
+	ws, err := r.workspaceByArg(ctx, client, arg)
+	return client, ws, err
+}
+
+// workspaceByArg looks up the workspace arg ([owner/]name) names.
 func (r *root) workspaceByArg(ctx context.Context, client *codersdk.Client, arg string) (codersdk.Workspace, error) {
 	owner, name, err := workspaceRef(arg)
 	if err != nil {
@@ -289,11 +301,7 @@ func (r *root) transitionCommand(use, short string, transition codersdk.Workspac
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			client, err := r.client()
-			if err != nil {
-				return err
-			}
-			ws, err := r.workspaceByArg(ctx, client, args[0])
+			client, ws, err := r.clientAndWorkspace(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -374,11 +382,7 @@ func (r *root) restartCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			client, err := r.client()
-			if err != nil {
-				return err
-			}
-			ws, err := r.workspaceByArg(ctx, client, args[0])
+			client, ws, err := r.clientAndWorkspace(ctx, args[0])
 			if err != nil {
 				return err
 			}

@@ -28,7 +28,10 @@ const (
 	// clientReadLimit bounds a frame from the coordinator (DERP maps of many
 	// regions, batches of peer updates).
 	clientReadLimit = 8 << 20
-	goodbyeTimeout  = 5 * time.Second
+	// DefaultUnconfirmedPeerTimeout leaves peers far more time than the
+	// 2 s reconnect backoff to come back to a restarted coordinator.
+	DefaultUnconfirmedPeerTimeout = 2 * time.Minute
+	goodbyeTimeout                = 5 * time.Second
 )
 
 // TunnelConn is what the Controller drives; *tunnel.Conn implements it.
@@ -58,6 +61,12 @@ type ControllerOptions struct {
 	// connection is established: the first redial after a drop waits at
 	// most BackoffMin, however many outages came before.
 	BackoffMin, BackoffMax time.Duration
+	// UnconfirmedPeerTimeout is how long a tunnel peer is kept after a
+	// restarted coordinator (a snapshot of a new epoch) did not list it
+	// (default DefaultUnconfirmedPeerTimeout). A peer that reconnects within
+	// it is listed again and stays; one that never comes back (e.g. revoked
+	// while coderd restarted) is then disconnected.
+	UnconfirmedPeerTimeout time.Duration
 }
 
 // Controller is the client side of the coordination protocol: it keeps one
@@ -80,12 +89,22 @@ type Controller struct {
 	nodeSignal   chan struct{}
 	tunnelSignal chan struct{}
 
-	mu        sync.Mutex
-	node      *tunnel.Node
-	tunnels   map[uuid.UUID]struct{}
-	connected bool
-	connGen   uint64
-	connCh    chan struct{} // closed and replaced on every connection change
+	mu      sync.Mutex
+	node    *tunnel.Node
+	tunnels map[uuid.UUID]struct{}
+	// known are the tunnel peers handed to the Conn (a node or lost, not
+	// yet disconnected); epoch is that of the last snapshot.
+	known map[uuid.UUID]struct{}
+	epoch string
+	// unconfirmed are known peers a restarted coordinator did not list;
+	// dropped when the timer of generation unconfirmedGen fires.
+	unconfirmed        map[uuid.UUID]struct{}
+	unconfirmedGen     uint64
+	unconfirmedTimer   *time.Timer
+	unconfirmedTimeout time.Duration
+	connected          bool
+	connGen            uint64
+	connCh             chan struct{} // closed and replaced on every connection change
 }
 
 // NewController starts a Controller. Stop it with Close.
@@ -109,24 +128,30 @@ func newController(opts ControllerOptions, sleep func(ctx context.Context, d tim
 	if opts.BackoffMin <= 0 {
 		opts.BackoffMin = DefaultBackoffMin
 	}
+	if opts.UnconfirmedPeerTimeout <= 0 {
+		opts.UnconfirmedPeerTimeout = DefaultUnconfirmedPeerTimeout
+	}
 	if opts.BackoffMax < opts.BackoffMin {
 		opts.BackoffMax = max(DefaultBackoffMax, opts.BackoffMin)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{
-		conn:         opts.Conn,
-		dial:         opts.Dial,
-		sleep:        sleep,
-		logger:       logger.With("component", "coordinator-controller"),
-		backoffMin:   opts.BackoffMin,
-		backoffMax:   opts.BackoffMax,
-		ctx:          ctx,
-		cancel:       cancel,
-		done:         make(chan struct{}),
-		nodeSignal:   make(chan struct{}, 1),
-		tunnelSignal: make(chan struct{}, 1),
-		tunnels:      map[uuid.UUID]struct{}{},
-		connCh:       make(chan struct{}),
+		conn:               opts.Conn,
+		dial:               opts.Dial,
+		sleep:              sleep,
+		logger:             logger.With("component", "coordinator-controller"),
+		backoffMin:         opts.BackoffMin,
+		backoffMax:         opts.BackoffMax,
+		ctx:                ctx,
+		cancel:             cancel,
+		done:               make(chan struct{}),
+		nodeSignal:         make(chan struct{}, 1),
+		tunnelSignal:       make(chan struct{}, 1),
+		tunnels:            map[uuid.UUID]struct{}{},
+		known:              map[uuid.UUID]struct{}{},
+		unconfirmed:        map[uuid.UUID]struct{}{},
+		unconfirmedTimeout: opts.UnconfirmedPeerTimeout,
+		connCh:             make(chan struct{}),
 	}
 	c.conn.SetNodeCallback(c.onNode)
 	go c.run()
@@ -196,6 +221,14 @@ func (c *Controller) setConnected(v bool) {
 
 func (c *Controller) run() {
 	defer close(c.done)
+	defer func() {
+		c.mu.Lock()
+		c.unconfirmedGen++
+		if c.unconfirmedTimer != nil {
+			c.unconfirmedTimer.Stop()
+		}
+		c.mu.Unlock()
+	}()
 	defer c.conn.SetNodeCallback(nil)
 	// failures counts the dials that failed in a row since the last
 	// established connection; it alone drives the backoff, so a short
@@ -395,6 +428,7 @@ func (c *Controller) dropTunnelPeers() {
 	updates := make([]*tunnel.PeerUpdate, 0, len(c.tunnels))
 	for dst := range c.tunnels {
 		updates = append(updates, &tunnel.PeerUpdate{PeerID: dst, Kind: tunnel.PeerDisconnected})
+		delete(c.known, dst)
 	}
 	c.mu.Unlock()
 	c.logger.Warn("coordinator revoked our access; dropping tunnel peers", "peers", len(updates))
@@ -425,6 +459,7 @@ func (c *Controller) apply(env *Envelope) {
 			}
 			updates = append(updates, pu)
 		}
+		updates = c.track(env, updates)
 		if len(updates) > 0 {
 			if err := c.conn.UpdatePeers(updates); err != nil {
 				c.logger.Warn("apply peer updates", "err", err)
@@ -438,6 +473,112 @@ func (c *Controller) apply(env *Envelope) {
 		c.logger.Warn("coordinator refused a request", "message", env.Message)
 	default:
 		c.logger.Warn("ignoring unexpected frame", "type", env.Type)
+	}
+}
+
+// track records which peers the Conn holds after updates and, for a
+// snapshot, returns updates plus the removal of every held peer the
+// snapshot does not list: it stopped being a tunnel peer while we were not
+// connected (a client revoked while this agent's coordinator connection was
+// down). A snapshot of the same epoch as the previous one is authoritative:
+// such a peer is disconnected at once, which ends its WireGuard session and
+// the connections through it. After a coordinator restart (another epoch)
+// the new coordinator knows only the peers that came back so far, so the
+// others are given UnconfirmedPeerTimeout to reappear (a node update) before
+// they are disconnected. Peers we ask a tunnel to ourselves are never
+// dropped this way: the request for them follows on this connection.
+//
+// Lost entries of a snapshot only say the peer is still a tunnel peer; the
+// Conn keeps whatever it has for them (as it would have, had we stayed
+// connected while the peer was away and back).
+func (c *Controller) track(env *Envelope, updates []*tunnel.PeerUpdate) []*tunnel.PeerUpdate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if env.Snapshot {
+		kept := updates[:0]
+		for _, u := range updates {
+			if u.Kind != tunnel.PeerLost {
+				kept = append(kept, u)
+			}
+		}
+		updates = kept
+	}
+	for _, u := range updates {
+		switch u.Kind {
+		case tunnel.PeerNode:
+			c.known[u.PeerID] = struct{}{}
+			delete(c.unconfirmed, u.PeerID)
+		case tunnel.PeerDisconnected:
+			delete(c.known, u.PeerID)
+			delete(c.unconfirmed, u.PeerID)
+		}
+	}
+	if !env.Snapshot {
+		return updates
+	}
+	authoritative := env.Epoch != "" && env.Epoch == c.epoch
+	c.epoch = env.Epoch
+	listed := make(map[uuid.UUID]struct{}, len(env.Updates))
+	for _, u := range env.Updates {
+		listed[u.ID] = struct{}{}
+	}
+	var dropped, pending int
+	for id := range c.known {
+		if _, ok := listed[id]; ok {
+			delete(c.unconfirmed, id)
+			continue
+		}
+		if _, ok := c.tunnels[id]; ok {
+			continue
+		}
+		if authoritative {
+			updates = append(updates, &tunnel.PeerUpdate{PeerID: id, Kind: tunnel.PeerDisconnected})
+			delete(c.known, id)
+			delete(c.unconfirmed, id)
+			dropped++
+			continue
+		}
+		if _, ok := c.unconfirmed[id]; !ok {
+			c.unconfirmed[id] = struct{}{}
+			pending++
+		}
+	}
+	if dropped > 0 {
+		c.logger.Info("coordinator snapshot no longer lists some tunnel peers; dropping them", "peers", dropped)
+	}
+	if pending > 0 {
+		c.logger.Info("new coordinator does not know some tunnel peers yet; dropping them unless they come back", "peers", pending, "timeout", c.unconfirmedTimeout)
+		gen := c.unconfirmedGen + 1
+		c.unconfirmedGen = gen
+		c.unconfirmedTimer = time.AfterFunc(c.unconfirmedTimeout, func() { c.dropUnconfirmed(gen) })
+	}
+	return updates
+}
+
+// dropUnconfirmed disconnects the peers that a restarted coordinator never
+// listed again within UnconfirmedPeerTimeout (timer generation gen).
+func (c *Controller) dropUnconfirmed(gen uint64) {
+	c.mu.Lock()
+	if gen != c.unconfirmedGen || c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return
+	}
+	updates := make([]*tunnel.PeerUpdate, 0, len(c.unconfirmed))
+	for id := range c.unconfirmed {
+		if _, want := c.tunnels[id]; want {
+			continue
+		}
+		updates = append(updates, &tunnel.PeerUpdate{PeerID: id, Kind: tunnel.PeerDisconnected})
+		delete(c.known, id)
+	}
+	clear(c.unconfirmed)
+	c.mu.Unlock()
+	if len(updates) == 0 {
+		return
+	}
+	c.logger.Info("dropping tunnel peers the coordinator never listed again", "peers", len(updates))
+	if err := c.conn.UpdatePeers(updates); err != nil {
+		c.logger.Warn("drop unconfirmed tunnel peers", "err", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -341,4 +342,67 @@ func TestControllerPublishesNodeAndSaysGoodbye(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestControllerDropsPeersARestartedCoordinatorForgot: coderd restarts (a
+// new in-memory coordinator: another epoch, no tunnels). A client that comes
+// back is listed again and its stream survives; one that never does (revoked
+// or gone while coderd was down) is dropped by the agent after
+// UnconfirmedPeerTimeout instead of being kept forever.
+func TestControllerDropsPeersARestartedCoordinatorForgot(t *testing.T) {
+	derpMap := runDERP(t)
+	stays, leaves, agent := uuid.New(), uuid.New(), uuid.New()
+	rc := &restartableCoordinator{t: t, maps: coordinator.NewDERPMapPublisher(derpMap)}
+	rc.auth = func(id uuid.UUID) coordinator.TunnelAuth {
+		if id == agent {
+			return nil
+		}
+		return coordinator.AllowTunnelsTo(agent)
+	}
+	rc.start()
+	t.Cleanup(rc.stop)
+
+	agentConn := newConn(t, derpMap, tunnel.AgentPrefix(agent))
+	l, err := agentConn.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoServer(t, l)
+	agentCtl, err := coordinator.NewController(coordinator.ControllerOptions{
+		Conn: agentConn, Dial: rc.dialer(agent), BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		UnconfirmedPeerTimeout: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = agentCtl.Close() })
+
+	staysConn := newConn(t, derpMap, tunnel.PrefixFromUUID(stays))
+	staysCtl := newController(t, staysConn, rc.dialer(stays))
+	staysCtl.AddTunnel(agent)
+	leavesConn := newConn(t, derpMap, tunnel.PrefixFromUUID(leaves))
+	leavesCtl := newController(t, leavesConn, rc.dialer(leaves))
+	leavesCtl.AddTunnel(agent)
+	stream := dialAgent(t, staysConn, agent)
+	echoOnce(t, stream, "before")
+	echoOnce(t, dialAgent(t, leavesConn, agent), "before")
+
+	// coderd goes down; one client goes away for good meanwhile.
+	rc.stop()
+	_ = leavesCtl.Close()
+	rc.start()
+	awaitConnections(t, agentCtl, 2)
+	awaitConnections(t, staysCtl, 2)
+
+	deadline := time.Now().Add(waitFor)
+	for slices.Contains(agentConn.PeerIDs(), leaves) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent kept the peer the new coordinator never listed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !slices.Contains(agentConn.PeerIDs(), stays) {
+		t.Fatal("the agent dropped the client that came back")
+	}
+	echoOnce(t, stream, "after")
 }

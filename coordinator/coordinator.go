@@ -74,6 +74,19 @@ type Request struct {
 type Response struct {
 	// Updates are changes of tunnel peers, in order.
 	Updates []PeerUpdate
+	// Snapshot marks the first response of every registration: Updates
+	// then list every current tunnel peer of the registering peer (a node
+	// for each connected one, KindLost for one that is away or has no node
+	// yet). A peer the receiver still holds that is not listed is no longer
+	// a tunnel peer: it was removed (e.g. revoked) while the receiver's
+	// connection was down, so the receiver drops it (see Epoch).
+	Snapshot bool
+	// Epoch, on a snapshot, names the coordinator state the snapshot comes
+	// from. Only a snapshot of the same epoch as the receiver's previous one
+	// is authoritative about removals; after a coordinator restart (a new
+	// in-memory epoch) the receiver only marks unlisted peers lost, and they
+	// expire unless they come back.
+	Epoch string
 	// Error reports a refused request (e.g. an unauthorized tunnel).
 	Error string
 }

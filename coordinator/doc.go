@@ -13,5 +13,11 @@
 //   - ServeWebsocket: the server side of one peer's websocket.
 //   - Controller: the client side, keeping a tunnel.Conn in sync.
 //
+// Every registration starts with a snapshot (a peer_update with
+// "snapshot":true and the coordinator's "epoch"): the complete list of the
+// peer's tunnel peers. A peer that resumes after its socket was down drops the
+// peers the snapshot no longer lists (e.g. a client revoked meanwhile); see
+// Response.Snapshot and Controller.
+//
 // Nodes are relayed opaquely (as JSON): the coordinator never interprets them.
 package coordinator

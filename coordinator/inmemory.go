@@ -36,6 +36,10 @@ type InMemory struct {
 	logger      *slog.Logger
 	queueSize   int
 	lostTimeout time.Duration
+	// epoch names this coordinator's lifetime in snapshots: its tunnel
+	// table starts empty, so a peer's snapshot from a previous coordinator
+	// process says nothing about this one's removals.
+	epoch string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -89,6 +93,7 @@ func NewInMemoryWithOptions(opts InMemoryOptions) *InMemory {
 		logger:      logger.With("component", "coordinator"),
 		queueSize:   opts.QueueSize,
 		lostTimeout: opts.LostTimeout,
+		epoch:       "inmemory:" + uuid.NewString(),
 		ctx:         ctx,
 		cancel:      cancel,
 		peers:       map[uuid.UUID]*peerState{},
@@ -126,16 +131,19 @@ func (c *InMemory) Coordinate(ctx context.Context, id uuid.UUID, name string, au
 	}
 	p.conn = b
 
-	// Resumption: the peer learns the nodes of its connected tunnel peers.
-	var updates []PeerUpdate
+	// The peer learns its whole set of tunnel peers: the nodes of the
+	// connected ones (resumption), the others as lost. A peer it still
+	// holds from before and that is not listed was removed while it was
+	// away (a revoked client), and it drops it.
+	updates := []PeerUpdate{}
 	c.forEachTunnelPeerLocked(id, func(q *peerState) {
 		if q.conn != nil && q.node != nil {
 			updates = append(updates, PeerUpdate{ID: q.id, Kind: KindNode, Node: q.node})
+		} else {
+			updates = append(updates, PeerUpdate{ID: q.id, Kind: KindLost})
 		}
 	})
-	if len(updates) > 0 {
-		c.sendLocked(p, &Response{Updates: updates})
-	}
+	c.sendLocked(p, &Response{Updates: updates, Snapshot: true, Epoch: c.epoch})
 
 	peerCtx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.ctx, cancel)

@@ -78,6 +78,11 @@ type Envelope struct {
 	Dst *uuid.UUID `json:"dst,omitempty"`
 	// Updates are peer updates (peer_update).
 	Updates []PeerUpdate `json:"updates,omitempty"`
+	// Snapshot marks a peer_update that lists every tunnel peer (the
+	// first of each registration; see Response.Snapshot).
+	Snapshot bool `json:"snapshot,omitempty"`
+	// Epoch names the coordinator state of a snapshot (Response.Epoch).
+	Epoch string `json:"epoch,omitempty"`
 	// DERPMap is the DERP map (derp_map).
 	DERPMap *tailcfg.DERPMap `json:"derp_map,omitempty"`
 	// Message is a human-readable error (error).

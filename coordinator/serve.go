@@ -322,7 +322,7 @@ func responseEnvelope(r *Response) *Envelope {
 	if r.Error != "" {
 		return &Envelope{Version: ProtocolVersion, Type: TypeError, Message: r.Error}
 	}
-	return &Envelope{Version: ProtocolVersion, Type: TypePeerUpdate, Updates: r.Updates}
+	return &Envelope{Version: ProtocolVersion, Type: TypePeerUpdate, Updates: r.Updates, Snapshot: r.Snapshot, Epoch: r.Epoch}
 }
 
 func writeEnvelope(ctx context.Context, ws *websocket.Conn, env *Envelope) error {

@@ -191,11 +191,7 @@ func (d *Daemon) run(ctx context.Context, drain <-chan struct{}, draining func()
 		log.Warn("register provisioner daemon", "error", err, "attempt", failures, "retry_in", wait)
 		d.sleepOrDrain(ctx, drain, wait)
 	}
-	if removed, err := d.runner().CleanStale(); err != nil {
-		log.Warn("clean stale terraform work directories", "error", err)
-	} else if len(removed) > 0 {
-		log.Info("removed the work directories of jobs a previous daemon left behind", "dirs", removed)
-	}
+	d.cleanStale(log)
 	log.Info("provisioner daemon registered", "id", reg.ID, "name", d.Name, "tags", reg.Tags,
 		"terraform", version.Flavor+" "+version.Version)
 	heartbeat := time.Duration(reg.HeartbeatIntervalMillis) * time.Millisecond
@@ -421,9 +417,23 @@ func (u *stateUploader) close() {
 // is retried until coderd answers. The heartbeat goes on until the final
 // report is delivered, so coderd never takes a job whose result is on its
 // way for a hung one.
+// cleanStale removes what jobs of a killed daemon left behind: their work
+// directories and processes, and their providers' dead plugin sockets.
+func (d *Daemon) cleanStale(log *slog.Logger) {
+	if removed, err := d.runner().CleanStale(); err != nil {
+		log.Warn("clean what earlier jobs left behind", "error", err)
+	} else if len(removed) > 0 {
+		log.Info("removed what jobs of a previous daemon left behind", "paths", removed)
+	}
+}
+
 func (d *Daemon) runJob(ctx context.Context, daemonID uuid.UUID, job *provisionersdk.AcquiredJob, heartbeat time.Duration) {
 	log := d.logger().With("job_id", job.JobID, "type", job.Type)
 	log.Info("running job")
+	// A provider of a killed daemon's job may still have been exiting when
+	// this daemon started (its plugin socket still answered); every job's
+	// end sweeps again.
+	defer d.cleanStale(log)
 	// Reports outlive a daemon shutdown by ShutdownGrace; the job does not.
 	reportCtx, cancelReport := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReport()

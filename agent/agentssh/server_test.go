@@ -269,8 +269,20 @@ func TestPTYAndResize(t *testing.T) {
 	if err := sess.WindowChange(50, 120); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprint(stdin, "stty size\n")
-	eventually(t, "stty size 50 120", func() bool { return strings.Contains(out.String(), "50 120\r\n") })
+	// The window change (a channel request) and the typed command (channel
+	// data) travel separately, so under load the shell can run stty before
+	// the resize lands: ask again every half second until it shows.
+	polls := 0
+	eventually(t, "stty size 50 120", func() bool {
+		if strings.Contains(out.String(), "50 120\r\n") {
+			return true
+		}
+		if polls%50 == 0 {
+			fmt.Fprint(stdin, "stty size\n")
+		}
+		polls++
+		return false
+	})
 	fmt.Fprint(stdin, "exit 7\n")
 	err = sess.Wait()
 	var ee *gossh.ExitError

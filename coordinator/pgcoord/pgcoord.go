@@ -147,6 +147,8 @@ type local struct {
 	closed bool
 	// registered: l's row was written (set under its stripe lock).
 	registered bool
+	// snapshotSent: the peer got its first view, whole (a snapshot).
+	snapshotSent bool
 	// sent is what the peer was told about each tunnel peer.
 	sent map[uuid.UUID]sentState
 	// node and tunnels are the peer's own state, to rewrite its rows
@@ -237,6 +239,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, ps *pubsub.Pubsub, opts Option
 	go c.writeLoop()
 	return c, nil
 }
+
+// Epoch is the epoch of every pgcoord snapshot: the tunnels live in the
+// database, not in one replica, so a peer that moves to another replica or
+// outlives a replica restart gets an authoritative view from any of them.
+const Epoch = "pgcoord"
 
 // ID returns the coordinator's ID (its row in tailnet_coordinators).
 func (c *Coordinator) ID() uuid.UUID { return c.id }
@@ -994,7 +1001,9 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 	c.mu.Lock()
 	for _, id := range ids {
 		l := c.locals[id]
-		if l == nil || l.closed {
+		if l == nil || l.closed || !l.registered {
+			// Not registered yet: its registration marks it dirty again
+			// once its row is written, and its snapshot follows then.
 			continue
 		}
 		if r, ok := regs[id]; ok && r != l.reg {
@@ -1040,20 +1049,42 @@ func (c *Coordinator) checkTakenOver(ctx context.Context, l *local) {
 // disconnected when it left or the tunnel is gone. A tunnel peer without a
 // node yet is known but not announced.
 //
+// The first view of a registration is sent whole, as one snapshot: every
+// tunnel peer (a node, or lost when it is away or has no node yet), so a
+// peer resuming after an outage drops the tunnel peers removed meanwhile.
+//
 // The tables never overrule memory: a tunnel peer served here (its row
 // being this registration's) is seen as memory has it, and a pair
 // delivered to by the fast path after the view was read (stamp > readGen)
 // is left alone, l being marked dirty to look again with a fresh read.
 func (c *Coordinator) diffLocked(l *local, view map[uuid.UUID]viewEntry, readGen uint64) {
+	for other, e := range view {
+		if o := c.locals[other]; o != nil && !o.closed && o.registered && o.reg == e.reg {
+			view[other] = viewEntry{node: o.node, reg: o.reg, seq: o.seq}
+		}
+	}
+	if !l.snapshotSent {
+		ups := make([]coordinator.PeerUpdate, 0, len(view))
+		for other, e := range view {
+			if e.lost || e.node == nil {
+				ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindLost})
+				l.sent[other] = sentState{lost: e.lost}
+				continue
+			}
+			ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindNode, Node: e.node})
+			l.sent[other] = sentState{reg: e.reg, seq: e.seq}
+		}
+		if c.sendLocked(l, &coordinator.Response{Updates: ups, Snapshot: true, Epoch: Epoch}) {
+			l.snapshotSent = true
+		}
+		return
+	}
 	var ups []coordinator.PeerUpdate
 	for other, e := range view {
 		prev, known := l.sent[other]
 		if known && prev.stamp > readGen {
 			c.dirty[l.id] = struct{}{}
 			continue
-		}
-		if o := c.locals[other]; o != nil && !o.closed && o.registered && o.reg == e.reg {
-			e = viewEntry{node: o.node, reg: o.reg, seq: o.seq}
 		}
 		switch {
 		case e.lost:

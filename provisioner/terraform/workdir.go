@@ -68,8 +68,10 @@ func (l *jobLock) release() {
 // and state with agent tokens) and kills the processes those jobs left
 // running (terraform, providers and local-exec children in the job's
 // process group; processes a template detached on purpose, in their own
-// session, are left alone). It returns the directories it removed. A
-// daemon calls it when it starts.
+// session, are left alone), then removes the go-plugin sockets in the
+// temporary directory that nobody listens on any more (see
+// cleanDeadPluginSockets). It returns what it removed. A daemon calls it
+// when it starts.
 func (r *Runner) CleanStale() ([]string, error) {
 	workDir := r.workDir()
 	entries, err := os.ReadDir(workDir)
@@ -110,6 +112,13 @@ func (r *Runner) CleanStale() ([]string, error) {
 		_ = os.Remove(dir + lockSuffix)
 		_ = f.Close()
 	}
+	// The providers of those jobs (killed above, or with their daemon) left
+	// their go-plugin sockets in the temporary directory terraform ran with.
+	sockets, err := cleanDeadPluginSockets(os.TempDir())
+	if err != nil {
+		errs = append(errs, err)
+	}
+	removed = append(removed, sockets...)
 	return removed, errors.Join(errs...)
 }
 

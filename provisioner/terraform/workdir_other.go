@@ -10,3 +10,6 @@ func lockFile(*os.File) (bool, error) { return false, nil }
 
 // killJobProcesses is a no-op without /proc.
 func killJobProcesses(string) error { return nil }
+
+// cleanDeadPluginSockets is a no-op without unix sockets.
+func cleanDeadPluginSockets(string) ([]string, error) { return nil, nil }
