@@ -805,11 +805,11 @@ func (c *Coordinator) onPeerEvent(_ context.Context, msg []byte, err error) {
 	// One peer ID, or nodesPrefix and IDs separated by commas (a batch of
 	// node writes).
 	payload, nodes := strings.CutPrefix(string(msg), nodesPrefix)
-	set := c.related
+	c.mu.Lock()
+	set := c.related // the fan-out swaps the sets under c.mu
 	if nodes {
 		set = c.updated
 	}
-	c.mu.Lock()
 	for s := range strings.SplitSeq(payload, ",") {
 		id, perr := uuid.Parse(s)
 		if perr != nil {
