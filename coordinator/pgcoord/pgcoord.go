@@ -22,6 +22,18 @@
 // (ErrDroppedMessages, e.g. a PostgreSQL restart) and whenever a
 // coordinator's liveness changes, every local view is recomputed.
 //
+// Same-replica fast path: a node update is delivered in memory at once to
+// the peer's tunnel partners served by the same coordinator (those whose
+// view already has the peer, i.e. whose tunnel a fan-out established from
+// the tables), as the in-memory coordinator does. The update is persisted
+// afterwards by a writer that coalesces each peer's updates and writes a
+// batch in one statement with one NOTIFY, for the other coordinators and
+// for resync. The fan-out never lets the tables overrule memory: a local
+// peer's node and sequence come from memory (the tables may lag), and a
+// view read before a fast-path delivery does not change that pair (the
+// fan-out runs again with a fresh read instead). Node sequences are kept
+// per registration, so a partner compares (registration, sequence).
+//
 // Tunnel authorization (TunnelAuth) runs on the coordinator that receives
 // the request, as with the in-memory coordinator.
 package pgcoord
@@ -50,10 +62,16 @@ import (
 const (
 	DefaultHeartbeatInterval = 2 * time.Second
 	// Pubsub events; payloads are IDs.
-	eventPeer        = "tailnet_peer"        // peer ID
+	eventPeer = "tailnet_peer" // peer ID, or nodesPrefix and peer IDs
+	// nodesPrefix starts a tailnet_peer payload of comma-separated peer
+	// IDs whose nodes changed (a batch of node writes).
+	nodesPrefix      = "nodes:"
 	eventTunnel      = "tailnet_tunnel"      // "src,dst"
 	eventCoordinator = "tailnet_coordinator" // coordinator ID
 	requestQueueSize = 16
+	// notifyBatch bounds the peer IDs of one NOTIFY payload (37 bytes each,
+	// within pubsub.MaxPayloadBytes).
+	notifyBatch = 150
 )
 
 // Options configures New.
@@ -94,13 +112,30 @@ type Coordinator struct {
 	stripes [64]sync.Mutex // per peer ID: register/lost writes of one ID in order
 	seed    maphash.Seed
 
-	mu       sync.Mutex
-	closed   bool
-	locals   map[uuid.UUID]*local
-	dirty    map[uuid.UUID]struct{} // local peers whose views to recompute
-	related  map[uuid.UUID]struct{} // peers whose tunnel partners to recompute
+	mu      sync.Mutex
+	closed  bool
+	locals  map[uuid.UUID]*local
+	dirty   map[uuid.UUID]struct{} // local peers whose views to recompute
+	related map[uuid.UUID]struct{} // peers whose tunnel partners to recompute
+	// updated: peers whose node changed; only local peers already knowing
+	// them look again (no tunnel lookup: a new tunnel or registration has
+	// its own event).
+	updated  map[uuid.UUID]struct{}
 	dirtyAll bool
 	alive    map[uuid.UUID]bool // coordinators' liveness at the last heartbeat
+	// gen counts fast-path deliveries; a fan-out notes it before reading
+	// the tables and leaves alone the pairs delivered to since.
+	gen uint64
+	// pending holds each local peer's latest node not yet written.
+	pending   map[uuid.UUID]pendingWrite
+	writeWake chan struct{}
+}
+
+// pendingWrite is a node update to persist.
+type pendingWrite struct {
+	l    *local
+	node json.RawMessage
+	seq  int64
 }
 
 // local is one registration served by this coordinator.
@@ -120,13 +155,18 @@ type local struct {
 	// should they vanish (they are in the tables otherwise).
 	node    json.RawMessage
 	tunnels map[uuid.UUID]struct{}
+	// seq is the sequence of node (the row's node_seq once written).
+	seq int64
 }
 
 type sentState struct {
 	lost bool
-	// seq is the node_seq of the node the peer was told; 0 while the
-	// tunnel peer had no node.
+	// reg and seq identify the node the peer was told (registration and
+	// node_seq of the tunnel peer); zero while the tunnel peer had no node.
+	reg uuid.UUID
 	seq int64
+	// stamp is the Coordinator.gen of a fast-path delivery (0: fan-out).
+	stamp uint64
 }
 
 var _ coordinator.Coordinator = (*Coordinator)(nil)
@@ -156,17 +196,20 @@ func New(ctx context.Context, pool *pgxpool.Pool, ps *pubsub.Pubsub, opts Option
 		opts.Now = time.Now
 	}
 	c := &Coordinator{
-		id:      opts.ID,
-		opts:    opts,
-		logger:  opts.Logger.With("component", "pgcoord", "coordinator_id", opts.ID),
-		pool:    pool,
-		ps:      ps,
-		wake:    make(chan struct{}, 1),
-		seed:    maphash.MakeSeed(),
-		locals:  map[uuid.UUID]*local{},
-		dirty:   map[uuid.UUID]struct{}{},
-		related: map[uuid.UUID]struct{}{},
-		alive:   map[uuid.UUID]bool{},
+		id:        opts.ID,
+		opts:      opts,
+		logger:    opts.Logger.With("component", "pgcoord", "coordinator_id", opts.ID),
+		pool:      pool,
+		ps:        ps,
+		wake:      make(chan struct{}, 1),
+		seed:      maphash.MakeSeed(),
+		locals:    map[uuid.UUID]*local{},
+		dirty:     map[uuid.UUID]struct{}{},
+		related:   map[uuid.UUID]struct{}{},
+		updated:   map[uuid.UUID]struct{}{},
+		alive:     map[uuid.UUID]bool{},
+		pending:   map[uuid.UUID]pendingWrite{},
+		writeWake: make(chan struct{}, 1),
 	}
 	if err := c.heartbeat(ctx); err != nil {
 		return nil, err
@@ -190,9 +233,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, ps *pubsub.Pubsub, opts Option
 		c.unsubs = append(c.unsubs, unsub)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.heartbeatLoop()
 	go c.fanOutLoop()
+	go c.writeLoop()
 	return c, nil
 }
 
@@ -289,9 +333,12 @@ func (c *Coordinator) register(ctx context.Context, l *local) bool {
 	if !c.current(l) {
 		return false
 	}
+	var seq int64
 	err := c.retry(ctx, "register peer", func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-			return c.writePeer(ctx, tx, l, nil)
+			var err error
+			seq, err = c.writePeer(ctx, tx, l, nil, 0)
+			return err
 		})
 	})
 	if err != nil {
@@ -299,6 +346,7 @@ func (c *Coordinator) register(ctx context.Context, l *local) bool {
 	}
 	c.mu.Lock()
 	l.registered = true
+	l.seq = seq
 	c.mu.Unlock()
 	c.notify(eventPeer, l.id.String())
 	c.markDirty(l.id)
@@ -306,18 +354,22 @@ func (c *Coordinator) register(ctx context.Context, l *local) bool {
 }
 
 // writePeer upserts l's row with node (NULL until the peer sends one) and
-// moves the peer's tunnels (those in the table and those l remembers) to
-// this coordinator.
-func (c *Coordinator) writePeer(ctx context.Context, tx pgx.Tx, l *local, node json.RawMessage) error {
+// a node_seq of at least seq, and moves the peer's tunnels (those in the
+// table and those l remembers) to this coordinator. It returns the row's
+// node_seq.
+func (c *Coordinator) writePeer(ctx context.Context, tx pgx.Tx, l *local, node json.RawMessage, seq int64) (int64, error) {
 	now := c.now()
-	if _, err := tx.Exec(ctx, `INSERT INTO tailnet_peers (id, coordinator_id, registration, node, status, updated_at)
-		VALUES ($1, $2, $3, $4, 'ok', $5)
-		ON CONFLICT (id) DO UPDATE SET coordinator_id = $2, registration = $3, node = $4, status = 'ok', updated_at = $5`,
-		l.id, c.id, l.reg, nullBytes(node), now); err != nil {
-		return fmt.Errorf("upsert peer: %w", err)
+	var rowSeq int64
+	if err := tx.QueryRow(ctx, `INSERT INTO tailnet_peers (id, coordinator_id, registration, node, node_seq, status, updated_at)
+		VALUES ($1, $2, $3, $4, $6, 'ok', $5)
+		ON CONFLICT (id) DO UPDATE SET coordinator_id = $2, registration = $3, node = $4,
+			node_seq = GREATEST(tailnet_peers.node_seq, $6), status = 'ok', updated_at = $5
+		RETURNING node_seq`,
+		l.id, c.id, l.reg, nullBytes(node), now, seq).Scan(&rowSeq); err != nil {
+		return 0, fmt.Errorf("upsert peer: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE tailnet_tunnels SET coordinator_id = $2, updated_at = $3 WHERE src_id = $1`, l.id, c.id, now); err != nil {
-		return fmt.Errorf("claim tunnels: %w", err)
+		return 0, fmt.Errorf("claim tunnels: %w", err)
 	}
 	c.mu.Lock()
 	dsts := make([]uuid.UUID, 0, len(l.tunnels))
@@ -329,10 +381,10 @@ func (c *Coordinator) writePeer(ctx context.Context, tx pgx.Tx, l *local, node j
 		if _, err := tx.Exec(ctx, `INSERT INTO tailnet_tunnels (src_id, dst_id, coordinator_id, updated_at)
 			SELECT $1, d, $2, $3 FROM unnest($4::uuid[]) AS d
 			ON CONFLICT (src_id, dst_id) DO UPDATE SET coordinator_id = $2, updated_at = $3`, l.id, c.id, now, dsts); err != nil {
-			return fmt.Errorf("restore tunnels: %w", err)
+			return 0, fmt.Errorf("restore tunnels: %w", err)
 		}
 	}
-	return nil
+	return rowSeq, nil
 }
 
 func nullBytes(b json.RawMessage) any {
@@ -349,23 +401,7 @@ func (c *Coordinator) handle(ctx context.Context, l *local, req *coordinator.Req
 	}
 	switch req.Type {
 	case coordinator.TypeUpdateSelf:
-		var n int64
-		err := c.retry(ctx, "update node", func(ctx context.Context) error {
-			tag, err := c.pool.Exec(ctx, `UPDATE tailnet_peers SET node = $3, node_seq = node_seq + 1, status = 'ok', updated_at = $4 WHERE id = $1 AND registration = $2`,
-				l.id, l.reg, []byte(req.Node), c.now())
-			n = tag.RowsAffected()
-			return err
-		})
-		if err != nil {
-			return false
-		}
-		if n == 0 {
-			return c.rowVanished(ctx, l, req.Node)
-		}
-		c.mu.Lock()
-		l.node = req.Node
-		c.mu.Unlock()
-		c.notify(eventPeer, l.id.String())
+		c.updateNode(l, req.Node)
 
 	case coordinator.TypeAddTunnel:
 		var err error
@@ -412,28 +448,172 @@ func (c *Coordinator) handle(ctx context.Context, l *local, req *coordinator.Req
 	return true
 }
 
-// rowVanished handles an update that found no row of l's registration:
+// updateNode records l's new node, delivers it at once to l's tunnel
+// partners on this coordinator that already know l (the same-replica fast
+// path) and queues it for the writer.
+func (c *Coordinator) updateNode(l *local, node json.RawMessage) {
+	c.mu.Lock()
+	if l.closed || c.locals[l.id] != l {
+		c.mu.Unlock()
+		return
+	}
+	l.seq++
+	l.node = node
+	c.gen++
+	for other := range l.sent {
+		m := c.locals[other]
+		if m == nil || m.closed || !m.registered {
+			continue
+		}
+		if _, known := m.sent[l.id]; !known {
+			continue // no tunnel established with m yet: the fan-out's job
+		}
+		m.sent[l.id] = sentState{reg: l.reg, seq: l.seq, stamp: c.gen}
+		c.sendLocked(m, &coordinator.Response{Updates: []coordinator.PeerUpdate{{ID: l.id, Kind: coordinator.KindNode, Node: node}}})
+	}
+	c.pending[l.id] = pendingWrite{l: l, node: node, seq: l.seq}
+	c.mu.Unlock()
+	select {
+	case c.writeWake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop persists the queued node updates: each peer's latest, a batch
+// in one statement, then one NOTIFY per notifyBatch peers.
+func (c *Coordinator) writeLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.writeWake:
+		}
+		for c.ctx.Err() == nil {
+			c.mu.Lock()
+			batch := c.pending
+			c.pending = map[uuid.UUID]pendingWrite{}
+			c.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			c.writeNodes(batch)
+		}
+	}
+}
+
+func (c *Coordinator) writeNodes(batch map[uuid.UUID]pendingWrite) {
+	ids := make([]uuid.UUID, 0, len(batch))
+	regs := make([]uuid.UUID, 0, len(batch))
+	nodes := make([][]byte, 0, len(batch))
+	seqs := make([]int64, 0, len(batch))
+	c.mu.Lock()
+	for id, w := range batch {
+		if w.l.closed || c.locals[id] != w.l {
+			continue // ended: its successor or its lost mark owns the row
+		}
+		ids = append(ids, id)
+		regs = append(regs, w.l.reg)
+		nodes = append(nodes, w.node)
+		seqs = append(seqs, w.seq)
+	}
+	c.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	written := make(map[uuid.UUID]struct{}, len(ids))
+	err := c.retry(c.ctx, "update nodes", func(ctx context.Context) error {
+		// One round trip: the write, and its announcement (NOTIFY on the
+		// pubsub's channel, sent at commit) in groups of notifyBatch IDs.
+		rows, err := c.pool.Query(ctx, `WITH upd AS (
+				UPDATE tailnet_peers p SET node = u.node, node_seq = u.seq, updated_at = $5
+				FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bigint[]) AS u(id, reg, node, seq)
+				WHERE p.id = u.id AND p.registration = u.reg AND p.status = 'ok' AND p.node_seq < u.seq
+				RETURNING p.id
+			), grp AS (
+				SELECT string_agg(id::text, ',') AS ids
+				FROM (SELECT id, (row_number() OVER ()) / $7 AS g FROM upd) s GROUP BY g
+			)
+			SELECT ids, pg_notify($6, $8 || ids) FROM grp`,
+			ids, regs, nodes, seqs, c.now(), eventPeer, notifyBatch, nodesPrefix)
+		if err != nil {
+			return err
+		}
+		var list string
+		var ignored any
+		_, err = pgx.ForEachRow(rows, []any{&list, &ignored}, func() error {
+			for s := range strings.SplitSeq(list, ",") {
+				if id, err := uuid.Parse(s); err == nil {
+					written[id] = struct{}{}
+				}
+			}
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return // shutting down
+	}
+	for _, id := range ids {
+		if _, ok := written[id]; ok {
+			continue
+		}
+		// Taken over, deleted, or already newer: look.
+		l := batch[id].l
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.checkRow(c.ctx, l)
+		}()
+	}
+}
+
+// checkRow handles a node write that found no row of l's registration:
 // another registration took the peer over (l ends), or the row was
 // deleted (e.g. this coordinator was presumed dead for LostTimeout while
-// it could not reach the database) and l writes it again.
-func (c *Coordinator) rowVanished(ctx context.Context, l *local, node json.RawMessage) bool {
+// it could not reach the database) and l writes it again, or the row's
+// node_seq had moved past the write's and l's node is written again above
+// it.
+func (c *Coordinator) checkRow(ctx context.Context, l *local) {
+	if !c.current(l) {
+		return
+	}
 	var reg uuid.UUID
-	err := c.pool.QueryRow(ctx, `SELECT registration FROM tailnet_peers WHERE id = $1`, l.id).Scan(&reg)
+	var status string
+	var rowSeq int64
+	err := c.pool.QueryRow(ctx, `SELECT registration, status, node_seq FROM tailnet_peers WHERE id = $1`, l.id).Scan(&reg, &status, &rowSeq)
 	switch {
 	case err == nil && reg != l.reg:
 		c.logger.Debug("peer registered elsewhere, dropping this connection", "peer", l.id)
 		c.takenOver(l)
-		return false
+		return
+	case err == nil && status == "ok":
+		// The row's sequence is at or past the write's (a rewrite got
+		// there first, or the row was changed behind our back): unless a
+		// newer update is queued, write the current node again on top.
+		c.mu.Lock()
+		if _, queued := c.pending[l.id]; !queued && !l.closed && c.locals[l.id] == l && l.node != nil {
+			l.seq = max(l.seq, rowSeq) + 1
+			c.pending[l.id] = pendingWrite{l: l, node: l.node, seq: l.seq}
+			c.mu.Unlock()
+			select {
+			case c.writeWake <- struct{}{}:
+			default:
+			}
+			return
+		}
+		c.mu.Unlock()
+		return
 	case err != nil && !errors.Is(err, pgx.ErrNoRows):
-		return false
+		if ctx.Err() == nil {
+			c.logger.Warn("check peer row", "peer", l.id, "error", err)
+			c.markDirty(l.id)
+		}
+		return
 	}
-	c.mu.Lock()
-	l.node = node
-	c.mu.Unlock()
-	if err := c.rewrite(ctx, l); err != nil {
-		return false
+	if err := c.rewrite(ctx, l); err != nil && ctx.Err() == nil {
+		c.logger.Warn("rewrite peer row", "peer", l.id, "error", err)
 	}
-	return true
 }
 
 // rewrite writes l's row and tunnels again from memory.
@@ -445,10 +625,13 @@ func (c *Coordinator) rewrite(ctx context.Context, l *local) error {
 		return errors.New("registration replaced")
 	}
 	c.mu.Lock()
-	node := l.node
+	node, seq := l.node, l.seq
 	c.mu.Unlock()
 	err := c.retry(ctx, "rewrite peer", func(ctx context.Context) error {
-		return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error { return c.writePeer(ctx, tx, l, node) })
+		return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+			_, err := c.writePeer(ctx, tx, l, node, seq)
+			return err
+		})
 	})
 	if err != nil {
 		return err
@@ -461,11 +644,15 @@ func (c *Coordinator) rewrite(ctx context.Context, l *local) error {
 // the peer owns its row now.
 func (c *Coordinator) takenOver(l *local) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	closeLocal(l)
 	if c.locals[l.id] == l {
 		delete(c.locals, l.id)
 	}
+	// Local partners were shown l's node from memory: they look at the
+	// tables' (the new registration's) now.
+	c.related[l.id] = struct{}{}
+	c.mu.Unlock()
+	c.poke()
 }
 
 // gone ends registration l: a clean goodbye deletes the peer and the
@@ -615,14 +802,23 @@ func (c *Coordinator) onPeerEvent(_ context.Context, msg []byte, err error) {
 		c.markAll()
 		return
 	}
-	id, perr := uuid.ParseBytes(msg)
-	if perr != nil {
-		return
-	}
+	// One peer ID, or nodesPrefix and IDs separated by commas (a batch of
+	// node writes).
+	payload, nodes := strings.CutPrefix(string(msg), nodesPrefix)
 	c.mu.Lock()
-	c.related[id] = struct{}{}
-	if _, ok := c.locals[id]; ok {
-		c.dirty[id] = struct{}{}
+	set := c.related // the fan-out swaps the sets under c.mu
+	if nodes {
+		set = c.updated
+	}
+	for s := range strings.SplitSeq(payload, ",") {
+		id, perr := uuid.Parse(s)
+		if perr != nil {
+			continue
+		}
+		set[id] = struct{}{}
+		if _, ok := c.locals[id]; ok && !nodes {
+			c.dirty[id] = struct{}{}
+		}
 	}
 	c.mu.Unlock()
 	c.poke()
@@ -660,9 +856,9 @@ func (c *Coordinator) fanOutLoop() {
 		}
 		for c.ctx.Err() == nil {
 			c.mu.Lock()
-			all, dirty, related := c.dirtyAll, c.dirty, c.related
+			all, dirty, related, updated := c.dirtyAll, c.dirty, c.related, c.updated
 			c.dirtyAll = false
-			c.dirty, c.related = map[uuid.UUID]struct{}{}, map[uuid.UUID]struct{}{}
+			c.dirty, c.related, c.updated = map[uuid.UUID]struct{}{}, map[uuid.UUID]struct{}{}, map[uuid.UUID]struct{}{}
 			if all {
 				for id := range c.locals {
 					dirty[id] = struct{}{}
@@ -670,11 +866,10 @@ func (c *Coordinator) fanOutLoop() {
 			}
 			// A local peer that knows one of the changed peers must look
 			// again even if their tunnel is gone.
-			for _, l := range c.locals {
-				for id := range related {
-					if _, ok := l.sent[id]; ok {
+			if len(related)+len(updated) > 0 {
+				for _, l := range c.locals {
+					if knowsAny(l, related) || knowsAny(l, updated) {
 						dirty[l.id] = struct{}{}
-						break
 					}
 				}
 			}
@@ -707,6 +902,7 @@ func (c *Coordinator) fanOutLoop() {
 
 type viewEntry struct {
 	node json.RawMessage
+	reg  uuid.UUID
 	seq  int64
 	lost bool
 }
@@ -740,34 +936,44 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 		return nil
 	}
 	ids := keys(dirty)
+	c.mu.Lock()
+	readGen := c.gen
+	c.mu.Unlock()
 	cutoff := c.now().Add(-3 * c.opts.HeartbeatInterval)
-	rows, err := c.pool.Query(ctx, `
+	// The views and the registrations in one round trip.
+	var batch pgx.Batch
+	batch.Queue(`
 		WITH rel AS (
 			SELECT src_id AS me, dst_id AS other FROM tailnet_tunnels WHERE src_id = ANY($1)
 			UNION
 			SELECT dst_id, src_id FROM tailnet_tunnels WHERE dst_id = ANY($1)
 		)
-		SELECT rel.me, rel.other, p.node, p.node_seq, (p.status = 'ok' AND c.heartbeat_at >= $2) AS up
+		SELECT rel.me, rel.other, p.registration, p.node, p.node_seq, (p.status = 'ok' AND c.heartbeat_at >= $2) AS up
 		FROM rel
 		JOIN tailnet_peers p ON p.id = rel.other
 		JOIN tailnet_coordinators c ON c.id = p.coordinator_id`, ids, cutoff)
+	batch.Queue(`SELECT id, registration FROM tailnet_peers WHERE id = ANY($1)`, ids)
+	br := c.pool.SendBatch(ctx, &batch)
+	defer br.Close()
+	rows, err := br.Query()
 	if err != nil {
 		return fmt.Errorf("load views: %w", err)
 	}
 	views := map[uuid.UUID]map[uuid.UUID]viewEntry{}
 	var (
 		me, other uuid.UUID
+		preg      uuid.UUID
 		node      []byte
 		seq       int64
 		up        bool
 	)
-	_, err = pgx.ForEachRow(rows, []any{&me, &other, &node, &seq, &up}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&me, &other, &preg, &node, &seq, &up}, func() error {
 		v := views[me]
 		if v == nil {
 			v = map[uuid.UUID]viewEntry{}
 			views[me] = v
 		}
-		e := viewEntry{lost: !up, seq: seq}
+		e := viewEntry{lost: !up, reg: preg, seq: seq}
 		if node != nil {
 			e.node = json.RawMessage(bytes.Clone(node))
 		}
@@ -778,7 +984,7 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 		return fmt.Errorf("load views: %w", err)
 	}
 	// Registrations taken over by another coordinator end here.
-	rows, err = c.pool.Query(ctx, `SELECT id, registration FROM tailnet_peers WHERE id = ANY($1)`, ids)
+	rows, err = br.Query()
 	if err != nil {
 		return fmt.Errorf("load registrations: %w", err)
 	}
@@ -786,6 +992,9 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 	var id, reg uuid.UUID
 	if _, err := pgx.ForEachRow(rows, []any{&id, &reg}, func() error { regs[id] = reg; return nil }); err != nil {
 		return fmt.Errorf("load registrations: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("load views: %w", err)
 	}
 
 	var suspects []*local
@@ -802,7 +1011,7 @@ func (c *Coordinator) fanOut(dirty, related map[uuid.UUID]struct{}) error {
 			// registration: check again below.
 			suspects = append(suspects, l)
 		}
-		c.diffLocked(l, views[id])
+		c.diffLocked(l, views[id], readGen)
 	}
 	c.mu.Unlock()
 	for _, l := range suspects {
@@ -843,17 +1052,27 @@ func (c *Coordinator) checkTakenOver(ctx context.Context, l *local) {
 // The first view of a registration is sent whole, as one snapshot: every
 // tunnel peer (a node, or lost when it is away or has no node yet), so a
 // peer resuming after an outage drops the tunnel peers removed meanwhile.
-func (c *Coordinator) diffLocked(l *local, view map[uuid.UUID]viewEntry) {
+//
+// The tables never overrule memory: a tunnel peer served here (its row
+// being this registration's) is seen as memory has it, and a pair
+// delivered to by the fast path after the view was read (stamp > readGen)
+// is left alone, l being marked dirty to look again with a fresh read.
+func (c *Coordinator) diffLocked(l *local, view map[uuid.UUID]viewEntry, readGen uint64) {
+	for other, e := range view {
+		if o := c.locals[other]; o != nil && !o.closed && o.registered && o.reg == e.reg {
+			view[other] = viewEntry{node: o.node, reg: o.reg, seq: o.seq}
+		}
+	}
 	if !l.snapshotSent {
 		ups := make([]coordinator.PeerUpdate, 0, len(view))
 		for other, e := range view {
 			if e.lost || e.node == nil {
 				ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindLost})
-				l.sent[other] = sentState{lost: e.lost, seq: 0}
+				l.sent[other] = sentState{lost: e.lost}
 				continue
 			}
 			ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindNode, Node: e.node})
-			l.sent[other] = sentState{seq: e.seq}
+			l.sent[other] = sentState{reg: e.reg, seq: e.seq}
 		}
 		if c.sendLocked(l, &coordinator.Response{Updates: ups, Snapshot: true, Epoch: Epoch}) {
 			l.snapshotSent = true
@@ -863,11 +1082,15 @@ func (c *Coordinator) diffLocked(l *local, view map[uuid.UUID]viewEntry) {
 	var ups []coordinator.PeerUpdate
 	for other, e := range view {
 		prev, known := l.sent[other]
+		if known && prev.stamp > readGen {
+			c.dirty[l.id] = struct{}{}
+			continue
+		}
 		switch {
 		case e.lost:
 			if known && !prev.lost {
 				ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindLost})
-				l.sent[other] = sentState{lost: true, seq: prev.seq}
+				l.sent[other] = sentState{lost: true, reg: prev.reg, seq: prev.seq}
 			}
 		case e.node == nil:
 			// Registered, no node yet (it just (re)connected): nothing to
@@ -875,16 +1098,20 @@ func (c *Coordinator) diffLocked(l *local, view map[uuid.UUID]viewEntry) {
 			if !known {
 				l.sent[other] = sentState{}
 			} else if prev.lost {
-				l.sent[other] = sentState{seq: prev.seq}
+				l.sent[other] = sentState{reg: prev.reg, seq: prev.seq}
 			}
 		default:
-			if !known || prev.lost || prev.seq != e.seq {
+			if !known || prev.lost || prev.reg != e.reg || prev.seq != e.seq {
 				ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindNode, Node: e.node})
-				l.sent[other] = sentState{seq: e.seq}
+				l.sent[other] = sentState{reg: e.reg, seq: e.seq}
 			}
 		}
 	}
-	for other := range l.sent {
+	for other, prev := range l.sent {
+		if prev.stamp > readGen {
+			c.dirty[l.id] = struct{}{}
+			continue
+		}
 		if _, ok := view[other]; !ok {
 			ups = append(ups, coordinator.PeerUpdate{ID: other, Kind: coordinator.KindDisconnected})
 			delete(l.sent, other)
@@ -896,6 +1123,24 @@ func (c *Coordinator) diffLocked(l *local, view map[uuid.UUID]viewEntry) {
 			return
 		}
 	}
+}
+
+// knowsAny reports whether l was told about one of ids.
+func knowsAny(l *local, ids map[uuid.UUID]struct{}) bool {
+	if len(ids) > len(l.sent) {
+		for id := range l.sent {
+			if _, ok := ids[id]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	for id := range ids {
+		if _, ok := l.sent[id]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func keys(m map[uuid.UUID]struct{}) []uuid.UUID {
