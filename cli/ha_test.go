@@ -167,10 +167,16 @@ func TestHAKillReplica(t *testing.T) {
 			testStopReplica(t, sig)
 		})
 	}
+	// The sessions ride the relays only: those homed on the killed
+	// replica's relay move to another replica's, meshed with the rest.
+	t.Run("SIGKILL DERP only", func(t *testing.T) {
+		t.Parallel()
+		testStopReplica(t, syscall.SIGKILL, "--block-direct-connections")
+	})
 }
 
-func testStopReplica(t *testing.T, sig syscall.Signal) {
-	h := newHAEnv(t, 3)
+func testStopReplica(t *testing.T, sig syscall.Signal, serverArgs ...string) {
+	h := newHAEnv(t, 3, serverArgs...)
 	e := h.reach
 	agentID, token := e.addWorkspace("ws1")
 	e.runAgent(token) // through the load balancer
