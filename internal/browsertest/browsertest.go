@@ -35,6 +35,10 @@ func Start(t testing.TB, appsDomain string, width, height int) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("host-resolver-rules", "MAP *."+appsDomain+" 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium keeps its singleton socket in $TMPDIR/org.chromium.Chromium.*
+		// and leaves it behind when the test's cancel kills it: give it
+		// the test's own temporary directory, removed at cleanup.
+		chromedp.Env("TMPDIR="+t.TempDir()),
 		chromedp.WindowSize(width, height),
 	)
 	ctx, cancel := chromedp.NewContext(allocCtx)
