@@ -115,15 +115,44 @@ exec sleep 600
 		t.Fatalf("home %s missing after stop: %v", home, err)
 	}
 
-	// Delete removes the home.
-	del, err := r.Build(ctx, archive, stop.State, testMetadata(codersdk.WorkspaceTransitionDelete, coderURL), params, nil)
+	// A rename (the next builds carry the new name) keeps the home: the
+	// agent runs in it, a file in it survives, and no second home appears.
+	keep := filepath.Join(home, "notes.txt")
+	if err := os.WriteFile(keep, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	renamed := func(tr codersdk.WorkspaceTransition) provisionersdk.Metadata {
+		md := testMetadata(tr, coderURL)
+		md.WorkspaceName = "renamed"
+		return md
+	}
+	renamedHome := filepath.Join(r.Env["HOME"], ".coder-workspaces", "alice-renamed")
+	restart, err := r.Build(ctx, archive, stop.State, renamed(codersdk.WorkspaceTransitionStart), params, nil)
+	if err != nil {
+		t.Fatalf("start after rename: %v", err)
+	}
+	if a := findResource(t, restart.Resources, "terraform_data", "agent").Agents; len(a) != 1 || a[0].Directory != home {
+		t.Errorf("agent after rename = %+v, want dir %s", a, home)
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "mine" {
+		t.Errorf("file in the home after rename: %q, %v", b, err)
+	}
+	stop, err = r.Build(ctx, archive, restart.State, renamed(codersdk.WorkspaceTransitionStop), params, nil)
+	if err != nil {
+		t.Fatalf("stop after rename: %v", err)
+	}
+
+	// Delete removes the home (the one it has, whatever the name now).
+	del, err := r.Build(ctx, archive, stop.State, renamed(codersdk.WorkspaceTransitionDelete), params, nil)
 	if err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	if len(del.State) != 0 {
 		t.Errorf("delete left %d bytes of state", len(del.State))
 	}
-	if _, err := os.Stat(home); !os.IsNotExist(err) {
-		t.Errorf("home %s still exists after delete (err %v)", home, err)
+	for _, dir := range []string{home, renamedHome} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("home %s exists after delete (err %v)", dir, err)
+		}
 	}
 }

@@ -31,8 +31,11 @@ data "coder_parameter" "greeting" {
 }
 
 locals {
-  # Workspaces live under the provisioner user's home (HOME of the provisioner).
-  home      = "${pathexpand("~")}/.coder-workspaces/${data.coder_workspace_owner.me.name}-${data.coder_workspace.me.name}"
+  # Workspaces live under the provisioner user's home (HOME of the provisioner),
+  # named after owner and workspace when created. The path is kept in the home
+  # resource: a renamed workspace keeps its home (and delete removes that one).
+  new_home  = "${pathexpand("~")}/.coder-workspaces/${data.coder_workspace_owner.me.name}-${data.coder_workspace.me.name}"
+  home      = terraform_data.home.output.path
   agent_dir = "${local.home}/.coder-agent"
   # The files app's port: one per workspace (all workspaces share this host's loopback).
   files_port = 20000 + parseint(substr(md5(data.coder_workspace.me.id), 0, 4), 16) % 10000
@@ -41,7 +44,11 @@ locals {
 # Persistent: exists while the workspace exists, across stop/start.
 resource "terraform_data" "home" {
   input = {
-    path = local.home
+    path = local.new_home
+  }
+  lifecycle {
+    # A rename changes new_home; the workspace keeps the home it has.
+    ignore_changes = [input]
   }
 
   provisioner "local-exec" {
