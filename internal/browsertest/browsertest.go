@@ -22,6 +22,12 @@ func Start(t testing.TB, appsDomain string, width, height int) context.Context {
 	if _, err := os.Stat(ChromiumPath); err != nil {
 		t.Fatalf("chromium not found at %s (%v): run `make deps` to install it", ChromiumPath, err)
 	}
+	tmp, err := os.MkdirTemp("", "chromium-")
+	if err != nil {
+		t.Fatalf("chromium temp dir: %v", err)
+	}
+	// Registered before the browser's cleanup, so it runs after it.
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(ChromiumPath),
 		chromedp.Headless,
@@ -36,9 +42,11 @@ func Start(t testing.TB, appsDomain string, width, height int) context.Context {
 		chromedp.Flag("host-resolver-rules", "MAP *."+appsDomain+" 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
 		// Chromium keeps its singleton socket in $TMPDIR/org.chromium.Chromium.*
-		// and leaves it behind when the test's cancel kills it: give it
-		// the test's own temporary directory, removed at cleanup.
-		chromedp.Env("TMPDIR="+t.TempDir()),
+		// and leaves it behind when the test's cancel kills it: give it a
+		// temporary directory of its own, removed at cleanup (short: a
+		// unix socket path has at most 107 bytes, t.TempDir() is longer
+		// for long test names).
+		chromedp.Env("TMPDIR="+tmp),
 		chromedp.WindowSize(width, height),
 	)
 	ctx, cancel := chromedp.NewContext(allocCtx)
