@@ -14,10 +14,6 @@ import (
 	"github.com/wgmesh/coder/coderd"
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
-	"github.com/wgmesh/coder/codersdk/provisionersdk"
-	"github.com/wgmesh/coder/provisioner"
-	"github.com/wgmesh/coder/provisioner/terraform"
-	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 )
 
 // TestBrowserUpdateAndVariables: the template page lists the active
@@ -27,21 +23,8 @@ import (
 // terraform (in-process daemon) and headless Chromium.
 func TestBrowserUpdateAndVariables(t *testing.T) {
 	ctx := context.Background()
-	const psk = "update-browser-psk"
 	const secret = "browser-secret-never-shown"
-	deps := terraformtest.Find(t)
-	client, srv := coderdtest.New(t, &coderdtest.Options{API: coderd.Options{
-		Provisioning: coderd.ProvisioningOptions{PSK: psk, AcquireWait: time.Second},
-	}})
-	coderdtest.CreateFirstUser(t, client)
-	d := &provisioner.Daemon{
-		Client: &provisionersdk.Client{URL: client.URL, PSK: psk}, Name: "update-browser",
-		Runner: &terraform.Runner{TerraformPath: deps.Terraform, CLIConfigPath: deps.CLIConfig, WorkDir: t.TempDir()},
-	}
-	dctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(dctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	client, srv := newTerraformServer(t, "update-browser", coderd.AgentOptions{})
 
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()

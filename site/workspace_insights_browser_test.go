@@ -24,10 +24,6 @@ import (
 	"github.com/wgmesh/coder/coderd/coderdtest"
 	"github.com/wgmesh/coder/codersdk"
 	"github.com/wgmesh/coder/codersdk/agentsdk"
-	"github.com/wgmesh/coder/codersdk/provisionersdk"
-	"github.com/wgmesh/coder/provisioner"
-	"github.com/wgmesh/coder/provisioner/terraform"
-	"github.com/wgmesh/coder/provisioner/terraform/terraformtest"
 	"github.com/wgmesh/coder/tunnel/tunneltest"
 )
 
@@ -99,21 +95,7 @@ resource "terraform_data" "token" {
 // headless Chromium.
 func TestBrowserWorkspaceInsights(t *testing.T) {
 	ctx := context.Background()
-	const psk = "insights-browser-psk"
-	deps := terraformtest.Find(t)
-	client, srv := coderdtest.New(t, &coderdtest.Options{API: coderd.Options{
-		Agents:       coderd.AgentOptions{DERPMap: tunneltest.RunDERP(t), HeartbeatInterval: time.Second, LogsPollInterval: 100 * time.Millisecond},
-		Provisioning: coderd.ProvisioningOptions{PSK: psk, AcquireWait: time.Second},
-	}})
-	coderdtest.CreateFirstUser(t, client)
-	d := &provisioner.Daemon{
-		Client: &provisionersdk.Client{URL: client.URL, PSK: psk}, Name: "insights-browser",
-		Runner: &terraform.Runner{TerraformPath: deps.Terraform, CLIConfigPath: deps.CLIConfig, WorkDir: t.TempDir()},
-	}
-	dctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(dctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	client, srv := newTerraformServer(t, "insights-browser", coderd.AgentOptions{DERPMap: tunneltest.RunDERP(t), HeartbeatInterval: time.Second, LogsPollInterval: 100 * time.Millisecond})
 
 	dir := t.TempDir()
 	tokenFile, gate := filepath.Join(dir, "token"), filepath.Join(dir, "gate")
